@@ -1,0 +1,70 @@
+"""What every remotetool/control-tool command receives as ``ctx.obj``.
+
+Commands stay thin: they parse options, call the library, and print through
+``AppContext.emit`` so that ``--json`` and ``--quiet`` behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import click
+from rich.console import Console
+from sqlalchemy import Engine
+
+from remotebridge import config as config_mod
+from remotebridge.db.engine import make_engine
+
+
+@dataclass
+class AppContext:
+    """Global options and lazily built shared objects."""
+
+    config_path: str | None = None
+    db_url: str | None = None
+    json: bool = False
+    quiet: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=False))
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    @cached_property
+    def config(self) -> config_mod.Config:
+        """The effective configuration (--config, $REMOTEBRIDGE_CONFIG, XDG)."""
+        return config_mod.load(self.config_path, db_override=self.db_url)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine; the schema is checked to be current on first use."""
+        from remotebridge.db.migrate import require_current
+
+        engine = make_engine(self.config.database.effective_url(), echo=self.config.database.echo)
+        require_current(engine)
+        return engine
+
+    def raw_engine(self) -> Engine:
+        """An engine without the schema check (for ``db upgrade``)."""
+        return make_engine(self.config.database.effective_url(), echo=self.config.database.echo)
+
+    @property
+    def interactive(self) -> bool:
+        """True at a terminal (rich tables, progress bars); False in cron and pipes."""
+        return sys.stdout.isatty() and not self.json
+
+    def emit(self, data: Any, human: str | None = None) -> None:
+        """Print ``data`` as JSON with --json, else ``human`` (unless --quiet)."""
+        if self.json:
+            click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+        elif human and not self.quiet:
+            self.console.print(human, highlight=False, soft_wrap=True)
+
+    def info(self, text: str) -> None:
+        """A human-only line (suppressed by --quiet and --json)."""
+        if not self.quiet and not self.json:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+
+pass_app = click.make_pass_decorator(AppContext)

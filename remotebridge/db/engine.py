@@ -1,0 +1,101 @@
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production).
+
+SQLite is opened in WAL mode with a busy timeout, and every *write* transaction
+starts with ``BEGIN IMMEDIATE``: the write lock is taken up front, so two cron
+processes never both read, then both try to upgrade to a write lock and deadlock
+("database is locked"). Reads use a plain deferred ``BEGIN`` and never block writers.
+PostgreSQL needs nothing special: row locks and ``FOR UPDATE SKIP LOCKED`` do the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session
+
+from remotebridge.errors import DatabaseUnavailable
+
+BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "rb_read_only"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` with the per-dialect settings described above."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUnavailable(f"not a database URL: {url!r}", hint="check --db") from exc
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database, echo)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    return create_engine(url, echo=echo, **kwargs)
+
+
+def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # The driver is in autocommit mode (isolation_level=None) so that we, not
+        # pysqlite, decide how each transaction begins.
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+@contextlib.contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session in one write transaction: committed on success, rolled back on error."""
+    with _translate_errors(engine), Session(engine, expire_on_commit=False) as session:
+        with session.begin():
+            yield session
+
+
+@contextlib.contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reading only (never takes SQLite's write lock)."""
+    bound = engine.execution_options(**{_READ_ONLY: True})
+    with _translate_errors(engine), Session(bound, expire_on_commit=False) as session:
+        with session.begin():
+            yield session
+
+
+@contextlib.contextmanager
+def _translate_errors(engine: Engine) -> Iterator[None]:
+    """Turn 'cannot connect' and 'locked' into DatabaseUnavailable (exit 75)."""
+    try:
+        yield
+    except OperationalError as exc:
+        msg = str(exc.orig) if exc.orig is not None else str(exc)
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(
+            f"database {where} is unavailable: {msg.strip().splitlines()[0]}",
+            hint="check that the database is running and reachable, then retry",
+        ) from exc
