@@ -1,0 +1,66 @@
+"""The click group class shared by remotetool and control-tool.
+
+It is the one place where library errors become a message on stderr and an exit
+code: ``remotetool: error: <what failed>`` then ``  hint: <what to do next>``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from remotebridge.cli.context import AppContext
+from remotebridge.cli.exitcodes import ExitCode, exit_code_for
+from remotebridge.errors import BridgeError
+
+
+class BridgeGroup(click.Group):
+    """A click group that turns BridgeError into a one-line message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BridgeError as exc:
+            _report(ctx, exc)
+            ctx.exit(int(exit_code_for(exc)))
+        except KeyboardInterrupt:
+            click.echo(f"{ctx.find_root().info_name}: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _report(ctx: click.Context, exc: BridgeError) -> None:
+    prog = ctx.find_root().info_name or "remotetool"
+    click.echo(f"{prog}: error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+
+
+def global_options(func: Any) -> Any:
+    """--db, --config, --json, --quiet: the options every tool takes before its command."""
+    func = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(func)
+    func = click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON on stdout.")(func)
+    func = click.option("--config", "config_path", metavar="FILE",
+                        help="Configuration file (default: $REMOTEBRIDGE_CONFIG, "
+                             "else ~/.config/remotebridge/config.toml).")(func)
+    func = click.option("--db", "db_url", metavar="URL",
+                        help="Database URL, e.g. postgresql://user@host/db "
+                             "(default: [database] url, else embedded SQLite).")(func)
+    return func
+
+
+def make_context(db_url: str | None, config_path: str | None, as_json: bool,
+                 quiet: bool) -> AppContext:
+    """The AppContext for the global options."""
+    return AppContext(config_path=config_path, db_url=db_url, json=as_json, quiet=quiet)
+
+
+def run_main(group: click.Group) -> None:
+    """Entry point wrapper: usage errors exit 2, everything else as mapped."""
+    try:
+        group.main(standalone_mode=True)
+    except BridgeError as exc:  # raised outside a command (e.g. while parsing)
+        click.echo(f"{group.name}: error: {exc.message}", err=True)
+        sys.exit(int(ExitCode.FAILURE))

@@ -1,0 +1,218 @@
+"""``remotetool``: the operator's command (cron-friendly, --json for scripts).
+
+Global options come before the command::
+
+    remotetool [--db URL] [--config FILE] [--json] [--quiet] COMMAND ...
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from remotebridge import define, runs
+from remotebridge.cli.base import BridgeGroup, global_options, make_context
+from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.db import migrate, statemachine
+from remotebridge.db.engine import write_session
+from remotebridge.states import RunState
+
+STAGE_CHOICE = click.Choice(["chip", "cam", "warp", "stack"])
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(package_name="remotebridge")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, config_path: str | None, as_json: bool,
+         quiet: bool) -> None:
+    """Run a survey pipeline's batches on a remote supercomputer.
+
+    The cycle is definebyquery -> prepare -> exec -> poll, each safe to run from
+    cron on several hosts at once. Exit codes: 0 ok, 1 failure, 2 usage,
+    3 not found / illegal state change, 75 try again later, 78 configuration.
+    """
+    ctx.obj = make_context(db_url, config_path, as_json, quiet)
+
+
+@main.command()
+@click.option("--label", "-l", required=True, help="Pipeline label of the stage runs.")
+@click.option("--stage", "-s", required=True, type=STAGE_CHOICE, help="Pipeline stage.")
+@click.option("--limit", "-n", type=click.IntRange(min=1),
+              help="At most this many components in the new run.")
+@click.option("--site", help="Site to run on (default: the stage's, else the default site).")
+@click.option("--path-base", help="Local folder for the job folders (remote_<id>/ inside).")
+@click.option("--pretend", is_flag=True, help="Show what would be defined; change nothing.")
+@pass_app
+def definebyquery(app: AppContext, label: str, stage: str, limit: int | None, site: str | None,
+                  path_base: str | None, pretend: bool) -> None:
+    """Group the ready stage runs of LABEL into one new remote run.
+
+    Prints the new remote_id, or nothing when there is nothing to do. Running it
+    twice (or on two hosts at once) never puts a stage run into two remote runs.
+    """
+    res = define.define_by_query(app.engine, app.config, label=label, stage=stage, limit=limit,
+                                 site=site, path_base=path_base, pretend=pretend)
+    data = {"remote_id": res.remote_id, "stage": stage, "label": label,
+            "components": res.count, "pretend": pretend,
+            "remote_ids": [res.remote_id] if res.remote_id else []}
+    if pretend:
+        app.emit(data, f"would define a {stage} run of {res.count} components" if res.count
+                 else None)
+    elif res.remote_id is not None:
+        app.emit(data, str(res.remote_id))
+    else:
+        app.emit(data, None)
+
+
+@main.command("list")
+@click.option("--label", "-l", help="Only runs of this label.")
+@click.option("--state", type=click.Choice([s.value for s in RunState]), help="Only this state.")
+@click.option("--stage", type=STAGE_CHOICE, help="Only this stage.")
+@pass_app
+def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str | None) -> None:
+    """List remote runs (a table at a terminal, tab-separated lines in pipes)."""
+    records = runs.list_runs(app.engine, label=label, state=state, stage=stage)
+    if app.json:
+        app.emit([r.to_dict() for r in records])
+        return
+    if app.quiet or not records:
+        return
+    if app.interactive:
+        table = Table("id", "stage", "label", "site", "state", "job", "comps", "fault", "updated")
+        for r in records:
+            table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.job_id or "",
+                          str(r.components), str(r.fault), r.updated.strftime("%Y-%m-%d %H:%M"))
+        app.console.print(table)
+        return
+    for r in records:
+        click.echo("\t".join([str(r.remote_id), r.stage, r.label, r.site, r.state,
+                              r.job_id or "-", str(r.components), str(r.fault)]))
+
+
+@main.command()
+@click.argument("remote_id", type=int)
+@pass_app
+def show(app: AppContext, remote_id: int) -> None:
+    """Show one remote run: its fields, components and history."""
+    detail = runs.show_run(app.engine, remote_id)
+    if app.json:
+        app.emit(detail.to_dict())
+        return
+    r = detail.run
+    lines = [f"remote run {r.remote_id}: {r.stage} label={r.label} site={r.site} "
+             f"state={r.state} job={r.job_id or '-'} fault={r.fault} attempt={r.attempt}",
+             f"  path_base {r.path_base}",
+             f"  components {r.components}: " + ", ".join(
+                 f"{c['stage_id']}:{c['state']}" for c in detail.components[:20])
+             + (" ..." if r.components > 20 else "")]
+    if r.owner:
+        lines.append(f"  leased by {r.owner}")
+    lines.append("  history:")
+    lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
+              for h in detail.history]
+    app.info("\n".join(lines))
+
+
+@main.command()
+@click.option("--label", "-l", help="Only runs of this label (default: all runs in auth).")
+@pass_app
+def revertauth(app: AppContext, label: str | None) -> None:
+    """Return runs paused in 'auth' to the state they were in before the link dropped."""
+    with write_session(app.engine) as session:
+        moved = statemachine.revertauth(session, label=label)
+    app.emit([{"remote_id": rid, "state": st.value} for rid, st in moved],
+             "\n".join(f"{rid}: auth -> {st.value}" for rid, st in moved) or None)
+
+
+@main.command()
+@click.argument("remote_id", type=int)
+@pass_app
+def revert(app: AppContext, remote_id: int) -> None:
+    """Send a run in 'error' back to the state to retry from, and reset its fault."""
+    with write_session(app.engine) as session:
+        target = statemachine.revert(session, remote_id)
+    app.emit({"remote_id": remote_id, "state": target.value},
+             f"{remote_id}: error -> {target.value}")
+
+
+@main.command()
+@click.argument("remote_id", type=int)
+@pass_app
+def cancel(app: AppContext, remote_id: int) -> None:
+    """Withdraw a run that is not yet running; its stage runs become free again."""
+    with write_session(app.engine) as session:
+        before = statemachine.cancel(session, remote_id)
+    app.emit({"remote_id": remote_id, "state": RunState.CANCELLED.value},
+             f"{remote_id}: {before.value} -> cancelled")
+
+
+@main.command()
+@click.option("--stage", type=STAGE_CHOICE, help="Only this stage.")
+@pass_app
+def labels(app: AppContext, stage: str | None) -> None:
+    """Labels of the pipeline's stage runs, with how many are ready and how many are taken."""
+    from remotebridge.labels import label_counts
+
+    rows = label_counts(app.engine, stage)
+    if app.json:
+        app.emit([r.__dict__ for r in rows])
+        return
+    for r in rows:
+        app.info(f"{r.stage}\t{r.label}\tready={r.ready}\tin_remote={r.taken}\ttotal={r.total}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema: create, upgrade, inspect."""
+
+
+@db.command()
+@pass_app
+def upgrade(app: AppContext) -> None:
+    """Create the schema, or upgrade it to this version of remotebridge."""
+    engine = app.raw_engine()
+    before, after = migrate.upgrade(engine)
+    url = engine.url.render_as_string(hide_password=True)
+    app.emit({"url": url, "before": before, "after": after},
+             None if before == after else f"{url}: schema {before or 'empty'} -> {after}")
+
+
+@db.command()
+@pass_app
+def status(app: AppContext) -> None:
+    """Show the database URL and its schema revision against the code's."""
+    engine = app.raw_engine()
+    current, head = migrate.current_revision(engine), migrate.head_revision()
+    url = engine.url.render_as_string(hide_password=True)
+    app.emit({"url": url, "current": current, "head": head, "up_to_date": current == head},
+             f"{url}: schema {current or 'empty'} (code needs {head})")
+
+
+@main.group()
+def config() -> None:
+    """The effective configuration."""
+
+
+@config.command("show")
+@pass_app
+def config_show(app: AppContext) -> None:
+    """Print the effective configuration (file, defaults and overrides merged)."""
+    data = app.config.to_dict()
+    if app.json:
+        app.emit(data)
+    else:
+        click.echo(json.dumps(data, indent=2))
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules."""
+    from remotebridge.cli import extra
+
+    for command in extra.commands():
+        main.add_command(command)
+
+
+_register_optional()

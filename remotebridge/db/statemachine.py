@@ -1,0 +1,231 @@
+"""The remoteRun state machine: guarded transitions, leases and claiming.
+
+Every state change is ONE guarded UPDATE::
+
+    UPDATE remoteRun SET state = :wanted, ... WHERE remote_id = :id AND state = :expected
+
+and its row count is checked, so two processes on two hosts can never both move
+the same run: the loser sees 0 rows and gets ``ConcurrentUpdate``. Long work (a
+prepare, a push) is not done inside a transaction; instead a command *claims* a
+run by setting a short lease (``owner``, ``lease_until``) with the same kind of
+guarded UPDATE, works, and then transitions the run, which clears the lease.
+Claiming selects candidates with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite
+the write transaction itself (``BEGIN IMMEDIATE``) serialises claimers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from remotebridge.db.base import utcnow
+from remotebridge.db.bridge import RemoteEvent, RemoteRun
+from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundError
+from remotebridge.states import CANCELLABLE, RunState, is_legal
+
+DEFAULT_LEASE = timedelta(minutes=30)
+
+
+def actor() -> str:
+    """Who is acting: host and process id (recorded in history and leases)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def get_run(session: Session, remote_id: int) -> RemoteRun:
+    """The run with this id, or NotFoundError."""
+    run = session.get(RemoteRun, remote_id)
+    if run is None:
+        raise NotFoundError(
+            f"no remote run with remote_id {remote_id}", hint="see 'remotetool list'"
+        )
+    return run
+
+
+def record(
+    session: Session, remote_id: int, before: str | None, after: str, note: str = ""
+) -> None:
+    """Append one line to the run's history."""
+    session.add(
+        RemoteEvent(remote_id=remote_id, from_state=before, to_state=after, actor=actor(),
+                    note=note)
+    )
+
+
+def transition(
+    session: Session,
+    remote_id: int,
+    expected: RunState,
+    wanted: RunState,
+    *,
+    note: str = "",
+    **values: Any,
+) -> None:
+    """Move one run from ``expected`` to ``wanted`` with one guarded UPDATE.
+
+    ``values`` are further columns to set in the same statement (job_id, fault...).
+    The lease is cleared. Raises IllegalTransition when the table forbids the move,
+    NotFoundError for an unknown run and ConcurrentUpdate when another process
+    moved the run first.
+    """
+    if not is_legal(expected, wanted):
+        raise IllegalTransition(remote_id, expected.value, wanted.value)
+    if wanted in (RunState.AUTH, RunState.ERROR) and "prev_state" not in values:
+        values["prev_state"] = expected.value
+    stmt = (
+        update(RemoteRun)
+        .where(RemoteRun.remote_id == remote_id, RemoteRun.state == expected.value)
+        .values(state=wanted.value, owner=None, lease_until=None, updated=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+        _explain_miss(session, remote_id, expected, wanted)
+    record(session, remote_id, expected.value, wanted.value, note)
+
+
+def _explain_miss(session: Session, remote_id: int, expected: RunState, wanted: RunState) -> None:
+    """Turn a zero-row guarded update into the right error."""
+    current = session.execute(
+        select(RemoteRun.state).where(RemoteRun.remote_id == remote_id)
+    ).scalar_one_or_none()
+    if current is None:
+        raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                            hint="see 'remotetool list'")
+    if current != expected.value and not is_legal(RunState(current), wanted):
+        raise IllegalTransition(remote_id, current, wanted.value)
+    raise ConcurrentUpdate(remote_id, expected.value)
+
+
+def move(session: Session, remote_id: int, wanted: RunState, *, note: str = "",
+         **values: Any) -> RunState:
+    """Move a run from whatever state it is in now to ``wanted`` (guarded); returns the old state."""
+    run = get_run(session, remote_id)
+    current = RunState(run.state)
+    transition(session, remote_id, current, wanted, note=note, **values)
+    return current
+
+
+def claim(
+    session: Session,
+    state: RunState,
+    *,
+    limit: int = 1,
+    remote_ids: Sequence[int] | None = None,
+    label: str | None = None,
+    stage: str | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> list[int]:
+    """Take a lease on up to ``limit`` runs in ``state`` that nobody else holds.
+
+    Returns the ids claimed by this process. Safe to call from many processes at
+    once: each run is claimed by exactly one of them.
+    """
+    now = utcnow()
+    free = or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < now)
+    query = select(RemoteRun.remote_id).where(RemoteRun.state == state.value, free)
+    if remote_ids is not None:
+        query = query.where(RemoteRun.remote_id.in_(list(remote_ids)))
+    if label is not None:
+        query = query.where(RemoteRun.label == label)
+    if stage is not None:
+        query = query.where(RemoteRun.stage == stage)
+    query = query.order_by(RemoteRun.remote_id).limit(limit)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    candidates = list(session.execute(query).scalars())
+    me, until = actor(), now + lease
+    return [rid for rid in candidates if _take_lease(session, rid, state, me, until, now)]
+
+
+def _take_lease(session: Session, remote_id: int, state: RunState, owner: str,
+                until: datetime, now: datetime) -> bool:
+    stmt = (
+        update(RemoteRun)
+        .where(
+            RemoteRun.remote_id == remote_id,
+            RemoteRun.state == state.value,
+            or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < now),
+        )
+        .values(owner=owner, lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release(session: Session, remote_id: int) -> None:
+    """Give up a lease without changing state (work failed softly; retry later)."""
+    session.execute(
+        update(RemoteRun)
+        .where(RemoteRun.remote_id == remote_id, RemoteRun.owner == actor())
+        .values(owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def revertauth(session: Session, label: str | None = None,
+               remote_ids: Sequence[int] | None = None) -> list[tuple[int, RunState]]:
+    """Return every run in ``auth`` (optionally of one label) to the state it came from."""
+    query = select(RemoteRun.remote_id, RemoteRun.prev_state).where(
+        RemoteRun.state == RunState.AUTH.value
+    )
+    if label is not None:
+        query = query.where(RemoteRun.label == label)
+    if remote_ids is not None:
+        query = query.where(RemoteRun.remote_id.in_(list(remote_ids)))
+    moved = []
+    for rid, prev in session.execute(query.order_by(RemoteRun.remote_id)).all():
+        target = RunState(prev) if prev else RunState.PENDING
+        transition(session, rid, RunState.AUTH, target, note="revertauth", prev_state=None)
+        moved.append((rid, target))
+    return moved
+
+
+def revert(session: Session, remote_id: int) -> RunState:
+    """Send a run in ``error`` back to the state to retry from, resetting the fault."""
+    run = get_run(session, remote_id)
+    if run.state != RunState.ERROR.value:
+        raise IllegalTransition(
+            remote_id, run.state, "the state it failed in",
+            hint="only runs in state 'error' can be reverted; for 'auth' use revertauth",
+        )
+    target = RunState(run.prev_state) if run.prev_state else RunState.NEW
+    if target in (RunState.AUTH, RunState.ERROR):
+        target = RunState.NEW
+    transition(session, remote_id, RunState.ERROR, target, note="revert", fault=0,
+               prev_state=None)
+    return target
+
+
+def cancel(session: Session, remote_id: int) -> RunState:
+    """Withdraw a run that has not been submitted; its stage runs become free again."""
+    run = get_run(session, remote_id)
+    current = RunState(run.state)
+    if current not in CANCELLABLE:
+        raise IllegalTransition(
+            remote_id, current.value, RunState.CANCELLED.value,
+            hint="only runs in 'new' or 'pending' can be cancelled",
+        )
+    transition(session, remote_id, current, RunState.CANCELLED, note="cancel")
+    # Free the stage runs for a later definebyquery (the unique constraint would
+    # otherwise keep them). The history keeps what the run held.
+    ids = [c.stage_id for c in run.components]
+    record(session, remote_id, RunState.CANCELLED.value, RunState.CANCELLED.value,
+           note=f"released {len(ids)} components: {_id_ranges(ids)}")
+    run.components.clear()
+    return current
+
+
+def _id_ranges(ids: Sequence[int]) -> str:
+    """Compact '1-5,8,10-12' rendering of ids for history notes."""
+    spans: list[list[int]] = []
+    for i in sorted(ids):
+        if spans and spans[-1][1] == i - 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

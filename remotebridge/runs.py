@@ -1,0 +1,100 @@
+"""Read-side views of remote runs for ``list`` and ``show`` (records, not ORM rows)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
+from remotebridge.db.engine import read_session
+from remotebridge.db.statemachine import get_run
+
+
+@dataclass
+class RunRecord:
+    """One remote run as printed by list/show."""
+
+    remote_id: int
+    stage: str
+    label: str
+    site: str
+    state: str
+    job_id: str | None
+    path_base: str
+    fault: int
+    attempt: int
+    components: int
+    last_poll: datetime | None
+    updated: datetime
+    prev_state: str | None = None
+    owner: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in asdict(self).items()}
+
+
+@dataclass
+class RunDetail:
+    """A run with its components and its history (``show``)."""
+
+    run: RunRecord
+    components: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**self.run.to_dict(), "component_list": self.components,
+                "history": self.history}
+
+
+def _record(run: RemoteRun, ncomp: int) -> RunRecord:
+    return RunRecord(
+        remote_id=run.remote_id, stage=run.stage, label=run.label, site=run.site,
+        state=run.state, job_id=run.job_id, path_base=run.path_base, fault=run.fault,
+        attempt=run.attempt, components=ncomp, last_poll=run.last_poll,
+        updated=run.updated, prev_state=run.prev_state, owner=run.owner,
+    )
+
+
+def list_runs(engine: Engine, *, label: str | None = None, state: str | None = None,
+              stage: str | None = None) -> list[RunRecord]:
+    """Runs matching the filters, oldest first, with their component counts."""
+    counts = (
+        select(RemoteComponent.remote_id, func.count().label("n"))
+        .group_by(RemoteComponent.remote_id).subquery()
+    )
+    query = select(RemoteRun, func.coalesce(counts.c.n, 0)).outerjoin(
+        counts, counts.c.remote_id == RemoteRun.remote_id
+    )
+    for col, value in ((RemoteRun.label, label), (RemoteRun.state, state),
+                       (RemoteRun.stage, stage)):
+        if value is not None:
+            query = query.where(col == value)
+    with read_session(engine) as session:
+        rows = session.execute(query.order_by(RemoteRun.remote_id)).all()
+        return [_record(run, n) for run, n in rows]
+
+
+def show_run(engine: Engine, remote_id: int) -> RunDetail:
+    """One run with its components and history (NotFoundError if absent)."""
+    with read_session(engine) as session:
+        run = get_run(session, remote_id)
+        comps = [
+            {"stage_id": c.stage_id, "state": c.state, "fault": c.fault, "attempts": c.attempts}
+            for c in run.components
+        ]
+        events = session.execute(
+            select(RemoteEvent).where(RemoteEvent.remote_id == remote_id)
+            .order_by(RemoteEvent.at, RemoteEvent.event_id)
+        ).scalars()
+        history = [
+            {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state,
+             "actor": e.actor, "note": e.note}
+            for e in events
+        ]
+        return RunDetail(run=_record(run, len(comps)), components=comps, history=history)
