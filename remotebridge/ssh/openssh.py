@@ -53,7 +53,7 @@ _HOSTKEY = re.compile(
     r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|"
     r"host key for .* has changed|No \S+ host key is known for", re.I)
 _DOWN = re.compile(
-    r"Permission denied|Control socket connect|mux_client_hello|master is not running|"
+    r"Master refused session|Permission denied|Control socket connect|mux_client_hello|master is not running|"
     r"Too many authentication failures|Authentication failed|"
     r"Connection closed by UNKNOWN port 65535|kex_exchange_identification|"
     r"ControlSocket .* already exists", re.I)
@@ -251,8 +251,9 @@ class OpenSSHLink(Link):
             return False
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # stale: ssh would refuse to bind and not multiplex
+        # no "-M": together with ControlMaster=yes it would mean "ask" (sessions refused)
         cmd = [self.ssh_binary, *self.base_options(), "-o", "ControlMaster=yes",
-               "-o", "ControlPersist=yes", *_CONTROL_PERSIST_OPTS, "-M", "-N", "-f",
+               "-o", "ControlPersist=yes", *_CONTROL_PERSIST_OPTS, "-N", "-f",
                "--", self.host]
         env = dict(os.environ)
         if askpass:
