@@ -53,7 +53,8 @@ _HOSTKEY = re.compile(
     r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|"
     r"host key for .* has changed|No \S+ host key is known for", re.I)
 _DOWN = re.compile(
-    r"Master refused session|Permission denied|Control socket connect|mux_client_hello|master is not running|"
+    r"Master refused session|Permission denied|Control socket connect|mux_client_hello|"
+    r"master is not running|"
     r"Too many authentication failures|Authentication failed|"
     r"Connection closed by UNKNOWN port 65535|kex_exchange_identification|"
     r"ControlSocket .* already exists", re.I)
