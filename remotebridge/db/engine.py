@@ -36,6 +36,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseUnavailable(f"not a database URL: {url!r}", hint="check --db") from exc
+    if parsed.drivername == "postgresql":
+        # The design card names psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+        url = parsed.render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, echo)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}

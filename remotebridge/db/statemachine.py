@@ -84,11 +84,11 @@ def transition(
         .execution_options(synchronize_session=False)
     )
     if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
-        _explain_miss(session, remote_id, expected, wanted)
+        _explain_miss(session, remote_id, expected)
     record(session, remote_id, expected.value, wanted.value, note)
 
 
-def _explain_miss(session: Session, remote_id: int, expected: RunState, wanted: RunState) -> None:
+def _explain_miss(session: Session, remote_id: int, expected: RunState) -> None:
     """Turn a zero-row guarded update into the right error."""
     current = session.execute(
         select(RemoteRun.state).where(RemoteRun.remote_id == remote_id)
@@ -96,8 +96,7 @@ def _explain_miss(session: Session, remote_id: int, expected: RunState, wanted: 
     if current is None:
         raise NotFoundError(f"no remote run with remote_id {remote_id}",
                             hint="see 'remotetool list'")
-    if current != expected.value and not is_legal(RunState(current), wanted):
-        raise IllegalTransition(remote_id, current, wanted.value)
+    # The run exists but is no longer where we expected it: someone else moved it.
     raise ConcurrentUpdate(remote_id, expected.value)
 
 

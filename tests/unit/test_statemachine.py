@@ -1,0 +1,132 @@
+"""Every legal and illegal transition, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
+from remotebridge.db.engine import read_session, write_session
+from remotebridge.db.statemachine import cancel, claim, revert, revertauth, transition
+from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundError
+from remotebridge.states import TRANSITIONS, RunState, is_legal
+
+ALL_PAIRS = list(itertools.product(RunState, RunState))
+
+
+def _new_run(engine: Engine, state: RunState = RunState.NEW, prev: str | None = None,
+             label: str = "L", components: int = 0) -> int:
+    with write_session(engine) as s:
+        run = RemoteRun(stage="chip", label=label, site="demo", state=state.value,
+                        prev_state=prev, path_base="/tmp/x")
+        s.add(run)
+        s.flush()
+        for i in range(components):
+            s.add(RemoteComponent(remote_id=run.remote_id, stage_id=run.remote_id * 1000 + i,
+                                  stage="chip"))
+        return run.remote_id
+
+
+def _state(engine: Engine, rid: int) -> tuple[str, str | None, int]:
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None
+        n = len(s.execute(select(RemoteEvent).where(RemoteEvent.remote_id == rid)).all())
+        return run.state, run.prev_state, n
+
+
+def test_table_is_closed_and_terminals_are_dead_ends() -> None:
+    for state, targets in TRANSITIONS.items():
+        assert state not in targets, f"{state} may not move to itself"
+        if state.terminal:
+            assert not targets
+    assert set(TRANSITIONS) == set(RunState)
+
+
+@pytest.mark.parametrize(("src", "dst"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
+def test_transition_pair(engine: Engine, src: RunState, dst: RunState) -> None:
+    rid = _new_run(engine, src)
+    if is_legal(src, dst):
+        with write_session(engine) as s:
+            transition(s, rid, src, dst, note="t")
+        state, prev, events = _state(engine, rid)
+        assert state == dst.value
+        assert events == 1
+        if dst in (RunState.AUTH, RunState.ERROR):
+            assert prev == src.value, "auth/error must remember where the run came from"
+    else:
+        with pytest.raises(IllegalTransition), write_session(engine) as s:
+            transition(s, rid, src, dst)
+        assert _state(engine, rid) == (src.value, None, 0), "a refused move changes nothing"
+
+
+def test_stale_expectation_is_a_concurrent_update(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
+        transition(s, rid, RunState.NEW, RunState.PENDING)
+    assert _state(engine, rid)[0] == "pending"
+
+
+def test_unknown_run_is_not_found(engine: Engine) -> None:
+    with pytest.raises(NotFoundError), write_session(engine) as s:
+        transition(s, 999, RunState.NEW, RunState.PENDING)
+
+
+def test_revertauth_returns_each_run_to_its_remembered_state(engine: Engine) -> None:
+    a = _new_run(engine, RunState.PENDING, label="A")
+    b = _new_run(engine, RunState.RUN, label="A")
+    other = _new_run(engine, RunState.RUN, label="B")
+    with write_session(engine) as s:
+        for rid, st in ((a, RunState.PENDING), (b, RunState.RUN), (other, RunState.RUN)):
+            transition(s, rid, st, RunState.AUTH)
+    with write_session(engine) as s:
+        moved = revertauth(s, label="A")
+    assert moved == [(a, RunState.PENDING), (b, RunState.RUN)]
+    assert _state(engine, a)[:2] == ("pending", None)
+    assert _state(engine, b)[:2] == ("run", None)
+    assert _state(engine, other)[0] == "auth", "other labels are left alone"
+
+
+def test_revert_error_resets_fault_and_returns_to_failed_state(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:
+        transition(s, rid, RunState.PENDING, RunState.ERROR, fault=4)
+    with write_session(engine) as s:
+        assert revert(s, rid) is RunState.PENDING
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None and (run.state, run.fault) == ("pending", 0)
+
+
+def test_revert_refuses_a_run_not_in_error(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.FULL)
+    with pytest.raises(IllegalTransition), write_session(engine) as s:
+        revert(s, rid)
+
+
+def test_cancel_frees_components_and_refuses_running_runs(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING, components=3)
+    with write_session(engine) as s:
+        assert cancel(s, rid) is RunState.PENDING
+    with read_session(engine) as s:
+        assert s.execute(select(RemoteComponent)).all() == []
+        run = s.get(RemoteRun, rid)
+        assert run is not None and run.state == "cancelled"
+    running = _new_run(engine, RunState.RUN)
+    with pytest.raises(IllegalTransition), write_session(engine) as s:
+        cancel(s, running)
+
+
+def test_claim_takes_each_run_once_and_respects_leases(engine: Engine) -> None:
+    ids = [_new_run(engine) for _ in range(3)]
+    with write_session(engine) as s:
+        first = claim(s, RunState.NEW, limit=2)
+    with write_session(engine) as s:
+        second = claim(s, RunState.NEW, limit=5)
+    assert first == ids[:2] and second == ids[2:]
+    with write_session(engine) as s:  # an expired lease is free again
+        s.execute(update(RemoteRun).values(lease_until=RemoteRun.created))
+    with write_session(engine) as s:
+        assert claim(s, RunState.NEW, limit=5) == ids
