@@ -359,3 +359,56 @@ def test_stop_and_start_slurm(test_site, fe1):
     assert "UP" in out(r)
     r = over(test_site, "fe1", fe1, "sbatch --wait -o /dev/null --wrap true", timeout=60)
     assert r.returncode == 0, err(r)
+
+
+def test_one_token_for_many_commands_over_three_masters(test_site):
+    """The pattern the link code needs: one dmz master (one token), the front-end
+    masters jump through it (ssh -W over the dmz mux), 24 concurrent commands."""
+    n0 = test_site.auth_count()
+    with master(test_site, "dmz") as dmz_opts:
+        dmz_sock = dmz_opts[1].split("=", 1)[1]
+        jump = "ProxyCommand=ssh -F %s -o BatchMode=yes -o ControlPath=%s -W [%%h]:%%p dmz" % (
+            test_site.ssh_config, dmz_sock)
+        with contextlib.ExitStack() as stack:
+            fe_opts = {}
+            for fe in test_site.front_ends:
+                d = tempfile.mkdtemp(prefix="rbm", dir="/tmp")
+                stack.callback(shutil.rmtree, d, True)
+                o = ["-o", "ControlPath=%s/m" % d]
+                r = subprocess.run(test_site.ssh_base_argv(fe)[:-1] + [
+                    "-o", jump, "-o", "BatchMode=yes", "-o", "ControlMaster=yes",
+                    "-o", "ControlPersist=60", *o, "-fN", fe],
+                    capture_output=True, text=True, timeout=60, env=test_site.ssh_env(False))
+                assert r.returncode == 0, r.stderr
+                stack.callback(subprocess.run, test_site.ssh_base_argv(fe)[:-1] + [
+                    *o, "-O", "exit", fe], capture_output=True, timeout=20)
+                fe_opts[fe] = o
+            procs = []
+            for i in range(24):
+                fe = test_site.front_ends[i % 3]
+                procs.append((fe, i, subprocess.Popen(
+                    test_site.ssh_base_argv(fe)[:-1] + ["-o", "BatchMode=yes", *fe_opts[fe], fe,
+                                                        "sleep 1; echo $RB_SITE_HOST %d" % i],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=test_site.ssh_env(False))))
+            for fe, i, p in procs:
+                o, e = p.communicate(timeout=60)
+                assert p.returncode == 0, e
+                assert o.decode().split() == [fe, str(i)]
+    assert test_site.auth_count() == n0 + 1
+
+
+def test_concurrent_fresh_logins_each_get_a_token(test_site):
+    """Three masters started at the same moment, each answering its own OTP prompt
+    through the askpass script: all get in, three tokens spent."""
+    n0 = test_site.auth_count()
+    procs = [subprocess.Popen(test_site.ssh_base_argv(fe) + ["echo $RB_SITE_HOST"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=test_site.ssh_env(True))
+             for fe in test_site.front_ends]
+    outs = []
+    for p in procs:
+        o, e = p.communicate(timeout=60)
+        assert p.returncode == 0, e
+        outs.append(o.decode().strip())
+    assert outs == test_site.front_ends
+    assert test_site.auth_count() == n0 + 3
