@@ -1,0 +1,94 @@
+"""Configuration: defaults, validation errors naming key and file, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remotebridge import config
+from remotebridge.config import SchedulerKind, SiteKind
+from remotebridge.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rb.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_means_the_embedded_demo_defaults(isolated_env: str) -> None:
+    cfg = config.load()
+    assert cfg.database.effective_url().startswith(f"sqlite:///{isolated_env}/data/")
+    site = cfg.site()
+    assert (site.name, site.kind, site.scheduler) == ("demo", SiteKind.LOCAL, SchedulerKind.LOCAL)
+    assert site.local_root.endswith("remotebridge/demo-site")
+    assert cfg.stage("chip").threads == 2 and cfg.stage("chip").cost_seconds == 150.0
+
+
+def test_full_file_is_read(isolated_env: str, tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+default_site = "lanl"
+[database]
+url = "postgresql://u@h/db"
+[site.lanl]
+kind = "ssh"
+scheduler = "moab"
+frontends = ["fe1", "fe2"]
+cores_per_node = 24
+fill_factor = 1
+path_rules = [{local = "/data", remote = "/scratch/u", area = "scratch"}]
+[stage.warp]
+threads = 3
+""")
+    cfg = config.load(str(path))
+    site = cfg.site()
+    assert site.scheduler is SchedulerKind.MOAB and site.frontends == ["fe1", "fe2"]
+    assert site.fill_factor == 1.0 and site.path_rules[0].remote == "/scratch/u"
+    assert cfg.stage("warp").threads == 3 and cfg.stage("warp").cost_seconds == 120.0
+    assert cfg.to_dict()["sites"]["lanl"]["kind"] == "ssh"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[site.x]\nbogus = 1\n", "site.x.bogus"),
+        ("[site.x]\ncores_per_node = 'many'\n", "site.x.cores_per_node"),
+        ("[site.x]\nscheduler = 'pbs'\n", "site.x.scheduler"),
+        ("[site.x]\nfrontends = 'fe1'\n", "site.x.frontends"),
+        ("[site.x]\nmax_nodes = -5\n", "site.x.max_nodes"),
+        ("[site.x]\ncores_per_node = true\n", "site.x.cores_per_node"),
+        ("[database]\nurl = 5\n", "database.url"),
+        ("colour = 'blue'\n", "colour"),
+        ("[site.x]\npath_rules = [{local='/a', remote='/b', area='tape'}]\n",
+         "site.x.path_rules[0]"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_file(isolated_env: str, tmp_path: Path, text: str,
+                                               key: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(str(path))
+    assert f"[{key}]" in str(err.value) and str(path) in str(err.value)
+
+
+def test_malformed_toml_and_missing_file(isolated_env: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(str(_write(tmp_path, "[site\n")))
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(str(tmp_path / "nope.toml"))
+
+
+def test_environment_overrides(isolated_env: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "[database]\nurl = 'sqlite:///a.db'\n")
+    monkeypatch.setenv("REMOTEBRIDGE_CONFIG", str(path))
+    assert config.load().database.url == "sqlite:///a.db"
+    monkeypatch.setenv("REMOTEBRIDGE_DB", "sqlite:///b.db")
+    assert config.load().database.url == "sqlite:///b.db"
+    assert config.load(db_override="sqlite:///c.db").database.url == "sqlite:///c.db"
+
+
+def test_unknown_site_is_a_config_error(isolated_env: str) -> None:
+    with pytest.raises(ConfigError, match="no site named 'mars'"):
+        config.load().site("mars")
