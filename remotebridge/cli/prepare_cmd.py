@@ -1,0 +1,81 @@
+"""``remotetool prepare`` and ``remotetool review``: write and inspect job folders offline."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from sqlalchemy import select
+
+from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import read_session
+from remotebridge.errors import NotFoundError, PrepareError
+from remotebridge.prepare import prepare_run, review_folder, review_job
+from remotebridge.prepare.paths import resolve_uri
+from remotebridge.prepare.review import human
+from remotebridge.states import RunState
+
+
+def _targets(app: AppContext, remote_id: int | None, label: str | None) -> list[int]:
+    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.NEW.value)
+    if remote_id is not None:
+        query = select(RemoteRun.remote_id).where(RemoteRun.remote_id == remote_id)
+    elif label is not None:
+        query = query.where(RemoteRun.label == label)
+    with read_session(app.engine) as s:
+        return list(s.execute(query.order_by(RemoteRun.remote_id)).scalars())
+
+
+@click.command()
+@click.option("--remote-id", "-r", type=int, help="Prepare this run only.")
+@click.option("--label", "-l", help="Prepare the new runs of this label.")
+@click.option("--pretend", is_flag=True,
+              help="Compute the plan and show the review; write nothing (no folder, no DB).")
+@pass_app
+def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: bool) -> None:
+    """Write the job folder of each remote run in state 'new' and move it to 'pending'.
+
+    No connection is needed. A run whose data is wrong (missing input, no detrend,
+    allocation too big) goes to 'error' with a fault code and a message naming the
+    component and file; 'remotetool revert' sends it back once fixed.
+    """
+    ids = _targets(app, remote_id, label)
+    if remote_id is not None and not ids:
+        raise NotFoundError(f"no remote run with remote_id {remote_id}")
+    done, failed = [], []
+    for rid in ids:
+        try:
+            res = prepare_run(app.engine, app.config, rid, pretend=pretend)
+        except PrepareError as exc:
+            failed.append({"remote_id": rid, "error": exc.message, "fault": exc.fault})
+            app.err.print(f"remote run {rid}: {exc.message}", highlight=False)
+            continue
+        item = {"remote_id": rid, "folder": res.folder, "seconds": round(res.seconds, 3),
+                "tasks": res.info["tasks"], "allocation": res.info["allocation"]}
+        done.append(item)
+        if pretend and res.job is not None:
+            data = review_job(res.job)
+            item["review"] = data
+            app.info(human(data))
+        else:
+            app.info(f"remote run {rid}: prepared {res.info['tasks']['cmd']} commands in "
+                     f"{res.seconds:.2f} s -> {res.folder}")
+    app.emit({"prepared": done, "failed": failed, "pretend": pretend})
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.argument("remote_id", type=int)
+@pass_app
+def review(app: AppContext, remote_id: int) -> None:
+    """Show a prepared run's allocation, job script, chunks and lists (no connection)."""
+    with read_session(app.engine) as s:
+        run = s.get(RemoteRun, remote_id)
+        if run is None:
+            raise NotFoundError(f"no remote run with remote_id {remote_id}")
+        folder = os.path.join(resolve_uri(run.path_base), f"remote_{remote_id}")
+    data = review_folder(folder)
+    data["state"] = run.state
+    app.emit(data, human(data))

@@ -1,0 +1,14 @@
+"""Prepare: turn a remote run's components into a reviewable job folder (no connection).
+
+Public API::
+
+    prepare_run(engine, config, remote_id, pretend=False) -> PrepareResult
+    load_stages() -> dict[str, type[StageBase]]
+    review_folder(path) -> dict
+"""
+
+from remotebridge.prepare.registry import load_stages
+from remotebridge.prepare.review import review_folder, review_job
+from remotebridge.prepare.runner import PrepareResult, prepare_run
+
+__all__ = ["PrepareResult", "load_stages", "prepare_run", "review_folder", "review_job"]

@@ -1,0 +1,207 @@
+"""What every stage plugin shares: the context it builds from, the plan builder, dbinfo schemas.
+
+A stage class (see :mod:`remotebridge.prepare.chip`) declares ``name``,
+``description``, ``defaults``, ``dbinfo_schema`` and implements
+``build_plan(ctx) -> Plan``. It adds inputs, outputs and science commands through
+:class:`PlanBuilder`, which translates paths, checks files exist at home (each
+shared file stat'ed once), and adds the generic pre (mkdirs) and post (dbinfo) tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from remotebridge.config import SiteConfig, StageConfig
+from remotebridge.db.bridge import RemoteComponent
+from remotebridge.errors import PrepareError
+from remotebridge.prepare.chunking import Limits, check_command
+from remotebridge.prepare.paths import PathTranslator, check_name, resolve_uri
+from remotebridge.prepare.plan import (
+    Area,
+    HomeRecord,
+    InputFile,
+    OutputFile,
+    Phase,
+    Plan,
+    Task,
+)
+
+FAULT_MISSING_INPUT = 11
+FAULT_NO_DETREND = 12
+FAULT_NO_COMPONENTS = 16
+HELPER = "rbhelper.py"
+LIST_HEADER = "# remotebridge.list v1\n"
+"""First line of list files (the demo programs skip lines starting with #)."""
+
+#: table -> {"key": {column: type}, "values": {column: type}}
+DbinfoSchema = dict[str, dict[str, dict[str, type]]]
+
+
+@dataclass
+class StageContext:
+    """What a stage needs to build its plan (no SSH, no scheduler)."""
+
+    session: Session
+    remote_id: int
+    site: SiteConfig
+    stage_config: StageConfig
+    job_dir: str
+    """Remote job folder."""
+    local_job_dir: str
+    paths: PathTranslator
+    limits: Limits
+    program: Callable[[str], str]
+    """Demo program name -> local path of the script."""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def components(self) -> Select[Any]:
+        """A sub-select of this run's component stage_ids."""
+        return select(RemoteComponent.stage_id).where(RemoteComponent.remote_id ==
+                                                      self.remote_id)
+
+
+class StageBase:
+    """Base of the stage plugins."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    dbinfo_schema: ClassVar[DbinfoSchema] = {}
+    result_table: ClassVar[Any] = None
+    """Mapped result table whose ``dtime_script`` history gives the cost per command."""
+
+    def build_plan(self, ctx: StageContext) -> Plan:  # pragma: no cover - abstract
+        """Turn the run's components into a plan."""
+        raise NotImplementedError
+
+    def history_cost(self, session: Session, history_runs: int) -> float | None:
+        """Median ``dtime_script`` of the stage's last ``history_runs`` good results."""
+        table = self.result_table
+        if table is None or history_runs < 1:
+            return None
+        pk = list(table.__table__.primary_key.columns)
+        rows = session.execute(
+            select(table.dtime_script).where(table.dtime_script.is_not(None), table.fault == 0)
+            .order_by(*[c.desc() for c in pk]).limit(history_runs)).scalars().all()
+        return float(statistics.median(rows)) if rows else None
+
+
+def validate_dbinfo(schema: DbinfoSchema, record: dict[str, Any]) -> list[str]:
+    """Problems of one dbinfo record against a stage's schema ([] when valid)."""
+    table = record.get("table")
+    if table not in schema:
+        return [f"table {table!r} is not allowed"]
+    problems = []
+    for part in ("key", "values"):
+        allowed = schema[table][part]
+        given = record.get(part) or {}
+        for col, value in given.items():
+            if col not in allowed:
+                problems.append(f"{part} column {table}.{col} is not allowed")
+            elif value is not None and not _type_ok(value, allowed[col]):
+                problems.append(f"{table}.{col} must be {allowed[col].__name__}")
+        if part == "key" and set(given) != set(allowed):
+            problems.append(f"key of {table} must be exactly {sorted(allowed)}")
+    return problems
+
+
+def _type_ok(value: Any, wanted: type) -> bool:
+    if wanted is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, wanted) and not (wanted is int and isinstance(value, bool))
+
+
+class PlanBuilder:
+    """Accumulates a plan: inputs, outputs, commands, home records."""
+
+    def __init__(self, ctx: StageContext, stage: str) -> None:
+        self.ctx = ctx
+        self.plan = Plan(stage=stage, remote_id=ctx.remote_id, job_dir=ctx.job_dir)
+        self._sizes: dict[str, int] = {}
+        self._next_id = 1
+
+    def input(self, uri: str, component: int | None, *, shared: bool = False) -> str:
+        """Register a file the job needs; returns its remote path."""
+        local = check_name(resolve_uri(uri), component)
+        remote, area = self.ctx.paths.to_remote(local)
+        if remote in self.plan.inputs:
+            return remote
+        size = self._size(local, component) if shared else self._stat(local, component)
+        self.plan.inputs[remote] = InputFile(local, remote, size, area, shared)
+        return remote
+
+    def _size(self, local: str, component: int | None) -> int:
+        size = self._sizes.get(local)
+        if size is None:
+            size = self._sizes[local] = self._stat(local, component)
+        return size
+
+    @staticmethod
+    def _stat(local: str, component: int | None) -> int:
+        try:
+            return os.stat(local).st_size
+        except OSError:
+            raise PrepareError("input file does not exist at home", component=component,
+                               path=local, fault=FAULT_MISSING_INPUT) from None
+
+    def program(self, name: str) -> str:
+        """Ship a program (shared, once) and return its remote path."""
+        return self.input(self.ctx.program(name), None, shared=True)
+
+    def output(self, uri: str, component: int, *, permanent: bool = True) -> str:
+        """Register a file the job makes; returns its remote path."""
+        local = check_name(resolve_uri(uri), component)
+        remote, _area = self.ctx.paths.to_remote(local)
+        self.plan.outputs.append(OutputFile(remote, local, permanent, component))
+        self.plan.out_dirs.add(posixpath.dirname(remote))
+        return remote
+
+    def command(self, component: int, argv: list[str], *, threads: int, cost: float,
+                log: str = "") -> Task:
+        """Add one science command (cmd phase)."""
+        check_command(argv, self.ctx.limits, component)
+        task = Task(self._next_id, component, Phase.CMD, argv, threads, cost, log)
+        self._next_id += 1
+        self.plan.tasks.append(task)
+        return task
+
+    def home(self, component: int, record: HomeRecord) -> None:
+        """Add one dbinfo record the component's post task will build."""
+        self.plan.home.setdefault(component, []).append(record)
+
+    def job_file(self, name: str, text: str) -> str:
+        """Add a file to the job folder (e.g. a list); returns its job-relative path."""
+        self.plan.job_files[name] = text
+        return name
+
+    def finish(self) -> Plan:
+        """Add the pre (mkdirs) and post (dbinfo) tasks and return the plan."""
+        plan = self.plan
+        if not any(t.phase is Phase.CMD for t in plan.tasks):
+            raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
+        pre = Task(0, 0, Phase.PRE, ["python3", HELPER, "mkdirs", "outdirs.list"], 1, 1.0)
+        plan.tasks.insert(0, pre)
+        for stage_id in sorted(plan.home):
+            self._post_task(stage_id)
+        return plan
+
+    def _post_task(self, stage_id: int) -> None:
+        home, out = f"home/{stage_id}.home.jsonl", f"dbinfo/{stage_id}.dbinfo.jsonl"
+        argv = ["python3", HELPER, "dbinfo", "--home", home, "--out", out]
+        self.plan.tasks.append(Task(self._next_id, stage_id, Phase.POST, argv, 1, 1.0))
+        self._next_id += 1
+        local = posixpath.join(self.ctx.local_job_dir, out)
+        self.plan.outputs.append(OutputFile(posixpath.join(self.ctx.job_dir, out), local, True,
+                                            stage_id))
+
+
+__all__ = ["Area", "DbinfoSchema", "PlanBuilder", "StageBase", "StageContext",
+           "validate_dbinfo"]

@@ -1,0 +1,103 @@
+"""The chip stage: detrend and measure every chip image of each exposure.
+
+One science command per chip image (``rb_chip.py``), its four detrends chosen from
+the in-memory catalogue; one dbinfo record per chip image into
+``chipProcessedImfile``. Products are named
+``<workdir>/<exp_name>/<exp_name>.<class_id>.ch.{fits,stats.json,log}``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import select
+
+from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun, RawExp, RawImfile
+from remotebridge.errors import PrepareError
+from remotebridge.prepare.base import (
+    FAULT_NO_COMPONENTS,
+    FAULT_NO_DETREND,
+    DbinfoSchema,
+    PlanBuilder,
+    StageBase,
+    StageContext,
+)
+from remotebridge.prepare.detrends import DetrendCatalogue
+from remotebridge.prepare.plan import HomeRecord, Plan
+
+DETREND_TYPES = ["bias", "dark", "flat", "mask"]
+CHIP_STATS = ["bg", "bg_stdev", "n_stars", "fwhm", "dtime_script", "hostname"]
+
+
+def product_base(workdir: str, exp_name: str, name: str) -> str:
+    """``<workdir>/<exp_name>/<name>`` (workdir may be a URI)."""
+    return posixpath.join(workdir, exp_name, name)
+
+
+class ChipStage(StageBase):
+    """Chip stage plugin."""
+
+    name: ClassVar[str] = "chip"
+    description: ClassVar[str] = "detrend and measure each chip image (rb_chip.py)"
+    defaults: ClassVar[dict[str, Any]] = {"threads": 2, "cost_seconds": 150.0,
+                                          "detrend_types": DETREND_TYPES}
+    result_table = ChipProcessedImfile
+    dbinfo_schema: ClassVar[DbinfoSchema] = {
+        "chipProcessedImfile": {
+            "key": {"chip_id": int, "class_id": str},
+            "values": {"uri": str, "fault": int, "bg": float, "bg_stdev": float,
+                       "n_stars": int, "fwhm": float, "dtime_script": float, "hostname": str},
+        }
+    }
+
+    def build_plan(self, ctx: StageContext) -> Plan:
+        """One rb_chip.py command per chip image of every component."""
+        rows = self._rows(ctx)
+        catalogue = DetrendCatalogue.load(ctx.session, DETREND_TYPES)
+        b = PlanBuilder(ctx, self.name)
+        prog = b.program("rb_chip.py")
+        threads, cost = ctx.stage_config.threads, float(ctx.options.get("cost", 0.0))
+        for chip_id, workdir, exp_name, dateobs, filt, class_id, uri in rows:
+            detrends = self._detrends(b, catalogue, chip_id, class_id, filt, dateobs)
+            base = product_base(workdir, exp_name, f"{exp_name}.{class_id}.ch")
+            out, stats = b.output(base + ".fits", chip_id), b.output(base + ".stats.json", chip_id)
+            log = b.output(base + ".log", chip_id)
+            argv = ["python3", prog, "--raw", b.input(uri, chip_id), *detrends,
+                    "--out", out, "--stats", stats, "--threads", str(threads)]
+            b.command(chip_id, argv, threads=threads, cost=cost, log=log)
+            b.home(chip_id, HomeRecord("chipProcessedImfile",
+                                       {"chip_id": chip_id, "class_id": class_id},
+                                       {"uri": base + ".fits", "fault": 0}, stats, CHIP_STATS))
+        return b.finish()
+
+    @staticmethod
+    def _rows(ctx: StageContext) -> list[Any]:
+        query = (
+            select(ChipRun.chip_id, ChipRun.workdir, RawExp.exp_name, RawExp.dateobs,
+                   RawExp.filter, RawImfile.class_id, RawImfile.uri)
+            .join(RawExp, RawExp.exp_id == ChipRun.exp_id)
+            .join(RawImfile, RawImfile.exp_id == RawExp.exp_id)
+            .where(ChipRun.chip_id.in_(ctx.components()))
+            .order_by(ChipRun.chip_id, RawImfile.class_id))
+        rows = list(ctx.session.execute(query).all())
+        wanted = set(ctx.session.execute(ctx.components()).scalars())
+        missing = wanted - {r[0] for r in rows}
+        if missing:
+            raise PrepareError("chip run has no chip images (rawImfile rows)",
+                               component=min(missing), fault=FAULT_NO_COMPONENTS)
+        return rows
+
+    @staticmethod
+    def _detrends(b: PlanBuilder, catalogue: DetrendCatalogue, chip_id: int, class_id: str,
+                  filt: str, dateobs: datetime) -> list[str]:
+        args: list[str] = []
+        for det_type in DETREND_TYPES:
+            det = catalogue.find(det_type, class_id, filt, dateobs)
+            if det is None:
+                raise PrepareError(
+                    f"no {det_type} detrend for chip {class_id} filter {filt!r} at {dateobs}",
+                    component=chip_id, fault=FAULT_NO_DETREND)
+            args += [f"--{det_type}", b.input(det.uri, chip_id, shared=True)]
+        return args

@@ -1,0 +1,100 @@
+"""Split a phase's tasks into ``srun --multi-prog`` files that the site accepts.
+
+Each multi-prog line is ``<rank> python3 rbhelper.py task <chunk> <task_id>``: a
+short, literal (no ``%t``) line naming the task, whose real argv the helper reads
+from the chunk's task file. Chunks are cut so that every file stays under the
+site's byte limit, every line under the line and argument limits, and no chunk
+holds more tasks than the allocation has slots. Ranks run 0..k-1 in each chunk.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from remotebridge.errors import PrepareError
+
+FAULT_TOO_LONG = 14
+HEADER = "# remotebridge.multiprog v1 chunk={name} tasks={count}\n"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The site's multi-prog limits and the allocation's slots."""
+
+    max_bytes: int = 60000
+    max_line: int = 16384
+    max_args: int = 128
+    slots: int = 1
+
+
+@dataclass
+class Chunk:
+    """One multi-prog file: its name, task ids and text."""
+
+    name: str
+    task_ids: list[int] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def text(self) -> str:
+        """The whole file, header comment first."""
+        return HEADER.format(name=self.name, count=len(self.task_ids)) + "".join(self.lines)
+
+
+def task_line(rank: int, chunk: str, task_id: int, helper: str = "rbhelper.py") -> str:
+    """The multi-prog line that runs one task through the helper."""
+    return f"{rank} python3 {shlex.quote(helper)} task {chunk} {task_id}\n"
+
+
+def check_command(argv: list[str], limits: Limits, component: int | None = None) -> None:
+    """Refuse a command that could not be written as one multi-prog line directly."""
+    if len(argv) + 1 > limits.max_args:
+        raise PrepareError(f"command has {len(argv)} arguments; a multi-prog line allows "
+                           f"{limits.max_args - 1}", component=component, path=argv[0],
+                           fault=FAULT_TOO_LONG)
+    length = sum(len(a) for a in argv) + len(argv) + 8
+    if length > limits.max_line:
+        raise PrepareError(f"command is about {length} bytes; a multi-prog line allows "
+                           f"{limits.max_line}", component=component, path=argv[0],
+                           fault=FAULT_TOO_LONG)
+
+
+def make_chunks(prefix: str, task_ids: list[int], limits: Limits) -> list[Chunk]:
+    """Cut ``task_ids`` into chunks named ``<prefix>.NNNN`` that respect ``limits``."""
+    if limits.slots < 1:
+        raise PrepareError("allocation has no slots", fault=FAULT_TOO_LONG)
+    chunks: list[Chunk] = []
+    cur = _new_chunk(prefix, 0)
+    for tid in task_ids:
+        line = task_line(len(cur.task_ids), cur.name, tid)
+        if cur.task_ids and (len(cur.task_ids) >= limits.slots
+                             or _size_with(cur, line) > limits.max_bytes):
+            chunks.append(cur)
+            cur = _new_chunk(prefix, len(chunks))
+            line = task_line(0, cur.name, tid)
+        _check_line(line, limits, tid)
+        cur.task_ids.append(tid)
+        cur.lines.append(line)
+        cur.size += len(line)
+    if cur.task_ids:
+        chunks.append(cur)
+    return chunks
+
+
+def _new_chunk(prefix: str, index: int) -> Chunk:
+    return Chunk(name=f"{prefix}.{index:04d}")
+
+
+def _size_with(chunk: Chunk, line: str) -> int:
+    """Bytes of the chunk's file once ``line`` is added (header counted at its final size)."""
+    header = HEADER.format(name=chunk.name, count=len(chunk.task_ids) + 1)
+    return len(header) + chunk.size + len(line)
+
+
+def _check_line(line: str, limits: Limits, task_id: int) -> None:
+    if len(line) > limits.max_line or len(line.split()) > limits.max_args:
+        raise PrepareError(f"multi-prog line for task {task_id} exceeds the site limits",
+                           fault=FAULT_TOO_LONG)
+    if len(HEADER.format(name="x" * 12, count=10**6)) + len(line) > limits.max_bytes:
+        raise PrepareError("multi-prog byte limit is smaller than one line", fault=FAULT_TOO_LONG)

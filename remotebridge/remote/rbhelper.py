@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""rbhelper: remotebridge's helper on the remote side (python3 standard library only).
+
+It runs in the job folder (the current directory) and never needs the network.
+
+  rbhelper.py task CHUNK TASK_ID     run one task of chunks/CHUNK.tasks.jsonl, record
+                                     rc/start/end/host in status/TASK_ID.json (atomic)
+  rbhelper.py mkdirs LIST            make every directory listed in LIST (one task)
+  rbhelper.py dbinfo --home F --out F
+                                     build one dbinfo file from a component's home file
+                                     and the stats files the commands wrote
+  rbhelper.py dbinfo --table T --key-json J --values-json J [--stats F
+                     --from-stats a,b] --append F      one record, appended atomically
+  rbhelper.py summary                collect status/*.json into job_summary.jsonl
+  rbhelper.py check-inputs MANIFEST  print remote paths missing or of the wrong size
+
+A task's own exit code is recorded, not returned: the helper exits 0 once the
+status is safely written, so one failing science command never disturbs the other
+ranks of its srun step. Formats are described in docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+VERSION = 1
+FAULT_NO_STATS = 2
+FAULT_TASK_FAILED = 3
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with milliseconds."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_jsonl(path: str, fmt: str) -> list:
+    """The records of a versioned JSON Lines file (header checked and dropped)."""
+    with open(path, encoding="utf-8") as fh:
+        header = json.loads(fh.readline())
+        if header.get("format") != fmt or header.get("version") != VERSION:
+            raise SystemExit(f"rbhelper: {path}: not a {fmt} v{VERSION} file")
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def jsonl_text(fmt: str, records: list, **extra: object) -> str:
+    """A versioned JSON Lines document."""
+    head = {"format": fmt, "version": VERSION}
+    head.update(extra)
+    lines = [json.dumps(head)] + [json.dumps(r, sort_keys=True) for r in records]
+    return "\n".join(lines) + "\n"
+
+
+# --- task -------------------------------------------------------------------------
+
+
+def find_task(chunk: str, task_id: int) -> dict:
+    """The task record with ``task_id`` in the chunk's task file."""
+    for rec in read_jsonl(os.path.join("chunks", chunk + ".tasks.jsonl"), "remotebridge.tasks"):
+        if rec["task_id"] == task_id:
+            return rec
+    raise SystemExit(f"rbhelper: task {task_id} is not in chunk {chunk}")
+
+
+def run_argv(task: dict) -> int:
+    """Run the task's argv (no shell), output to its log; returns the exit code."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(task.get("threads", 1)))
+    log = task.get("log") or ""
+    try:
+        if log:
+            os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+            with open(log, "ab") as out:
+                return subprocess.call(task["argv"], stdout=out, stderr=subprocess.STDOUT,
+                                       env=env)
+        return subprocess.call(task["argv"], env=env)
+    except OSError as exc:
+        sys.stderr.write(f"rbhelper: task {task['task_id']}: {exc}\n")
+        return 127
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """Run one task and record its status."""
+    task = find_task(args.chunk, args.task_id)
+    start, t0 = now_iso(), time.time()
+    rc = run_argv(task)
+    status = {"task_id": task["task_id"], "stage_id": task["stage_id"], "phase": task["phase"],
+              "chunk": args.chunk, "rc": rc, "start": start, "end": now_iso(),
+              "elapsed": round(time.time() - t0, 3), "host": socket.gethostname()}
+    os.makedirs("status", exist_ok=True)
+    atomic_write(os.path.join("status", f"{task['task_id']}.json"), json.dumps(status) + "\n")
+    return 0
+
+
+# --- mkdirs -----------------------------------------------------------------------
+
+
+def cmd_mkdirs(args: argparse.Namespace) -> int:
+    """Make every directory of a ``remotebridge.dirs`` list."""
+    with open(args.list, encoding="utf-8") as fh:
+        first = fh.readline().strip()
+        if first != "# remotebridge.dirs v1":
+            raise SystemExit(f"rbhelper: {args.list}: not a remotebridge.dirs v1 file")
+        for line in fh:
+            path = line.rstrip("\n")
+            if path:
+                os.makedirs(path, exist_ok=True)
+    return 0
+
+
+# --- dbinfo -----------------------------------------------------------------------
+
+
+def load_stats(path: str) -> dict | None:
+    """The stats JSON object, or None when missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def build_record(table: str, key: dict, values: dict, stats_path: str, from_stats: list) -> dict:
+    """One dbinfo record: home-known values plus the listed stats values."""
+    merged = dict(values)
+    stats = load_stats(stats_path) if stats_path else {}
+    if stats is None:
+        merged["fault"] = FAULT_NO_STATS
+    else:
+        merged.update({k: stats[k] for k in from_stats if k in stats})
+    return {"v": VERSION, "table": table, "key": key, "values": merged}
+
+
+def cmd_dbinfo(args: argparse.Namespace) -> int:
+    """Build a component's dbinfo file, or append one record."""
+    if args.home:
+        homes = read_jsonl(args.home, "remotebridge.home")
+        recs = [build_record(h["table"], h["key"], h["values"], h["stats"], h["from_stats"])
+                for h in homes]
+        atomic_write(args.out, jsonl_text("remotebridge.dbinfo", recs))
+        return 0
+    rec = build_record(args.table, json.loads(args.key_json), json.loads(args.values_json),
+                       args.stats or "", [s for s in args.from_stats.split(",") if s])
+    append_line(args.append, json.dumps(rec, sort_keys=True) + "\n")
+    return 0
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line under an exclusive lock, in a single write."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, (jsonl_text("remotebridge.dbinfo", [])).encode())
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+# --- summary ----------------------------------------------------------------------
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Write job_summary.jsonl: every task of plan.jsonl with its recorded status."""
+    tasks = read_jsonl("plan.jsonl", "remotebridge.plan")
+    recs, counts = [], {"ok": 0, "failed": 0, "missing": 0}
+    for t in tasks:
+        st = load_stats(os.path.join("status", f"{t['task_id']}.json"))
+        rec = {"task_id": t["task_id"], "phase": t["phase"], "stage_id": t["stage_id"],
+               "rc": None, "start": None, "end": None, "host": None}
+        if st is None:
+            counts["missing"] += 1
+        else:
+            rec.update({k: st.get(k) for k in ("rc", "start", "end", "host")})
+            counts["ok" if st.get("rc") == 0 else "failed"] += 1
+        recs.append(rec)
+    atomic_write(args.out, jsonl_text("remotebridge.job_summary", recs, tasks=len(recs),
+                                      **counts))
+    sys.stdout.write(json.dumps(counts) + "\n")
+    return 0
+
+
+# --- check-inputs -----------------------------------------------------------------
+
+
+def cmd_check_inputs(args: argparse.Namespace) -> int:
+    """Print the remote path of every input that is missing or of the wrong size."""
+    with open(args.manifest, encoding="utf-8") as fh:
+        if fh.readline().strip() != "# remotebridge.inputs v1":
+            raise SystemExit(f"rbhelper: {args.manifest}: not a remotebridge.inputs v1 file")
+        out = sys.stdout
+        for line in fh:
+            if not line.strip() or line.startswith("#"):
+                continue
+            _local, remote, size = line.rstrip("\n").split("\t")[:3]
+            try:
+                ok = os.stat(remote).st_size == int(size)
+            except OSError:
+                ok = False
+            if not ok:
+                out.write(remote + "\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    p = argparse.ArgumentParser(prog="rbhelper.py", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("task")
+    t.add_argument("chunk")
+    t.add_argument("task_id", type=int)
+    sub.add_parser("mkdirs").add_argument("list")
+    d = sub.add_parser("dbinfo")
+    for name in ("--home", "--out", "--table", "--stats", "--append"):
+        d.add_argument(name)
+    d.add_argument("--key-json", default="{}")
+    d.add_argument("--values-json", default="{}")
+    d.add_argument("--from-stats", default="")
+    sub.add_parser("summary").add_argument("--out", default="job_summary.jsonl")
+    sub.add_parser("check-inputs").add_argument("manifest")
+    return p
+
+
+COMMANDS = {"task": cmd_task, "mkdirs": cmd_mkdirs, "dbinfo": cmd_dbinfo,
+            "summary": cmd_summary, "check-inputs": cmd_check_inputs}
+
+
+def main(argv: list | None = None) -> int:
+    """Entry point."""
+    args = parser().parse_args(argv)
+    if args.cmd == "dbinfo" and not (args.home and args.out) and not (args.table and args.append):
+        parser().error("dbinfo needs --home and --out, or --table and --append")
+    return COMMANDS[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
