@@ -126,16 +126,20 @@ class PlanBuilder:
         self.ctx = ctx
         self.plan = Plan(stage=stage, remote_id=ctx.remote_id, job_dir=ctx.job_dir)
         self._sizes: dict[str, int] = {}
+        self._shared: dict[str, str] = {}
         self._next_id = 1
 
     def input(self, uri: str, component: int | None, *, shared: bool = False) -> str:
         """Register a file the job needs; returns its remote path."""
+        if shared and uri in self._shared:
+            return self._shared[uri]
         local = check_name(resolve_uri(uri), component)
         remote, area = self.ctx.paths.to_remote(local)
-        if remote in self.plan.inputs:
-            return remote
-        size = self._size(local, component) if shared else self._stat(local, component)
-        self.plan.inputs[remote] = InputFile(local, remote, size, area, shared)
+        if remote not in self.plan.inputs:
+            size = self._size(local, component) if shared else self._stat(local, component)
+            self.plan.inputs[remote] = InputFile(local, remote, size, area, shared)
+        if shared:
+            self._shared[uri] = remote
         return remote
 
     def _size(self, local: str, component: int | None) -> int:
@@ -161,7 +165,7 @@ class PlanBuilder:
         local = check_name(resolve_uri(uri), component)
         remote, _area = self.ctx.paths.to_remote(local)
         self.plan.outputs.append(OutputFile(remote, local, permanent, component))
-        self.plan.out_dirs.add(posixpath.dirname(remote))
+        self.plan.out_dirs.add(remote.rpartition("/")[0] or "/")
         return remote
 
     def command(self, component: int, argv: list[str], *, threads: int, cost: float,

@@ -53,7 +53,7 @@ def check_command(argv: list[str], limits: Limits, component: int | None = None)
         raise PrepareError(f"command has {len(argv)} arguments; a multi-prog line allows "
                            f"{limits.max_args - 1}", component=component, path=argv[0],
                            fault=FAULT_TOO_LONG)
-    length = sum(len(a) for a in argv) + len(argv) + 8
+    length = len(" ".join(argv)) + 8
     if length > limits.max_line:
         raise PrepareError(f"command is about {length} bytes; a multi-prog line allows "
                            f"{limits.max_line}", component=component, path=argv[0],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,7 @@ from remotebridge.errors import PrepareError
 from remotebridge.prepare.plan import Area
 
 FAULT_BAD_NAME = 15
+_BAD = re.compile("[\t\n\r\x00]")
 
 Resolver = Callable[[str], str]
 """Turns a URI (with scheme) into an absolute local path."""
@@ -69,7 +71,7 @@ def resolve_uri(uri: str) -> str:
 
 def check_name(path: str, component: int | None = None) -> str:
     """Refuse names that cannot be carried by a line-oriented file."""
-    if any(c in path for c in "\t\n\r\x00"):
+    if _BAD.search(path):
         raise PrepareError("file name contains a tab, newline or NUL", component=component,
                            path=path, fault=FAULT_BAD_NAME)
     return path
@@ -85,11 +87,11 @@ class PathTranslator:
 
     def to_remote(self, local: str) -> tuple[str, Area]:
         """The remote path and area for an absolute local path."""
-        head, tail = posixpath.split(local)
+        head, _sep, tail = local.rpartition("/")
         hit = self._cache.get(head)
         if hit is None:
-            hit = self._cache[head] = self._dir_to_remote(head)
-        return posixpath.join(hit[0], tail), hit[1]
+            hit = self._cache[head] = self._dir_to_remote(head or "/")
+        return (hit[0].rstrip("/") + "/" + tail), hit[1]
 
     def _dir_to_remote(self, local_dir: str) -> tuple[str, Area]:
         probe = local_dir.rstrip("/") + "/"
