@@ -12,8 +12,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, exists, func, insert, select, text
+from sqlalchemy import Engine, Select, exists, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -84,7 +85,7 @@ def _lock(session: Session, stage: str, label: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def ready_query(stage: str, label: str, limit: int | None):  # type: ignore[no-untyped-def]
+def ready_query(stage: str, label: str, limit: int | None) -> Select[Any]:
     """SELECT of the ids of ready stage runs, oldest first."""
     model, pk = STAGE_RUN_TABLES[stage]
     id_col = getattr(model, pk)

@@ -77,18 +77,18 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
 @contextlib.contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session in one write transaction: committed on success, rolled back on error."""
-    with _translate_errors(engine), Session(engine, expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    with _translate_errors(engine), Session(engine, expire_on_commit=False) as session, \
+            session.begin():
+        yield session
 
 
 @contextlib.contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
     """A session for reading only (never takes SQLite's write lock)."""
     bound = engine.execution_options(**{_READ_ONLY: True})
-    with _translate_errors(engine), Session(bound, expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    with _translate_errors(engine), Session(bound, expire_on_commit=False) as session, \
+            session.begin():
+        yield session
 
 
 @contextlib.contextmanager

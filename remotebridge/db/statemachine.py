@@ -102,7 +102,7 @@ def _explain_miss(session: Session, remote_id: int, expected: RunState) -> None:
 
 def move(session: Session, remote_id: int, wanted: RunState, *, note: str = "",
          **values: Any) -> RunState:
-    """Move a run from whatever state it is in now to ``wanted`` (guarded); returns the old state."""
+    """Move a run from its current state to ``wanted`` (guarded); returns the old state."""
     run = get_run(session, remote_id)
     current = RunState(run.state)
     transition(session, remote_id, current, wanted, note=note, **values)
