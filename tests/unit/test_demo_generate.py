@@ -62,7 +62,8 @@ def test_raw_files_are_fits_with_headers_and_rows(survey: Survey) -> None:
         path = Path(im.uri)
         exp = exps[im.exp_id]
         assert path.is_absolute() and path.is_file()
-        assert path == survey.directory / "raw" / exp.exp_name / f"{exp.exp_name}.{im.class_id}.fits"
+        expected = survey.directory / "raw" / exp.exp_name / f"{exp.exp_name}.{im.class_id}.fits"
+        assert path == expected
         assert im.bytes == path.stat().st_size
         with fits.open(path) as hdul:
             hdr, data = hdul[0].header, hdul[0].data
