@@ -111,3 +111,24 @@ def isolated_env(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("REMOTEBRIDGE_CONFIG", raising=False)
     monkeypatch.delenv("REMOTEBRIDGE_DB", raising=False)
     return str(tmp_path)
+
+
+def _load_site_plugin() -> object:
+    """The test-site fixtures (tests/site/fixtures.py), loaded once under one module name
+    so that tests/site/conftest.py and this file share the same session fixture."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "rbsite_test_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("site") / "fixtures.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+test_site = _load_site_plugin().test_site  # type: ignore[attr-defined]
