@@ -1,0 +1,27 @@
+#!/bin/bash
+# remotebridge.job v1 remote_id=42 stage=chip scheduler=local
+# Plain bash for the demo 'local' scheduler: the same phases and chunk files as the
+# Slurm script, each chunk run by xargs -P over its multi-prog lines (no srun).
+set -u
+JOBDIR=/scratch/rb/remote_42
+SLOTS=2
+cd -- "$JOBDIR" || { echo "rb: cannot enter the job folder" >&2; exit 3; }
+mkdir -p status dbinfo
+rb_note() { echo "rb: $(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
+rb_chunk() {
+  grep -v '^#' "chunks/$1.conf" | cut -d' ' -f2- | xargs -P "$SLOTS" -L 1 env || rb_note chunk "$1" rc=$?
+}
+
+rb_note phase pre
+python3 rbhelper.py task pre.0000 0
+
+rb_note phase cmd: 3 chunks, run one after another
+rb_chunk cmd.0000
+rb_chunk cmd.0001
+rb_chunk cmd.0002
+
+rb_note phase post
+rb_chunk post.0000
+
+python3 rbhelper.py summary
+rb_note done

@@ -1,0 +1,75 @@
+"""Golden files for the rendered Slurm, Moab and local job scripts and their chunk files.
+
+Regenerate after an intended change with::
+
+    REMOTEBRIDGE_REGEN_GOLDEN=1 .venv/bin/pytest tests/unit/test_prepare_golden.py
+
+then review the diff of tests/golden/ like any other code change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from remotebridge.config import SchedulerKind, SiteConfig
+from remotebridge.prepare.allocation import AllocationInput, compute
+from remotebridge.prepare.job import assemble
+from remotebridge.prepare.plan import HomeRecord, Phase, Plan, Task
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+REGEN = os.environ.get("REMOTEBRIDGE_REGEN_GOLDEN") == "1"
+
+
+def sample_plan() -> Plan:
+    """A small fixed plan: 1 mkdirs task, 5 commands, 2 post tasks."""
+    plan = Plan(stage="chip", remote_id=42, job_dir="/scratch/rb/remote_42")
+    plan.tasks.append(Task(0, 0, Phase.PRE, ["python3", "rbhelper.py", "mkdirs",
+                                             "outdirs.list"], 1, 1.0))
+    for i in range(1, 6):
+        sid = 100 + (i - 1) // 3
+        plan.tasks.append(Task(i, sid, Phase.CMD, ["python3", "/p/rb_chip.py", "--raw",
+                                                   f"/r/raw.{i}.fits", "--out", f"/o/{i}.fits"],
+                               2, 150.0, f"/o/{i}.log"))
+    for j, sid in enumerate((100, 101)):
+        plan.tasks.append(Task(6 + j, sid, Phase.POST, ["python3", "rbhelper.py", "dbinfo",
+                                                        "--home", f"home/{sid}.home.jsonl",
+                                                        "--out", f"dbinfo/{sid}.dbinfo.jsonl"]))
+        plan.home[sid] = [HomeRecord("chipProcessedImfile", {"chip_id": sid, "class_id": "xy00"},
+                                     {"uri": "/o/x.fits", "fault": 0}, "/o/x.stats.json", ["bg"])]
+    plan.out_dirs.add("/o")
+    return plan
+
+
+def site(kind: SchedulerKind) -> SiteConfig:
+    return SiteConfig(name="g", scheduler=kind, remote_root="/scratch/rb", partition="batch",
+                      account="ps1", cores_per_node=4, multiprog_max_bytes=200)
+
+
+def files_for(kind: SchedulerKind) -> dict[str, str]:
+    alloc = compute(AllocationInput(5, 2, 150.0, 4, 0.8, 10, 600, 43200))
+    job = assemble(sample_plan(), alloc, site(kind))
+    keep = ["job.sh", "plan.jsonl", "allocation.json", "job.json"]
+    keep += [n for n in job.files if n.startswith("chunks/")]
+    return {n: job.files[n] for n in sorted(keep)}
+
+
+@pytest.mark.parametrize("kind", list(SchedulerKind))
+def test_golden(kind: SchedulerKind) -> None:
+    for name, text in files_for(kind).items():
+        path = GOLDEN / kind.value / name
+        if REGEN:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            continue
+        assert path.exists(), f"missing golden {path}; regenerate (see module docstring)"
+        assert text == path.read_text(encoding="utf-8"), f"{path} differs from the rendering"
+
+
+def test_chunks_in_golden_respect_the_small_limit() -> None:
+    files = files_for(SchedulerKind.SLURM)
+    confs = [t for n, t in files.items() if n.endswith(".conf")]
+    assert len([n for n in files if n.startswith("chunks/cmd.")]) >= 4  # split by 200 bytes
+    assert all(len(t) <= 200 for t in confs)
