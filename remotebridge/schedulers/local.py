@@ -75,7 +75,7 @@ pid=$!
 id="local.$pid.$token"
 printf '%s\n' "$pid" > "$tmp/pid"; printf '%s\n' "$token" > "$tmp/token"
 printf '%s\n' "$name" > "$tmp/name"; printf '%s\n' "$script" > "$tmp/script"
-mv -- "$tmp" "$reg/$id" || { kill -9 -- "-$pid"; exit 1; }
+mv -- "$tmp" "$reg/$id" || { kill -9 "-$pid"; exit 1; }
 date +%s > "$reg/$id/started"
 printf '%s\n' "$id"
 """
@@ -91,7 +91,7 @@ for id; do
   elif [ -f "$d/rc" ]; then w=$(rcword "$d")
   else
     pid=$(cat "$d/pid" 2>/dev/null); tok=$(cat "$d/token" 2>/dev/null)
-    if [ -n "$pid" ] && ps -o args= -p "$pid" 2>/dev/null | grep -qF -- "$tok"; then
+    if [ -n "$pid" ] && ps -ww -o args= -p "$pid" 2>/dev/null | grep -qF -- "$tok"; then
       w=running
     elif [ -f "$d/rc" ]; then w=$(rcword "$d")  # it ended just now
     else w=vanished; fi
@@ -117,7 +117,7 @@ d=$1/$2
 [ -f "$d/rc" ] && exit 0
 : > "$d/cancelled"
 pid=$(cat "$d/pid")
-kill -TERM -- "-$pid" 2>/dev/null
+kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 exit 0
 """
 
