@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
@@ -35,12 +35,11 @@ def site_cmd(*args: str, check: bool = True, timeout: float = 300) -> subprocess
     """Run ``ops/testsite/site ARGS`` and return the completed process."""
     r = subprocess.run([str(SITE), *args], capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
-        raise RuntimeError("site %s failed (%d):\n%s%s" % (" ".join(args), r.returncode,
-                                                            r.stdout, r.stderr))
+        raise RuntimeError(f"site {' '.join(args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
     return r
 
 
-def site_status() -> Dict[str, Any]:
+def site_status() -> dict[str, Any]:
     r = site_cmd("status", "--json", check=False)
     return json.loads(r.stdout)
 
@@ -53,9 +52,9 @@ class RemoteSite:
     site_root: str
     login_user: str
     home_address: str
-    hosts: Dict[str, Dict[str, Any]]
-    front_ends: List[str]
-    compute_nodes: List[str]
+    hosts: dict[str, dict[str, Any]]
+    front_ends: list[str]
+    compute_nodes: list[str]
     ssh_config: str
     identity_file: str
     known_hosts: str
@@ -68,15 +67,15 @@ class RemoteSite:
     slurm_partition: str
     slurm_conf: str
     dmz_log: str
-    raw: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_status(cls, st: Dict[str, Any]) -> "RemoteSite":
+    def from_status(cls, st: dict[str, Any]) -> RemoteSite:
         names = {f.name for f in dataclasses.fields(cls)} - {"raw"}
         return cls(**{k: st[k] for k in names}, raw=st)
 
     # ------------------------------------------------------------- state / switches
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """Fresh ``site status --json``."""
         return site_status()
 
@@ -117,11 +116,11 @@ class RemoteSite:
         site_cmd("shape", host, rate)
 
     # ------------------------------------------------------------- ssh helpers
-    def ssh_base_argv(self, host: str) -> List[str]:
+    def ssh_base_argv(self, host: str) -> list[str]:
         """["ssh", "-F", <ssh_config>, host]: add your own -o ControlMaster/ControlPath."""
         return ["ssh", "-F", self.ssh_config, host]
 
-    def ssh_env(self, with_token: bool = True) -> Dict[str, str]:
+    def ssh_env(self, with_token: bool = True) -> dict[str, str]:
         """Environment for ssh: with_token=True lets the askpass script answer the OTP
         prompt; False removes any askpass so the OTP prompt cannot be answered."""
         env = dict(os.environ)
@@ -129,25 +128,35 @@ class RemoteSite:
         if with_token:
             env["SSH_ASKPASS"] = self.askpass
             env["SSH_ASKPASS_REQUIRE"] = "force"
-            env.setdefault("DISPLAY", ":0")   # harmless; older clients want it
+            env.setdefault("DISPLAY", ":0")  # harmless; older clients want it
         else:
             env.pop("SSH_ASKPASS", None)
             env["SSH_ASKPASS_REQUIRE"] = "never"
         return env
 
-    def ssh(self, host: str, command: str, *opts: str, with_token: bool = True,
-            timeout: float = 60, input: Optional[bytes] = None,
-            check: bool = False) -> subprocess.CompletedProcess:
+    def ssh(
+        self,
+        host: str,
+        command: str,
+        *opts: str,
+        with_token: bool = True,
+        timeout: float = 60,
+        input: bytes | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess:
         """Run `command` on `host` (a new connection unless opts name a ControlPath)."""
         argv = ["ssh", "-F", self.ssh_config, *opts, host, command]
-        r = subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
-                           env=self.ssh_env(with_token))
+        r = subprocess.run(
+            argv, input=input, capture_output=True, timeout=timeout, env=self.ssh_env(with_token)
+        )
         if check and r.returncode != 0:
-            raise RuntimeError("ssh %s %r failed (%d): %s" % (host, command, r.returncode,
-                                                             r.stderr.decode(errors="replace")))
+            raise RuntimeError(
+                f"ssh {host} {command!r} failed ({r.returncode}): "
+                f"{r.stderr.decode(errors='replace')}"
+            )
         return r
 
-    def netns_argv(self, host: str) -> List[str]:
+    def netns_argv(self, host: str) -> list[str]:
         """Prefix that runs a command inside `host`'s namespace (as root)."""
         return ["ip", "netns", "exec", self.hosts[host]["netns"]]
 
@@ -162,20 +171,29 @@ class RemoteSite:
 
 def bring_up() -> RemoteSite:
     if os.geteuid() != 0:
-        pytest.fail("the remotebridge test site needs root (network namespaces, sshd, slurm); "
-                    "run the site tests as root", pytrace=False)
+        pytest.fail(
+            "the remotebridge test site needs root (network namespaces, sshd, slurm); "
+            "run the site tests as root",
+            pytrace=False,
+        )
     try:
         r = site_cmd("up", check=False, timeout=600)
     except Exception as e:  # noqa: BLE001
-        pytest.fail("`%s up` could not run: %s" % (SITE, e), pytrace=False)
+        pytest.fail(f"`{SITE} up` could not run: {e}", pytrace=False)
     if r.returncode != 0:
-        pytest.fail("`%s up` failed (rc=%d); the site (network namespaces etc.) could not be "
-                    "created:\n%s%s" % (SITE, r.returncode, r.stdout, r.stderr), pytrace=False)
+        pytest.fail(
+            f"`{SITE} up` failed (rc={r.returncode}); the site (network namespaces etc.) "
+            f"could not be created:\n{r.stdout}{r.stderr}",
+            pytrace=False,
+        )
     st = site_status()
     if st.get("state") != "up":
-        pytest.fail("test site is %s after `site up`:\n%s" % (st.get("state"),
-                                                              json.dumps(st, indent=2)),
-                    pytrace=False)
+        pytest.fail(
+            "test site is {} after `site up`:\n{}".format(
+                st.get("state"), json.dumps(st, indent=2)
+            ),
+            pytrace=False,
+        )
     return RemoteSite.from_status(st)
 
 

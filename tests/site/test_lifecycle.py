@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +24,12 @@ def leftovers(site):
     ns = sh("ip", "netns", "list").stdout
     found += ["netns " + h["netns"] for h in site.hosts.values() if h["netns"] in ns]
     links = sh("ip", "-o", "link", "show").stdout
-    found += ["link " + w.rstrip(":").split("@")[0] for w in links.split()
-              if w.startswith(("rbp-", "rbc-", "rbbr-"))]
-    if "rbsite" in open("/etc/hosts").read():
+    found += [
+        "link " + w.rstrip(":").split("@")[0]
+        for w in links.split()
+        if w.startswith(("rbp-", "rbc-", "rbbr-"))
+    ]
+    if "rbsite" in Path("/etc/hosts").read_text():
         found.append("/etc/hosts entries")
     for f in ("/etc/pam.d/sshd-rbdmz", "/usr/local/sbin/sshd-rbdmz", site.site_root):
         if os.path.lexists(f):
@@ -35,13 +39,13 @@ def leftovers(site):
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                cmd = open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
             if site.site_root + "/" in cmd:
-                found.append("process %s %s" % (pid, cmd[:80]))
+                found.append(f"process {pid} {cmd[:80]}")
             elif sh("ip", "netns", "identify", pid).stdout.strip().startswith("rb-"):
-                found.append("process in site netns %s %s" % (pid, cmd[:80]))
+                found.append(f"process in site netns {pid} {cmd[:80]}")
     return found
 
 
@@ -73,10 +77,15 @@ def test_down_removes_everything_and_up_restores(test_site):
 
 
 def test_up_repairs_a_killed_daemon(test_site):
-    pid = int(open(os.path.join(test_site.raw["state_dir"], "run", "sshd-fe2.pid")).read())
+    pid = int(Path(test_site.raw["state_dir"], "run", "sshd-fe2.pid").read_text())
     os.kill(pid, 15)
-    assert test_site.wait_until(lambda: not os.path.exists("/proc/%d/status" % pid)
-                                or "Z" in open("/proc/%d/stat" % pid).read().split()[2], 5)
+    assert test_site.wait_until(
+        lambda: (
+            not os.path.exists(f"/proc/{pid}/status")
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        ),
+        5,
+    )
     assert json.loads(sh(test_site.site_command, "status", "--json").stdout)["state"] == "degraded"
     r = sh(test_site.site_command, "up")
     assert r.returncode == 0, r.stderr
@@ -93,6 +102,7 @@ def test_status_exit_code_and_text(test_site):
 def test_fixture_fails_instead_of_skipping_without_root(monkeypatch):
     """bring_up() must fail the test (not skip) when the site cannot be made."""
     import rbsite_test_fixtures as fx
+
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.fail.Exception, match="needs root"):
         fx.bring_up()

@@ -4,7 +4,6 @@ Run as root:  python3 -m pytest -p no:cacheprovider tests/site -v
 """
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -13,40 +12,56 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-
 # ----------------------------------------------------------------------------- helpers
+
 
 @contextlib.contextmanager
 def master(site, host, persist=120):
     """A ControlMaster connection to `host` (costs one dmz token); yields the -o options
     that route further commands over it."""
-    d = tempfile.mkdtemp(prefix="rbm", dir="/tmp")   # short: unix socket path limit
+    d = tempfile.mkdtemp(prefix="rbm", dir="/tmp")  # short: unix socket path limit
     sock = os.path.join(d, "m")
     opts = ["-o", "ControlPath=" + sock]
-    r = subprocess.run(site.ssh_base_argv(host)[:-1] + [
-        "-o", "ControlMaster=yes", "-o", "ControlPersist=%d" % persist, *opts, "-fN", host],
-        env=site.ssh_env(True), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        site.ssh_base_argv(host)[:-1]
+        + ["-o", "ControlMaster=yes", "-o", f"ControlPersist={persist}", *opts, "-fN", host],
+        env=site.ssh_env(True),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     try:
         yield opts
     finally:
-        subprocess.run(site.ssh_base_argv(host)[:-1] + [*opts, "-O", "exit", host],
-                       capture_output=True, timeout=20)
+        subprocess.run(
+            site.ssh_base_argv(host)[:-1] + [*opts, "-O", "exit", host],
+            capture_output=True,
+            timeout=20,
+        )
         shutil.rmtree(d, ignore_errors=True)
 
 
 def check_master(site, host, opts):
-    return subprocess.run(site.ssh_base_argv(host)[:-1] + [*opts, "-O", "check", host],
-                          capture_output=True, timeout=20).returncode == 0
+    return (
+        subprocess.run(
+            site.ssh_base_argv(host)[:-1] + [*opts, "-O", "check", host],
+            capture_output=True,
+            timeout=20,
+        ).returncode
+        == 0
+    )
 
 
 def over(site, host, opts, command, timeout=120, input=None):
     """Run over an existing master, never answering an OTP prompt."""
-    return site.ssh(host, command, "-o", "BatchMode=yes", *opts, with_token=False,
-                    timeout=timeout, input=input)
+    return site.ssh(
+        host, command, "-o", "BatchMode=yes", *opts, with_token=False, timeout=timeout, input=input
+    )
 
 
 def out(r):
@@ -66,6 +81,7 @@ def fe1(test_site):
 
 # ----------------------------------------------------------------------------- status
 
+
 def test_status_json_describes_the_site(test_site):
     st = test_site.status()
     assert st["state"] == "up"
@@ -78,9 +94,9 @@ def test_status_json_describes_the_site(test_site):
     assert os.path.isdir(st["scratch_root"]) and os.path.isdir(st["permanent_root"])
     assert st["slurm_partition"] == "batch"
     assert isinstance(st["auth_count"], int)
-    cfg = open(st["ssh_config"]).read()
+    cfg = Path(st["ssh_config"]).read_text()
     for h in ("dmz", "fe1", "fe2", "fe3"):
-        assert "Host %s " % h in cfg
+        assert f"Host {h} " in cfg
     assert "ControlMaster" not in cfg
     assert "ProxyJump dmz" in cfg
 
@@ -95,16 +111,27 @@ def test_site_up_again_is_quick_and_harmless(test_site):
 
 # ----------------------------------------------------------------------------- ssh / dmz
 
+
 def test_front_end_not_reachable_directly_from_home(test_site):
     fe = test_site.hosts["fe1"]["address"]
     with pytest.raises(OSError):
         socket.create_connection((fe, 22), timeout=3).close()
-    r = test_site.ssh("fe1", "true", "-o", "ProxyJump=none", "-o", "BatchMode=yes",
-                      "-o", "ConnectTimeout=5", with_token=False)
+    r = test_site.ssh(
+        "fe1",
+        "true",
+        "-o",
+        "ProxyJump=none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        with_token=False,
+    )
     assert r.returncode == 255
     # ... while the dmz reaches it
-    r = subprocess.run(test_site.netns_argv("dmz") + ["nc", "-z", "-w", "3", fe, "22"],
-                       capture_output=True)
+    r = subprocess.run(
+        test_site.netns_argv("dmz") + ["nc", "-z", "-w", "3", fe, "22"], capture_output=True
+    )
     assert r.returncode == 0
 
 
@@ -120,16 +147,23 @@ def test_login_needs_key_and_token(test_site, tmp_path):
     bad.chmod(0o755)
     env = test_site.ssh_env(True)
     env["SSH_ASKPASS"] = str(bad)
-    r = subprocess.run(test_site.ssh_base_argv("fe1") + ["true"], env=env,
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        test_site.ssh_base_argv("fe1") + ["true"], env=env, capture_output=True, timeout=60
+    )
     assert r.returncode == 255
     # a token but the wrong key: refused (publickey comes first)
     other = tmp_path / "otherkey"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     cfg = tmp_path / "ssh_config"
-    cfg.write_text(open(test_site.ssh_config).read().replace(test_site.identity_file, str(other)))
-    r = subprocess.run(["ssh", "-F", str(cfg), "fe1", "true"], env=test_site.ssh_env(True),
-                       capture_output=True, timeout=60)
+    cfg.write_text(
+        Path(test_site.ssh_config).read_text().replace(test_site.identity_file, str(other))
+    )
+    r = subprocess.run(
+        ["ssh", "-F", str(cfg), "fe1", "true"],
+        env=test_site.ssh_env(True),
+        capture_output=True,
+        timeout=60,
+    )
     assert r.returncode == 255
     assert test_site.auth_count() == n0
     # key + token from askpass: in
@@ -139,7 +173,7 @@ def test_login_needs_key_and_token(test_site, tmp_path):
     assert out(r).splitlines()[0] == "fe1"
     assert test_site.hosts["fe1"]["address"] in out(r)
     assert test_site.auth_count() == n0 + 1
-    assert test_site.token() != tok_before      # that token is spent
+    assert test_site.token() != tok_before  # that token is spent
 
 
 def test_token_printed_by_site_works_by_hand(test_site, tmp_path):
@@ -147,16 +181,26 @@ def test_token_printed_by_site_works_by_hand(test_site, tmp_path):
     echoes the token printed by `site token` (peek, no reservation)."""
     tok = test_site.token()
     ap = tmp_path / "typed"
-    ap.write_text("#!/bin/sh\necho %s\n" % tok)
+    ap.write_text(f"#!/bin/sh\necho {tok}\n")
     ap.chmod(0o755)
     env = test_site.ssh_env(True)
     env["SSH_ASKPASS"] = str(ap)
-    r = subprocess.run(test_site.ssh_base_argv("fe2") + ["echo ok"], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        test_site.ssh_base_argv("fe2") + ["echo ok"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     # replaying the same token is refused
-    r = subprocess.run(test_site.ssh_base_argv("fe2") + ["echo ok"], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        test_site.ssh_base_argv("fe2") + ["echo ok"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 255
 
 
@@ -172,15 +216,21 @@ def test_master_reuse_costs_no_token(test_site):
     with master(test_site, "fe2") as opts:
         assert test_site.auth_count() == n0 + 1
         for i in range(8):
-            r = over(test_site, "fe2", opts, "echo %d" % i)
+            r = over(test_site, "fe2", opts, f"echo {i}")
             assert r.returncode == 0, err(r)
             assert out(r).strip() == str(i)
         # concurrent sessions over the same master
-        procs = [subprocess.Popen(test_site.ssh_base_argv("fe2")[:-1] + [
-            "-o", "BatchMode=yes", *opts, "fe2", "sleep 0.5; echo c%d" % i],
-            stdout=subprocess.PIPE, env=test_site.ssh_env(False)) for i in range(6)]
+        procs = [
+            subprocess.Popen(
+                test_site.ssh_base_argv("fe2")[:-1]
+                + ["-o", "BatchMode=yes", *opts, "fe2", f"sleep 0.5; echo c{i}"],
+                stdout=subprocess.PIPE,
+                env=test_site.ssh_env(False),
+            )
+            for i in range(6)
+        ]
         outs = [p.communicate(timeout=60)[0].decode().strip() for p in procs]
-        assert outs == ["c%d" % i for i in range(6)]
+        assert outs == [f"c{i}" for i in range(6)]
         assert test_site.auth_count() == n0 + 1
 
 
@@ -188,8 +238,9 @@ def test_expire_kills_masters_and_new_login_needs_token(test_site):
     with master(test_site, "fe3") as opts:
         assert check_master(test_site, "fe3", opts)
         test_site.expire()
-        assert test_site.wait_until(lambda: not check_master(test_site, "fe3", opts), 10), \
+        assert test_site.wait_until(lambda: not check_master(test_site, "fe3", opts), 10), (
             "master still alive after expire"
+        )
         r = test_site.ssh("fe3", "true", "-o", "BatchMode=yes", with_token=False)
         assert r.returncode == 255
         n0 = test_site.auth_count()
@@ -208,10 +259,13 @@ def test_cut_and_heal_front_end_link(test_site):
     finally:
         test_site.heal("fe2")
     assert test_site.status()["hosts"]["fe2"]["link"] == "up"
-    assert test_site.wait_until(lambda: subprocess.run(probe, capture_output=True).returncode == 0, 10)
+    assert test_site.wait_until(
+        lambda: subprocess.run(probe, capture_output=True).returncode == 0, 10
+    )
 
 
 # ----------------------------------------------------------------------------- network
+
 
 def test_compute_node_has_no_route_home(test_site):
     srv = socket.socket()
@@ -226,19 +280,30 @@ def test_compute_node_has_no_route_home(test_site):
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 srv.accept()[0].close()
+
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     try:
         # control: the listener is reachable from the dmz
-        r = subprocess.run(test_site.netns_argv("dmz") + [
-            "nc", "-z", "-w", "3", test_site.home_address, str(port)], capture_output=True)
+        r = subprocess.run(
+            test_site.netns_argv("dmz")
+            + ["nc", "-z", "-w", "3", test_site.home_address, str(port)],
+            capture_output=True,
+        )
         assert r.returncode == 0
         for cn in test_site.compute_nodes:
             t0 = time.time()
-            r = subprocess.run(test_site.netns_argv(cn) + [
-                "python3", "-c",
-                "import socket;socket.create_connection(('%s',%d),timeout=5)"
-                % (test_site.home_address, port)], capture_output=True, text=True)
+            r = subprocess.run(
+                test_site.netns_argv(cn)
+                + [
+                    "python3",
+                    "-c",
+                    "import socket;socket.create_connection("
+                    f"('{test_site.home_address}',{port}),timeout=5)",
+                ],
+                capture_output=True,
+                text=True,
+            )
             assert r.returncode != 0
             assert "unreachable" in r.stderr.lower()
             assert time.time() - t0 < 3
@@ -252,44 +317,48 @@ def test_shaped_link_rate_within_15_percent(test_site):
     rate_mbit = 80
     size = 24_000_000
     payload = os.urandom(size)
-    test_site.shape("fe3", "%dmbit" % rate_mbit)
+    test_site.shape("fe3", f"{rate_mbit}mbit")
     try:
         with master(test_site, "fe3") as opts:
-            over(test_site, "fe3", opts, "true")        # warm up the mux
+            over(test_site, "fe3", opts, "true")  # warm up the mux
             t0 = time.monotonic()
             r = over(test_site, "fe3", opts, "cat > /dev/null", input=payload)
             up = size * 8 / (time.monotonic() - t0) / 1e6
             assert r.returncode == 0, err(r)
             t0 = time.monotonic()
-            r = over(test_site, "fe3", opts, "head -c %d /dev/urandom" % size)
+            r = over(test_site, "fe3", opts, f"head -c {size} /dev/urandom")
             down = size * 8 / (time.monotonic() - t0) / 1e6
             assert r.returncode == 0 and len(r.stdout) == size
     finally:
         test_site.shape("fe3", "default")
-    print("fe3 at %d Mbit/s: upload %.1f Mbit/s, download %.1f Mbit/s" % (rate_mbit, up, down))
+    print(f"fe3 at {rate_mbit} Mbit/s: upload {up:.1f} Mbit/s, download {down:.1f} Mbit/s")
     for measured in (up, down):
         assert abs(measured - rate_mbit) / rate_mbit < 0.15, (up, down)
 
 
 # ----------------------------------------------------------------------------- storage
 
+
 def test_storage_shared_between_front_ends_and_distinct_from_home(test_site, fe1):
-    name = "shared-%s" % uuid.uuid4().hex[:8]
+    name = f"shared-{uuid.uuid4().hex[:8]}"
     path = os.path.join(test_site.user_scratch, name)
-    r = over(test_site, "fe1", fe1, "echo from-fe1 > %s && echo ok" % path)
+    r = over(test_site, "fe1", fe1, f"echo from-fe1 > {path} && echo ok")
     assert out(r).strip() == "ok", err(r)
     with master(test_site, "fe2") as o2:
-        r = over(test_site, "fe2", o2, "cat %s; ls -d %s" % (path, test_site.user_permanent))
+        r = over(test_site, "fe2", o2, f"cat {path}; ls -d {test_site.user_permanent}")
         assert out(r).split() == ["from-fe1", test_site.user_permanent]
     assert not test_site.scratch_root.startswith(os.path.expanduser("~"))
 
 
 def test_purge_removes_old_scratch_files(test_site, fe1):
-    d = os.path.join(test_site.user_scratch, "purge-%s" % uuid.uuid4().hex[:8])
-    r = over(test_site, "fe1", fe1,
-             "mkdir -p {d} && echo old > {d}/old && touch -d '2 hours ago' {d}/old && "
-             "echo new > {d}/new && echo keep > {p}/keep-{n}".format(
-                 d=d, p=test_site.user_permanent, n=os.path.basename(d)))
+    d = os.path.join(test_site.user_scratch, f"purge-{uuid.uuid4().hex[:8]}")
+    r = over(
+        test_site,
+        "fe1",
+        fe1,
+        f"mkdir -p {d} && echo old > {d}/old && touch -d '2 hours ago' {d}/old && "
+        f"echo new > {d}/new && echo keep > {test_site.user_permanent}/keep-{os.path.basename(d)}",
+    )
     assert r.returncode == 0, err(r)
     test_site.purge(older_than=3600)
     assert not os.path.exists(os.path.join(d, "old"))
@@ -304,45 +373,62 @@ def test_purge_removes_old_scratch_files(test_site, fe1):
 
 # ----------------------------------------------------------------------------- slurm
 
+
 def test_sbatch_from_front_end_runs_on_compute_node(test_site, fe1):
-    d = os.path.join(test_site.user_scratch, "job-%s" % uuid.uuid4().hex[:8])
-    script = ("#!/bin/sh\necho node=$SLURMD_NODENAME ns=$(ip netns identify $$) "
-              "addr=$(ip -4 -o addr show clu0 | awk '{print $4}') > %s/where\n" % d)
-    r = over(test_site, "fe1", fe1,
-             "mkdir -p {d} && cd {d} && cat > job.sh && "
-             "sbatch --wait --parsable -p {p} -o {d}/out job.sh".format(
-                 d=d, p=test_site.slurm_partition), input=script.encode(), timeout=90)
+    d = os.path.join(test_site.user_scratch, f"job-{uuid.uuid4().hex[:8]}")
+    script = (
+        "#!/bin/sh\necho node=$SLURMD_NODENAME ns=$(ip netns identify $$) "
+        f"addr=$(ip -4 -o addr show clu0 | awk '{{print $4}}') > {d}/where\n"
+    )
+    r = over(
+        test_site,
+        "fe1",
+        fe1,
+        f"mkdir -p {d} && cd {d} && cat > job.sh && "
+        f"sbatch --wait --parsable -p {test_site.slurm_partition} -o {d}/out job.sh",
+        input=script.encode(),
+        timeout=90,
+    )
     assert r.returncode == 0, err(r)
-    where = dict(kv.split("=", 1) for kv in open(os.path.join(d, "where")).read().split())
+    where = dict(kv.split("=", 1) for kv in Path(d, "where").read_text().split())
     assert where["node"] in test_site.compute_nodes
     assert where["ns"] == test_site.hosts[where["node"]]["netns"]
     assert where["addr"].split("/")[0] == test_site.hosts[where["node"]]["cluster_address"]
 
 
 def test_multi_prog_size_limit(test_site, fe1):
-    d = os.path.join(test_site.user_scratch, "mp-%s" % uuid.uuid4().hex[:8])
-    script = "\n".join([
-        "#!/bin/sh",
-        "cd %s" % d,
-        "printf '0 echo small-ran\\n' > small.conf",
-        # ~62 kB > 60000
-        "python3 -c \"print('0 echo big-ran'); [print('#' * 99) for i in range(620)]\" > big.conf",
-        "srun -n1 --multi-prog small.conf > small.out 2>&1; echo $? > small.rc",
-        "srun -n1 --multi-prog big.conf > big.out 2>&1; echo $? > big.rc",
-        ""])
-    r = over(test_site, "fe1", fe1,
-             "mkdir -p {d} && cd {d} && cat > job.sh && sbatch --wait -o out job.sh".format(d=d),
-             input=script.encode(), timeout=90)
+    d = os.path.join(test_site.user_scratch, f"mp-{uuid.uuid4().hex[:8]}")
+    script = "\n".join(
+        [
+            "#!/bin/sh",
+            f"cd {d}",
+            "printf '0 echo small-ran\\n' > small.conf",
+            # ~62 kB > 60000
+            "python3 -c \"print('0 echo big-ran'); [print('#' * 99) for i in range(620)]\""
+            " > big.conf",
+            "srun -n1 --multi-prog small.conf > small.out 2>&1; echo $? > small.rc",
+            "srun -n1 --multi-prog big.conf > big.out 2>&1; echo $? > big.rc",
+            "",
+        ]
+    )
+    r = over(
+        test_site,
+        "fe1",
+        fe1,
+        f"mkdir -p {d} && cd {d} && cat > job.sh && sbatch --wait -o out job.sh",
+        input=script.encode(),
+        timeout=90,
+    )
     assert r.returncode == 0, err(r)
-    rd = lambda f: open(os.path.join(d, f)).read()  # noqa: E731
+    rd = lambda f: Path(d, f).read_text()  # noqa: E731
     assert os.path.getsize(os.path.join(d, "big.conf")) > 60000
     assert rd("small.rc").strip() == "0" and "small-ran" in rd("small.out")
     assert rd("big.rc").strip() != "0"
     assert "too large" in rd("big.out") and "big-ran" not in rd("big.out")
     # srun straight from the front end too
-    r = over(test_site, "fe1", fe1, "cd %s && srun -n1 --multi-prog big.conf" % d)
+    r = over(test_site, "fe1", fe1, f"cd {d} && srun -n1 --multi-prog big.conf")
     assert r.returncode != 0 and "too large" in err(r)
-    r = over(test_site, "fe1", fe1, "cd %s && srun -n1 --multi-prog small.conf" % d)
+    r = over(test_site, "fe1", fe1, f"cd {d} && srun -n1 --multi-prog small.conf")
     assert r.returncode == 0 and "small-ran" in out(r)
 
 
@@ -367,29 +453,66 @@ def test_one_token_for_many_commands_over_three_masters(test_site):
     n0 = test_site.auth_count()
     with master(test_site, "dmz") as dmz_opts:
         dmz_sock = dmz_opts[1].split("=", 1)[1]
-        jump = "ProxyCommand=ssh -F %s -o BatchMode=yes -o ControlPath=%s -W [%%h]:%%p dmz" % (
-            test_site.ssh_config, dmz_sock)
+        jump = (
+            f"ProxyCommand=ssh -F {test_site.ssh_config} -o BatchMode=yes "
+            f"-o ControlPath={dmz_sock} -W [%h]:%p dmz"
+        )
         with contextlib.ExitStack() as stack:
             fe_opts = {}
             for fe in test_site.front_ends:
                 d = tempfile.mkdtemp(prefix="rbm", dir="/tmp")
                 stack.callback(shutil.rmtree, d, True)
-                o = ["-o", "ControlPath=%s/m" % d]
-                r = subprocess.run(test_site.ssh_base_argv(fe)[:-1] + [
-                    "-o", jump, "-o", "BatchMode=yes", "-o", "ControlMaster=yes",
-                    "-o", "ControlPersist=60", *o, "-fN", fe],
-                    capture_output=True, text=True, timeout=60, env=test_site.ssh_env(False))
+                o = ["-o", f"ControlPath={d}/m"]
+                r = subprocess.run(
+                    test_site.ssh_base_argv(fe)[:-1]
+                    + [
+                        "-o",
+                        jump,
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "ControlMaster=yes",
+                        "-o",
+                        "ControlPersist=60",
+                        *o,
+                        "-fN",
+                        fe,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env=test_site.ssh_env(False),
+                )
                 assert r.returncode == 0, r.stderr
-                stack.callback(subprocess.run, test_site.ssh_base_argv(fe)[:-1] + [
-                    *o, "-O", "exit", fe], capture_output=True, timeout=20)
+                stack.callback(
+                    subprocess.run,
+                    test_site.ssh_base_argv(fe)[:-1] + [*o, "-O", "exit", fe],
+                    capture_output=True,
+                    timeout=20,
+                )
                 fe_opts[fe] = o
             procs = []
             for i in range(24):
                 fe = test_site.front_ends[i % 3]
-                procs.append((fe, i, subprocess.Popen(
-                    test_site.ssh_base_argv(fe)[:-1] + ["-o", "BatchMode=yes", *fe_opts[fe], fe,
-                                                        "sleep 1; echo $RB_SITE_HOST %d" % i],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=test_site.ssh_env(False))))
+                procs.append(
+                    (
+                        fe,
+                        i,
+                        subprocess.Popen(
+                            test_site.ssh_base_argv(fe)[:-1]
+                            + [
+                                "-o",
+                                "BatchMode=yes",
+                                *fe_opts[fe],
+                                fe,
+                                f"sleep 1; echo $RB_SITE_HOST {i}",
+                            ],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env=test_site.ssh_env(False),
+                        ),
+                    )
+                )
             for fe, i, p in procs:
                 o, e = p.communicate(timeout=60)
                 assert p.returncode == 0, e
@@ -401,10 +524,15 @@ def test_concurrent_fresh_logins_each_get_a_token(test_site):
     """Three masters started at the same moment, each answering its own OTP prompt
     through the askpass script: all get in, three tokens spent."""
     n0 = test_site.auth_count()
-    procs = [subprocess.Popen(test_site.ssh_base_argv(fe) + ["echo $RB_SITE_HOST"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=test_site.ssh_env(True))
-             for fe in test_site.front_ends]
+    procs = [
+        subprocess.Popen(
+            test_site.ssh_base_argv(fe) + ["echo $RB_SITE_HOST"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=test_site.ssh_env(True),
+        )
+        for fe in test_site.front_ends
+    ]
     outs = []
     for p in procs:
         o, e = p.communicate(timeout=60)
