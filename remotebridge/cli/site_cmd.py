@@ -1,0 +1,65 @@
+"""``remotetool site check [--site S] [--json]``: the site's health, one row per check.
+
+Exit codes: 0 when every check passed, 1 when some failed, 75 when no front end
+can run a command (the link is down: the key-card holder must log in again).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from remotebridge import config as config_mod
+from remotebridge.sitecheck import CheckRow, all_ok, check_site, describe, link_down
+
+EXIT_TEMPFAIL = 75
+
+
+def _want_json(ctx: click.Context, flag: bool) -> bool:
+    obj: Any = ctx.obj
+    return flag or bool(getattr(obj, "json", False))
+
+
+def _load_config(ctx: click.Context) -> config_mod.Config:
+    obj: Any = ctx.obj
+    if obj is not None and hasattr(obj, "config"):
+        return obj.config
+    return config_mod.load(getattr(obj, "config_path", None))
+
+
+def _print_table(title: str, rows: list[CheckRow]) -> None:
+    table = Table(title=title)
+    for column in ("host", "check", "result", "detail"):
+        table.add_column(column)
+    marks = {True: "[green]ok[/green]", False: "[red]FAIL[/red]", None: "[dim]skip[/dim]"}
+    for r in rows:
+        table.add_row(r.host, r.check, marks[r.ok], r.detail)
+    Console().print(table)
+
+
+@click.group("site")
+def site() -> None:
+    """Inspect the remote sites."""
+
+
+@site.command("check")
+@click.option("--site", "site_name", metavar="NAME", help="Site to check (default site).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.pass_context
+def check(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
+    """Master, command, user, scheduler, scratch and helper on every front end."""
+    site_cfg = _load_config(ctx).site(site_name)
+    rows = check_site(site_cfg)
+    if _want_json(ctx, as_json):
+        click.echo(json.dumps({"site": site_cfg.name, "ok": all_ok(rows),
+                               "link_down": link_down(rows),
+                               "rows": [r.to_dict() for r in rows]}, indent=2))
+    else:
+        _print_table(describe(site_cfg), rows)
+    if link_down(rows):
+        ctx.exit(EXIT_TEMPFAIL)
+    ctx.exit(0 if all_ok(rows) else 1)
