@@ -9,9 +9,9 @@ Usage::
 Computes ``(raw - bias - dark * EXPTIME) / flat``; pixels flagged in the mask (non-zero),
 and pixels with a non-positive flat, become NaN. Then measures the background (median),
 its robust standard deviation (1.4826 * MAD), detects stars (pixels above 5 sigma that
-are the maximum of their 5x5 neighbourhood) and their FWHM (second moments of the pixels
-above 10% of the peak, corrected for that truncation; median over stars brighter than
-30 sigma).
+are the maximum of their 5x5 neighbourhood) and the FWHM: a fit of ln(I) against r^2
+over each star's pixels above 20% of its peak within 4 pixels; the median over isolated
+stars (no brighter pixel in their 13x13 box) brighter than 30 sigma.
 
 OUT.fits: primary HDU = the detrended float32 image with the raw header (WCS included)
 plus BG, BGSTDEV, NSTARS, FWHM and the detrend file names; extension ``STARS`` = a table
@@ -40,6 +40,7 @@ PROG = "rb_chip"
 DETECT_SIGMA = 5.0
 FWHM_SIGMA = 30.0
 BOX = 6  # half-size of the measurement box
+CORE_RADIUS = 4  # pixels used for the FWHM fit
 
 
 class InputError(Exception):
@@ -112,7 +113,9 @@ def measure(sub: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> dict[str, np.nda
     dy, dx = np.meshgrid(off, off, indexing="ij")
     stamps = np.nan_to_num(sub[ys[:, None, None] + dy, xs[:, None, None] + dx])
     peak = stamps[:, BOX, BOX]
-    core = np.where(stamps > 0.2 * peak[:, None, None], stamps, 0.0)
+    near = dx**2 + dy**2 <= CORE_RADIUS**2
+    core = np.where((stamps > 0.2 * peak[:, None, None]) & near, stamps, 0.0)
+    isolated = stamps.max(axis=(1, 2)) <= peak  # no brighter neighbour in the box
     total = np.maximum(core.sum(axis=(1, 2)), 1e-12)
     cx = (core * dx).sum(axis=(1, 2)) / total
     cy = (core * dy).sum(axis=(1, 2)) / total
@@ -122,7 +125,7 @@ def measure(sub: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> dict[str, np.nda
         "y": ys + cy,
         "flux": stamps.sum(axis=(1, 2)),
         "peak": peak,
-        "fwhm": gaussian_fwhm(core, r2),
+        "fwhm": np.where(isolated, gaussian_fwhm(core, r2), np.nan),
     }
 
 
