@@ -125,7 +125,7 @@ def test_chip_stats_and_stars(world: World) -> None:
 
     truth = {e.name: e for e in plan_exposures(4, Camera.for_chips(4, 128), 1)}
     detected = injected = 0
-    for (name, cid), (out, stats_path) in world.chip_out.items():
+    for (name, _cid), (out, stats_path) in world.chip_out.items():
         stats = json.loads(stats_path.read_text())
         assert tuple(stats) == STATS_KEYS["chip"]
         exp = next(e for e in world.exps if e.exp_name == name)
