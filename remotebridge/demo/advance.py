@@ -165,10 +165,10 @@ def queue_stack(session: Session, label: str) -> list[StackRun]:
     from ``full`` warpRuns of the label whose end_stage is ``stack``, and no stackRun of
     the label for that (tess_id, skycell, filter) yet. Returns only the new stackRuns.
     """
-    done = set(session.execute(
+    done = {(t, c, f) for t, c, f in session.execute(
         select(StackRun.tess_id, StackRun.skycell_id, StackRun.filter)
         .where(StackRun.label == label)
-    ).tuples())
+    )}
     created = []
     for key, group in sorted(_stackable_warps(session, label).items()):
         if key in done or len(group.warp_ids) < MIN_STACK_INPUTS or group.template is None:
