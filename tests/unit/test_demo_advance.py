@@ -76,7 +76,7 @@ def test_queue_warp_maps_overlapping_skycells(engine: Engine) -> None:
             assert cam is not None
             cam.state = "full"
         warps = [queue_warp(s, c) for c in cams if c is not None]
-        n_cells = s.scalar(select(func.count()).select_from(Skycell))
+        n_cells = s.scalar(select(func.count()).select_from(Skycell)) or 0
         for cam, warp in zip(cams, warps, strict=True):
             assert warp is not None and cam is not None
             assert queue_warp(s, cam) is warp
