@@ -17,6 +17,7 @@ namespaces, ...) the fixture fails the test with the reason; it never skips.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
@@ -169,6 +170,41 @@ class RemoteSite:
         return pred()
 
 
+USERS_LOCK = "/run/lock/rbsite-users.lock"
+_users_fd = None
+
+
+def hold_shared() -> None:
+    """Every pytest session that uses the site holds a shared lock on USERS_LOCK for
+    its whole life, so a destructive test (site down/up) can tell whether another
+    session is using the site at the same time."""
+    global _users_fd
+    if _users_fd is None:
+        os.makedirs(os.path.dirname(USERS_LOCK), exist_ok=True)
+        _users_fd = open(USERS_LOCK, "a+")  # noqa: SIM115 - held for the session
+        fcntl.flock(_users_fd, fcntl.LOCK_SH)
+
+
+def exclusive_use(timeout: float = 60) -> bool:
+    """Try, for up to `timeout` s, to become the site's only user (no other pytest
+    session holds the shared lock).  Call release_exclusive() afterwards."""
+    hold_shared()
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(_users_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
+def release_exclusive() -> None:
+    if _users_fd is not None:
+        fcntl.flock(_users_fd, fcntl.LOCK_SH)
+
+
 def bring_up() -> RemoteSite:
     if os.geteuid() != 0:
         pytest.fail(
@@ -176,6 +212,7 @@ def bring_up() -> RemoteSite:
             "run the site tests as root",
             pytrace=False,
         )
+    hold_shared()
     try:
         r = site_cmd("up", check=False, timeout=600)
     except Exception as e:  # noqa: BLE001

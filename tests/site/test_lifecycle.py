@@ -1,8 +1,9 @@
 """`site down` removes everything it made; `site up` brings it all back (and is idempotent).
 
-This module takes the site down and up again: do not run it while something else
-uses the site.  It sorts before test_site.py, so the other tests then run against
-a freshly created site.
+This module takes the site down and up again.  It first waits until no other
+pytest session (which holds the shared lock of tests/site/fixtures.py) uses the
+site, and skips with that reason if one still does after 90 s.  It sorts before
+test_site.py, so the other tests then run against a freshly created site.
 """
 
 import json
@@ -49,7 +50,20 @@ def leftovers(site):
     return found
 
 
-def test_down_removes_everything_and_up_restores(test_site):
+@pytest.fixture
+def alone(test_site):
+    """Destructive tests wait until no other pytest session uses the site (another
+    developer's run on the same machine); if that does not happen within 90 s they
+    are skipped with that reason rather than breaking the other run."""
+    import rbsite_test_fixtures as fx
+
+    if not fx.exclusive_use(90):
+        pytest.skip("another pytest session is using the test site; not taking it down")
+    yield
+    fx.release_exclusive()
+
+
+def test_down_removes_everything_and_up_restores(test_site, alone):
     r = sh(test_site.site_command, "down")
     assert r.returncode == 0, r.stderr
     assert leftovers(test_site) == []
@@ -76,7 +90,7 @@ def test_down_removes_everything_and_up_restores(test_site):
     assert time.time() - t0 < 15
 
 
-def test_up_repairs_a_killed_daemon(test_site):
+def test_up_repairs_a_killed_daemon(test_site, alone):
     pid = int(Path(test_site.raw["state_dir"], "run", "sshd-fe2.pid").read_text())
     os.kill(pid, 15)
     assert test_site.wait_until(
