@@ -180,8 +180,10 @@ class Link(abc.ABC):
             try:
                 out, err = proc.communicate(stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
+                # do not wait for EOF: an ssh mux client hands its pipes to the master,
+                # which keeps them open as long as the (stalled) session lives
                 _kill(proc)
-                out, err = proc.communicate()
+                out, err = _close_pipes(proc)
                 raise TransientLinkError(
                     f"command timed out after {timeout:g} s",
                     evidence=_evidence(self.host, argv, None, out, err),
@@ -284,6 +286,15 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, 9)
     with contextlib.suppress(Exception):
         proc.wait(timeout=5)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Close our ends of the pipes of a killed process; nothing more is read."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    return b"", b""
 
 
 def _read_all(f: IO[bytes]) -> bytes:
