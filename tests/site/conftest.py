@@ -15,4 +15,5 @@ else:
     _spec.loader.exec_module(_mod)
 
 test_site = _mod.test_site
+site_alone = _mod.site_alone
 RemoteSite = _mod.RemoteSite

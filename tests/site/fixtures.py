@@ -240,3 +240,15 @@ def test_site():
     yield site
     if os.environ.get("RB_SITE_TEARDOWN") == "1":
         site_cmd("down", check=False)
+
+
+@pytest.fixture
+def site_alone(test_site):
+    """For tests that count dmz logins or flip switches (expire, cut, shape): wait until
+    no other pytest session uses the site (each holds a shared lock for its life) and
+    keep others from starting meanwhile.  Skips, saying why, if another session still
+    uses the site after 90 s, rather than failing on (or breaking) the other run."""
+    if not exclusive_use(90):
+        pytest.skip("another pytest session is using the test site at the same time")
+    yield test_site
+    release_exclusive()

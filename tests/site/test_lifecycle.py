@@ -50,20 +50,7 @@ def leftovers(site):
     return found
 
 
-@pytest.fixture
-def alone(test_site):
-    """Destructive tests wait until no other pytest session uses the site (another
-    developer's run on the same machine); if that does not happen within 90 s they
-    are skipped with that reason rather than breaking the other run."""
-    import rbsite_test_fixtures as fx
-
-    if not fx.exclusive_use(90):
-        pytest.skip("another pytest session is using the test site; not taking it down")
-    yield
-    fx.release_exclusive()
-
-
-def test_down_removes_everything_and_up_restores(test_site, alone):
+def test_down_removes_everything_and_up_restores(test_site, site_alone):
     r = sh(test_site.site_command, "down")
     assert r.returncode == 0, r.stderr
     assert leftovers(test_site) == []
@@ -90,7 +77,7 @@ def test_down_removes_everything_and_up_restores(test_site, alone):
     assert time.time() - t0 < 15
 
 
-def test_up_repairs_a_killed_daemon(test_site, alone):
+def test_up_repairs_a_killed_daemon(test_site, site_alone):
     pid = int(Path(test_site.raw["state_dir"], "run", "sshd-fe2.pid").read_text())
     os.kill(pid, 15)
     assert test_site.wait_until(

@@ -135,7 +135,7 @@ def test_front_end_not_reachable_directly_from_home(test_site):
     assert r.returncode == 0
 
 
-def test_login_needs_key_and_token(test_site, tmp_path):
+def test_login_needs_key_and_token(site_alone, test_site, tmp_path):
     n0 = test_site.auth_count()
     # no token (nothing can answer the OTP prompt): refused
     r = test_site.ssh("fe1", "true", "-o", "BatchMode=yes", with_token=False)
@@ -176,7 +176,7 @@ def test_login_needs_key_and_token(test_site, tmp_path):
     assert test_site.token() != tok_before  # that token is spent
 
 
-def test_token_printed_by_site_works_by_hand(test_site, tmp_path):
+def test_token_printed_by_site_works_by_hand(site_alone, test_site, tmp_path):
     """A person types `site token` at the prompt: emulate with an askpass that
     echoes the token printed by `site token` (peek, no reservation)."""
     tok = test_site.token()
@@ -211,7 +211,7 @@ def test_dmz_only_bounces(test_site):
     assert "no shell" in err(r)
 
 
-def test_master_reuse_costs_no_token(test_site):
+def test_master_reuse_costs_no_token(site_alone, test_site):
     n0 = test_site.auth_count()
     with master(test_site, "fe2") as opts:
         assert test_site.auth_count() == n0 + 1
@@ -234,7 +234,7 @@ def test_master_reuse_costs_no_token(test_site):
         assert test_site.auth_count() == n0 + 1
 
 
-def test_expire_kills_masters_and_new_login_needs_token(test_site):
+def test_expire_kills_masters_and_new_login_needs_token(site_alone, test_site):
     with master(test_site, "fe3") as opts:
         assert check_master(test_site, "fe3", opts)
         test_site.expire()
@@ -249,7 +249,7 @@ def test_expire_kills_masters_and_new_login_needs_token(test_site):
         assert test_site.auth_count() == n0 + 1
 
 
-def test_cut_and_heal_front_end_link(test_site):
+def test_cut_and_heal_front_end_link(site_alone, test_site):
     fe = test_site.hosts["fe2"]["address"]
     probe = test_site.netns_argv("dmz") + ["nc", "-z", "-w", "2", fe, "22"]
     try:
@@ -313,7 +313,7 @@ def test_compute_node_has_no_route_home(test_site):
         srv.close()
 
 
-def test_shaped_link_rate_within_15_percent(test_site):
+def test_shaped_link_rate_within_15_percent(site_alone, test_site):
     rate_mbit = 80
     size = 24_000_000
     payload = os.urandom(size)
@@ -432,7 +432,7 @@ def test_multi_prog_size_limit(test_site, fe1):
     assert r.returncode == 0 and "small-ran" in out(r)
 
 
-def test_stop_and_start_slurm(test_site, fe1):
+def test_stop_and_start_slurm(site_alone, test_site, fe1):
     try:
         test_site.stop_slurm()
         r = over(test_site, "fe1", fe1, "scontrol ping")
@@ -447,7 +447,7 @@ def test_stop_and_start_slurm(test_site, fe1):
     assert r.returncode == 0, err(r)
 
 
-def test_one_token_for_many_commands_over_three_masters(test_site):
+def test_one_token_for_many_commands_over_three_masters(site_alone, test_site):
     """The pattern the link code needs: one dmz master (one token), the front-end
     masters jump through it (ssh -W over the dmz mux), 24 concurrent commands."""
     n0 = test_site.auth_count()
@@ -520,7 +520,7 @@ def test_one_token_for_many_commands_over_three_masters(test_site):
     assert test_site.auth_count() == n0 + 1
 
 
-def test_concurrent_fresh_logins_each_get_a_token(test_site):
+def test_concurrent_fresh_logins_each_get_a_token(site_alone, test_site):
     """Three masters started at the same moment, each answering its own OTP prompt
     through the askpass script: all get in, three tokens spent."""
     n0 = test_site.auth_count()
