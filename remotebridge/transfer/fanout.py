@@ -199,8 +199,9 @@ def run_bundles(links: Sequence[Link], bundles: list[Bundle], worker: BundleWork
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(links) * jobs,
                             thread_name_prefix="rb-transfer") as pool:
+        # interleaved (fe1, fe2, fe3, fe1, ...) so the first bundles go round-robin
         futures = [pool.submit(_worker_loop, sched, link, worker)
-                   for link in links for _ in range(jobs)]
+                   for _ in range(jobs) for link in links]
         for fut in futures:
             fut.result()
     sched.report.seconds = time.monotonic() - start

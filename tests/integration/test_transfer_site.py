@@ -1,0 +1,145 @@
+"""Push and pull through the DMZ to the three front ends of the test site, real OpenSSH.
+
+Needs root and the network-namespace site (the ``test_site`` fixture brings it up).
+The masters cost one token each when they start; the transfer itself must cost none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
+from remotebridge.errors import LinkError
+from remotebridge.ssh import OpenSSHLink
+from remotebridge.transfer import FileSpec, pull, push
+
+pytestmark = pytest.mark.site
+
+HOSTILE = ["with space", "it's", 'dq"x', "a;b", "$(touch /tmp/rb_xfer_pwned)",
+           "`touch /tmp/rb_xfer_pwned2`", "new\nline", "-rf", "back\\slash", "ünï", "*"]
+
+
+def site_config(test_site: Any, control: Path) -> SiteConfig:
+    """A SiteConfig for the test site with its sockets in ``control``."""
+    return SiteConfig(name="testsite", kind=SiteKind.SSH, scheduler=SchedulerKind.SLURM,
+                      frontends=list(test_site.front_ends), ssh_config=test_site.ssh_config,
+                      known_hosts=test_site.known_hosts, control_dir=str(control),
+                      remote_root=test_site.user_scratch, sessions_per_master=8)
+
+
+def start(link: OpenSSHLink, askpass: str, patience: float = 60.0) -> None:
+    """Start the master, waiting a little if another test has cut the link."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            link.start_master(askpass=askpass)
+            return
+        except LinkError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@pytest.fixture()
+def ssh_log(tmp_path: Path) -> Path:
+    """An ssh wrapper that logs each invocation's argv (one NUL-joined line)."""
+    log = tmp_path / "ssh.log"
+    wrapper = tmp_path / "ssh-logged"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\0' \"$@\" >> '{log}'\nprintf '\\n' >> '{log}'\n"
+        'exec ssh "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return log
+
+
+@pytest.fixture()
+def frontends(test_site: Any, ssh_log: Path) -> Iterator[list[OpenSSHLink]]:
+    """Masters to fe1..fe3 (a token each), stopped afterwards."""
+    control = Path(tempfile.mkdtemp(prefix="rbx", dir="/tmp"))
+    site = site_config(test_site, control)
+    wrapper = str(ssh_log.with_name("ssh-logged"))
+    links = [OpenSSHLink(site, h, ssh_binary=wrapper) for h in site.frontends]
+    try:
+        for link in links:
+            start(link, test_site.askpass)
+        yield links
+    finally:
+        for link in links:
+            link.stop_master()
+        shutil.rmtree(control, ignore_errors=True)
+
+
+def sha(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_files(tmp: Path, remote_dir: str) -> list[FileSpec]:
+    rnd = random.Random(11)
+    sizes = [rnd.randint(0, 40_000) for _ in range(150)] + [4_000_000, 6_500_000]
+    specs = []
+    for i, size in enumerate(sizes):
+        name = HOSTILE[i % len(HOSTILE)]
+        local = tmp / "out" / f"{i} {name}"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(rnd.randbytes(size))
+        specs.append(FileSpec(str(local), f"{remote_dir}/{name} d{i % 5}/{i}-{name}", size))
+    return specs
+
+
+def test_push_then_pull_over_three_front_ends(test_site: Any, frontends: list[OpenSSHLink],
+                                              ssh_log: Path, tmp_path: Path) -> None:
+    remote_dir = f"{test_site.user_scratch}/rb-xfer-{uuid.uuid4().hex[:8]}"
+    files = make_files(tmp_path, remote_dir)
+    total = sum(f.size for f in files)
+    ssh_log.write_bytes(b"")
+    before = test_site.auth_count()
+    try:
+        rep = push(frontends, files, bundle_bytes=500_000, jobs_per_link=3)
+        assert rep.ok, rep.errors[:5]
+        assert (rep.files, rep.bytes) == (len(files), total)
+        assert all(v > 0 for v in rep.per_link.values()), rep.per_link
+        back = [FileSpec(str(tmp_path / "in" / f"{i}"), f.remote, f.size if i % 2 else -1)
+                for i, f in enumerate(files)]
+        rep2 = pull(frontends, back, bundle_bytes=500_000, jobs_per_link=3)
+        assert rep2.ok, rep2.errors[:5]
+        assert (rep2.files, rep2.bytes) == (len(files), total)
+        assert test_site.auth_count() == before  # the transfer spent no token
+    finally:
+        frontends[0].run(["rm", "-rf", "--", remote_dir])
+    for f, b in zip(files, back, strict=True):
+        assert sha(b.local) == sha(f.local)
+    assert not os.path.exists("/tmp/rb_xfer_pwned") and not os.path.exists("/tmp/rb_xfer_pwned2")
+    calls = [line.split(b"\0") for line in ssh_log.read_bytes().splitlines() if line]
+    assert calls, "the transfer made no ssh call?"
+    for argv in calls:  # every call rode a master and could not log in on its own
+        assert b"ControlMaster=no" in argv and b"ProxyCommand=false" in argv
+        assert b"BatchMode=yes" in argv
+
+
+def test_remote_files_are_owned_by_the_login_user_and_fresh(
+        test_site: Any, frontends: list[OpenSSHLink], tmp_path: Path) -> None:
+    src = tmp_path / "old"
+    src.write_bytes(b"x" * 1000)
+    os.utime(src, (1_000_000_000, 1_000_000_000))
+    remote = f"{test_site.user_scratch}/rb-xfer-{uuid.uuid4().hex[:8]}/deep/er/old"
+    try:
+        rep = push(frontends[:1], [FileSpec(str(src), remote, 1000)])
+        assert rep.ok, rep.errors
+        out = frontends[0].run(["stat", "-c", "%U %s %Y", "--", remote]).out.split()
+        assert out[0] == test_site.login_user and out[1] == "1000"
+        assert abs(int(out[2]) - time.time()) < 600  # stamped on arrival: purge-safe
+    finally:
+        frontends[0].run(["rm", "-rf", "--", remote.rsplit("/deep/", 1)[0]])
