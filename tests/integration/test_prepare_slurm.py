@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -43,7 +44,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60, **kw)
 
 

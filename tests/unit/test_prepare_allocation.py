@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,10 +13,11 @@ from remotebridge.prepare.allocation import AllocationInput, compute, hms
 
 
 def inp(**kw: object) -> AllocationInput:
-    base = dict(n_commands=37200, threads=2, cost_seconds=150.0, cores_per_node=24,
-                fill_factor=0.8, max_nodes=1000, walltime_min=600, walltime_max=43200)
+    base: dict[str, Any] = dict(n_commands=37200, threads=2, cost_seconds=150.0,
+                                cores_per_node=24, fill_factor=0.8, max_nodes=1000,
+                                walltime_min=600, walltime_max=43200)
     base.update(kw)
-    return AllocationInput(**base)  # type: ignore[arg-type]
+    return AllocationInput(**base)
 
 
 def test_seed_worked_example() -> None:
