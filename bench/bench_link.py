@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,10 +40,11 @@ TARGET_STATUS_S = 2.0
 def site_status() -> dict[str, object]:
     out = subprocess.run([str(SITE_CMD), "status", "--json"], capture_output=True, text=True,
                          check=True).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    data: dict[str, object] = json.loads(out)
+    return data
 
 
-def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -56,7 +58,8 @@ def row(name: str, ours: float, base: float, unit: str = "s") -> str:
     return f"{name:<56} {ours:>10.4f}{unit} {base:>10.4f}{unit} {ratio:>9.1f}x"
 
 
-def bench_latency(st: dict, link: OpenSSHLink, n_master: int, n_fresh: int) -> str:  # type: ignore[type-arg]
+def bench_latency(st: dict[str, object], link: OpenSSHLink, n_master: int,
+                  n_fresh: int) -> str:
     over = timed(lambda: link.run(["true"]), n_master)
     env = dict(os.environ, SSH_ASKPASS=str(st["askpass"]), SSH_ASKPASS_REQUIRE="force")
     fresh_cmd = ["ssh", "-F", str(st["ssh_config"]), "-o", "ControlPath=none",

@@ -27,7 +27,8 @@ def _want_json(ctx: click.Context, flag: bool) -> bool:
 def _load_config(ctx: click.Context) -> config_mod.Config:
     obj: Any = ctx.obj
     if obj is not None and hasattr(obj, "config"):
-        return obj.config
+        cfg: config_mod.Config = obj.config
+        return cfg
     return config_mod.load(getattr(obj, "config_path", None))
 
 
