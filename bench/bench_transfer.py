@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Benchmark the transfer engine on the test site: one file at a time vs tar bundles.
+
+    python bench/bench_transfer.py [--small 400] [--small-kb 64] [--large 3] [--large-mb 16]
+                                   [--bundle-mb 8] [--jobs 4] [--rate 200mbit]
+
+Brings the test site up (``ops/testsite/site up``, needs root), opens a master to
+each front end (one one-time token each, through the DMZ), makes N small and a few
+large random files, and moves them home -> site (push) and site -> home (pull):
+
+  (a) baseline: ``link.put`` / ``link.get`` per file over one front end;
+  (b) tar bundles over one front end (``jobs`` bundles at a time);
+  (c) tar bundles over all three front ends.
+
+Prints MB/s for each and the ratios to the baseline side by side, and checks that
+the transfers spent no DMZ token. Front ends run at the site's rate (200 Mbit/s)
+unless ``--rate`` shapes them (put back afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
+from remotebridge.ssh import Link, OpenSSHLink
+from remotebridge.transfer import FileSpec, pull, push
+
+REPO = Path(__file__).resolve().parents[1]
+SITE = REPO / "ops" / "testsite" / "site"
+
+
+def site(*args: str) -> str:
+    """Run ``ops/testsite/site ARGS`` and return its stdout (fails loudly)."""
+    proc = subprocess.run([str(SITE), *args], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"site {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def open_links(status: dict, control: Path) -> list[OpenSSHLink]:
+    """Masters to every front end of the running site."""
+    cfg = SiteConfig(name="bench", kind=SiteKind.SSH, scheduler=SchedulerKind.SLURM,
+                     frontends=list(status["front_ends"]), ssh_config=status["ssh_config"],
+                     known_hosts=status["known_hosts"], control_dir=str(control),
+                     sessions_per_master=8)
+    links = [OpenSSHLink(cfg, h) for h in cfg.frontends]
+    for link in links:
+        link.start_master(askpass=status["askpass"])
+    return links
+
+
+def make_files(root: Path, args: argparse.Namespace) -> list[tuple[Path, int]]:
+    """Random local files: ``--small`` of ``--small-kb`` KB and ``--large`` of ``--large-mb``."""
+    rnd = random.Random(3)
+    sizes = [args.small_kb * 1024] * args.small + [args.large_mb * 1_000_000] * args.large
+    out = []
+    for i, size in enumerate(sizes):
+        path = root / f"d{i % 20}" / f"file {i:04d}.fits"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rnd.randbytes(size))
+        out.append((path, size))
+    return out
+
+
+def one_by_one_push(link: Link, specs: list[FileSpec]) -> None:
+    for s in specs:
+        link.put(s.local, s.remote)
+
+
+def one_by_one_pull(link: Link, specs: list[FileSpec]) -> None:
+    for s in specs:
+        link.get(s.remote, s.local)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.monotonic()
+    result = fn()
+    failed = getattr(result, "failed", None)
+    if failed:
+        sys.exit(f"transfer failed: {getattr(result, 'errors', [])[:3]}")
+    return time.monotonic() - start
+
+
+def sha(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_mode(name: str, links: list[OpenSSHLink], files: list[tuple[Path, int]],
+             work: Path, remote_base: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Push then pull every file with one strategy; returns (push_s, pull_s)."""
+    remote = f"{remote_base}/{name}"
+    up = [FileSpec(str(p), f"{remote}/{p.parent.name}/{p.name}", s) for p, s in files]
+    down = [FileSpec(str(work / name / f"{i}"), u.remote, u.size) for i, u in enumerate(up)]
+    opts = {"bundle_bytes": args.bundle_mb * 1_000_000, "jobs_per_link": args.jobs}
+    use = links[:1] if name != "bundles-3fe" else links
+    if name == "one-by-one":
+        t_push = timed(lambda: one_by_one_push(use[0], up))
+        t_pull = timed(lambda: one_by_one_pull(use[0], down))
+    else:
+        t_push = timed(lambda: push(use, up, **opts))
+        t_pull = timed(lambda: pull(use, down, **opts))
+    for u, d in zip(up[:: max(1, len(up) // 25)], down[:: max(1, len(up) // 25)], strict=True):
+        assert sha(u.local) == sha(d.local), f"{name}: {d.local} differs"
+    links[0].run(["rm", "-rf", "--", remote])
+    shutil.rmtree(work / name, ignore_errors=True)
+    return t_push, t_pull
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--small", type=int, default=400)
+    ap.add_argument("--small-kb", type=int, default=64)
+    ap.add_argument("--large", type=int, default=3)
+    ap.add_argument("--large-mb", type=int, default=16)
+    ap.add_argument("--bundle-mb", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--rate", default=None,
+                    help="shape every front end to this tc rate (restored afterwards)")
+    args = ap.parse_args()
+
+    site("up")
+    status = json.loads(site("status", "--json"))
+    rate = args.rate or status["hosts"][status["front_ends"][0]].get("rate", "?")
+    if args.rate:
+        for fe in status["front_ends"]:
+            site("shape", fe, args.rate)
+    control = Path(tempfile.mkdtemp(prefix="rbb", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="rb-bench-xfer-"))
+    links = open_links(status, control)
+    remote_base = f"{status['user_scratch']}/rb-bench-xfer-{int(time.time())}"
+    try:
+        files = make_files(work / "src", args)
+        total = sum(s for _, s in files) / 1e6
+        print(f"{len(files)} files, {total:.1f} MB ({args.small} x {args.small_kb} KB + "
+              f"{args.large} x {args.large_mb} MB); front ends at {rate}; "
+              f"bundles of {args.bundle_mb} MB, {args.jobs} jobs per front end")
+        tokens = int(site("auth-count").strip())
+        rows = {m: run_mode(m, links, files, work, remote_base, args)
+                for m in ("one-by-one", "bundles-1fe", "bundles-3fe")}
+        spent = int(site("auth-count").strip()) - tokens
+    finally:
+        for link in links:
+            link.stop_master()
+        shutil.rmtree(control, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        if args.rate:
+            for fe in status["front_ends"]:
+                site("shape", fe, "default")
+    base_push, base_pull = rows["one-by-one"]
+    print(f"{'mode':<14}{'push MB/s':>11}{'pull MB/s':>11}{'push x':>9}{'pull x':>9}")
+    for mode, (t_push, t_pull) in rows.items():
+        print(f"{mode:<14}{total / t_push:>11.1f}{total / t_pull:>11.1f}"
+              f"{base_push / t_push:>9.1f}{base_pull / t_pull:>9.1f}")
+    print(f"DMZ tokens spent by the transfers: {spent} (masters: {len(links)})")
+
+
+if __name__ == "__main__":
+    main()
