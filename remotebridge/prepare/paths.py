@@ -74,6 +74,9 @@ def check_name(path: str, component: int | None = None) -> str:
     if _BAD.search(path):
         raise PrepareError("file name contains a tab, newline or NUL", component=component,
                            path=path, fault=FAULT_BAD_NAME)
+    if not path.startswith("/"):
+        raise PrepareError("not an absolute path", component=component, path=path,
+                           fault=FAULT_BAD_NAME)
     return path
 
 

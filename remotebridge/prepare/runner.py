@@ -68,6 +68,9 @@ def remote_root(site: SiteConfig) -> str:
     root = site.remote_root or (site.local_root if site.kind is SiteKind.LOCAL else "")
     if not root:
         raise PrepareError(f"site '{site.name}' has no remote_root configured")
+    if not root.startswith("/"):
+        raise PrepareError(f"site '{site.name}': remote_root must be an absolute path",
+                           path=root)
     return root
 
 

@@ -54,6 +54,8 @@ def test_resolvers() -> None:
 
 def test_unsafe_names_refused() -> None:
     check_name("/a/we ird;$(rm -rf)`x`'\"-n.fits")
+    with pytest.raises(PrepareError, match="not an absolute path"):
+        check_name("relative/x.fits")
     for bad in ["/a/b\tc", "/a/b\nc", "/a/\x00"]:
         with pytest.raises(PrepareError, match="tab, newline or NUL") as exc:
             check_name(bad, component=3)
