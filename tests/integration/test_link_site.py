@@ -32,6 +32,7 @@ if "rbsite_test_fixtures" not in sys.modules:
     sys.modules["rbsite_test_fixtures"] = _mod
     _spec.loader.exec_module(_mod)
 test_site = sys.modules["rbsite_test_fixtures"].test_site
+site_alone = sys.modules["rbsite_test_fixtures"].site_alone  # counting / switching tests
 
 pytestmark = pytest.mark.site
 
@@ -90,7 +91,8 @@ def test_files_round_trip_over_the_master(masters: list[OpenSSHLink], tmp_path: 
     link.run(["rm", "-rf", "--", f"{test_site.user_scratch}/rb link test"])
 
 
-def test_no_master_is_link_down_at_once(test_site, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_master_is_link_down_at_once(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    test_site = site_alone
     before = test_site.auth_count()
     link = OpenSSHLink(make_site(test_site, control_dir), "fe2")
     start = time.monotonic()
@@ -108,7 +110,8 @@ def test_no_master_is_link_down_at_once(test_site, control_dir: Path) -> None:  
 
 
 def test_concurrent_commands_never_use_a_second_token(  # type: ignore[no-untyped-def]
-        test_site, masters: list[OpenSSHLink]) -> None:
+        site_alone, masters: list[OpenSSHLink]) -> None:
+    test_site = site_alone
     before = test_site.auth_count()
     errors: list[BaseException] = []
     outputs: list[str] = []
@@ -160,7 +163,8 @@ def test_changed_host_key_is_refused(test_site, control_dir: Path, tmp_path: Pat
     assert not link.master_alive()
 
 
-def test_cut_link_is_transient_then_heals(test_site, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cut_link_is_transient_then_heals(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    test_site = site_alone
     link = OpenSSHLink(make_site(test_site, control_dir), "fe2")
     link.start_master(askpass=test_site.askpass)
     link.retry = RetryPolicy(attempts=2, deadline=20, wait_initial=0.5, wait_max=1)
@@ -177,7 +181,8 @@ def test_cut_link_is_transient_then_heals(test_site, control_dir: Path) -> None:
         link.stop_master()
 
 
-def test_expired_login_is_link_down(test_site, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_expired_login_is_link_down(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    test_site = site_alone
     site = make_site(test_site, control_dir, frontends=["fe1"])
     (link,) = links_for(site)
     assert isinstance(link, OpenSSHLink)
