@@ -87,12 +87,19 @@ class _Scheduler:
         self.total = sum(b.bytes for b in bundles)
         self.done_bytes = 0
         self.progress = progress
+        self.stopped = False
+
+    def stop(self) -> None:
+        """No new bundle starts (the caller was interrupted); running ones finish."""
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
 
     def take(self, host: str) -> _Item | None:
         """The next bundle for ``host``; None when there is nothing left (or it is down)."""
         with self.cond:
             while True:
-                if host not in self.live:
+                if host not in self.live or self.stopped:
                     return None
                 for i, item in enumerate(self.queue):
                     if item.avoid != host or self.live == {host}:
@@ -176,6 +183,7 @@ def _attempt(sched: _Scheduler, link: Link, item: _Item, worker: BundleWorker) -
         sched.give_up(item, link.host, exc)
     except BaseException as exc:
         sched.give_up(item, link.host, exc)
+        sched.stop()  # an interruption: start no more bundles anywhere
         raise
     else:
         sched.finish(result)
@@ -202,8 +210,12 @@ def run_bundles(links: Sequence[Link], bundles: list[Bundle], worker: BundleWork
         # interleaved (fe1, fe2, fe3, fe1, ...) so the first bundles go round-robin
         futures = [pool.submit(_worker_loop, sched, link, worker)
                    for _ in range(jobs) for link in links]
-        for fut in futures:
-            fut.result()
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            sched.stop()  # e.g. Ctrl-C: let the bundles in flight end, start no more
+            raise
     sched.report.seconds = time.monotonic() - start
     if sched.queue:
         assert sched.link_down is not None

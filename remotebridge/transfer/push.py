@@ -6,12 +6,14 @@ the remote paths without the leading ``/``. The remote tar makes missing parent
 folders, does not keep our owner (``--no-same-owner``) and stamps files with the
 time of arrival (``--touch``), so a scratch purge by age does not take a freshly
 pushed input. Afterwards ONE remote call reads the sizes of every file of the
-bundle and each file whose size differs is reported as failed.
+bundle and each file whose size differs is reported as failed. Parent folders are
+made beforehand with ``mkdir -p`` (concurrent GNU tars race making the same ones).
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import subprocess
 import tarfile
@@ -30,6 +32,9 @@ ByteCallback = Callable[[int], None]
 EXTRACT_ARGV = ["tar", "-x", "-f", "-", "-C", "/", "--no-same-owner",
                 "--no-same-permissions", "--touch", "--warning=no-timestamp"]
 """The remote side of a push: extract the stream from stdin relative to ``/``."""
+
+MKDIR_ARGV = ["xargs", "-0", "-r", "mkdir", "-p", "--"]
+"""Makes the NUL-separated folders read from stdin (race-free, unlike tar's own)."""
 
 STREAM_BUFSIZE = 1 << 20
 
@@ -85,9 +90,25 @@ def _add_file(tf: tarfile.TarFile, spec: FileSpec, on_bytes: ByteCallback | None
     sent[spec.remote] = st.st_size
 
 
+def make_parents(link: Link, bundle: Bundle) -> None:
+    """Make the remote parent folders of the bundle first, in one call (``mkdir -p``).
+
+    GNU tar makes missing parents itself, but two tars extracting into the same new
+    folders at once race (one fails with "Cannot open: No such file or directory");
+    ``mkdir -p`` does not.
+    """
+    parents = sorted({posixpath.dirname(spec.remote) for spec in bundle.files} - {"/"})
+    if parents:
+        # a folder that cannot be made is not fatal here: tar and the size check say which
+        # files it costs
+        link.run(MKDIR_ARGV, stdin=b"".join(os.fsencode(p) + b"\0" for p in parents),
+                 check=False)
+
+
 def _send(link: Link, bundle: Bundle, on_bytes: ByteCallback | None, timeout: float | None,
           sent: dict[str, int], skipped: list[tuple[FileSpec, str]]) -> str:
     """Stream the bundle into the remote tar; returns the remote tar's complaint, if any."""
+    make_parents(link, bundle)
     try:
         with link.open_process(EXTRACT_ARGV, stdin=subprocess.PIPE, timeout=timeout) as proc:
             assert proc.stdin is not None

@@ -292,3 +292,19 @@ def test_jobs_per_link_bounds_concurrency_and_all_links_work(tmp_path: Path) -> 
 def test_empty_transfer(tmp_path: Path) -> None:
     rep = push(links(tmp_path), [])
     assert rep.ok and rep.files == rep.bundles == 0 and rep.rate_mb_s == 0.0
+
+
+def test_interrupt_stops_the_other_workers(tmp_path: Path) -> None:
+    files = make_files(tmp_path, n_small=60, big=())
+    calls = 0
+
+    def stop(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        push(links(tmp_path, 2), files, bundle_bytes=5_000, jobs_per_link=1, progress=stop)
+    # the others finished their bundle in flight and took no new one
+    assert sum(Path(f.remote).exists() for f in files) < len(files) // 2
