@@ -161,7 +161,8 @@ def main() -> None:
     for mode, (t_push, t_pull) in rows.items():
         print(f"{mode:<14}{total / t_push:>11.1f}{total / t_pull:>11.1f}"
               f"{base_push / t_push:>9.1f}{base_pull / t_pull:>9.1f}")
-    print(f"DMZ tokens spent by the transfers: {spent} (masters: {len(links)})")
+    print(f"DMZ logins while the transfers ran: {spent} (masters, before: {len(links)}; "
+          "the count is site-wide, so other sessions' logins show up here too)")
 
 
 if __name__ == "__main__":
