@@ -151,8 +151,8 @@ class CommandEvidence:
         return ", ".join(bits)
 
 
-class LinkError(BridgeError):
-    """Base of every failure to talk to the remote side."""
+class EvidenceError(BridgeError):
+    """An error about a command that ran (or tried to): carries its CommandEvidence."""
 
     def __init__(
         self, message: str, *, evidence: CommandEvidence | None = None, hint: str = ""
@@ -160,6 +160,10 @@ class LinkError(BridgeError):
         self.evidence = evidence or CommandEvidence()
         detail = self.evidence.summary()
         super().__init__(f"{message} ({detail})" if detail else message, hint=hint)
+
+
+class LinkError(EvidenceError):
+    """Base of every failure to talk to the remote side."""
 
 
 class LinkDown(LinkError):
@@ -188,15 +192,8 @@ class RemoteCommandFailed(LinkError):
     """The remote command ran and exited non-zero; its rc and stderr are in ``evidence``."""
 
 
-class SchedulerError(BridgeError):
+class SchedulerError(EvidenceError):
     """The remote scheduler refused a request or answered in a form we cannot read."""
-
-    def __init__(
-        self, message: str, *, evidence: CommandEvidence | None = None, hint: str = ""
-    ) -> None:
-        self.evidence = evidence or CommandEvidence()
-        detail = self.evidence.summary()
-        super().__init__(f"{message} ({detail})" if detail else message, hint=hint)
 
 
 class TransferError(BridgeError):

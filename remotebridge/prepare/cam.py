@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import CamProcessedExp, CamRun, ChipProcessedImfile, ChipRun, RawExp
 from remotebridge.errors import PrepareError
 from remotebridge.prepare.base import (
@@ -39,7 +40,7 @@ class CamStage(StageBase):
 
     name: ClassVar[str] = "cam"
     description: ClassVar[str] = "per-exposure astrometry/photometry over all chips (rb_cam.py)"
-    defaults: ClassVar[dict[str, Any]] = {"threads": 1, "cost_seconds": 60.0}
+    defaults: ClassVar[dict[str, Any]] = STAGE_DEFAULTS["cam"]
     result_table = CamProcessedExp
     dbinfo_schema: ClassVar[DbinfoSchema] = {
         "camProcessedExp": {

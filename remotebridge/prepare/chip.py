@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun, RawExp, RawImfile
 from remotebridge.errors import PrepareError
 from remotebridge.prepare.base import (
@@ -41,8 +42,8 @@ class ChipStage(StageBase):
 
     name: ClassVar[str] = "chip"
     description: ClassVar[str] = "detrend and measure each chip image (rb_chip.py)"
-    defaults: ClassVar[dict[str, Any]] = {"threads": 2, "cost_seconds": 150.0,
-                                          "detrend_types": DETREND_TYPES}
+    defaults: ClassVar[dict[str, Any]] = {**STAGE_DEFAULTS["chip"],
+                                          "detrend_types": list(DETREND_TYPES)}
     result_table = ChipProcessedImfile
     dbinfo_schema: ClassVar[DbinfoSchema] = {
         "chipProcessedImfile": {

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import StackInputSkyfile, StackRun, StackSumSkyfile, WarpSkyfile
 from remotebridge.errors import PrepareError
 from remotebridge.prepare.base import (
@@ -32,7 +33,7 @@ class StackStage(StageBase):
 
     name: ClassVar[str] = "stack"
     description: ClassVar[str] = "combine the warps of one skycell (rb_stack.py)"
-    defaults: ClassVar[dict[str, Any]] = {"threads": 4, "cost_seconds": 600.0}
+    defaults: ClassVar[dict[str, Any]] = STAGE_DEFAULTS["stack"]
     result_table = StackSumSkyfile
     dbinfo_schema: ClassVar[DbinfoSchema] = {
         "stackSumSkyfile": {

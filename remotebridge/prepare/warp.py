@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import (
     CamRun,
     ChipProcessedImfile,
@@ -42,7 +43,7 @@ class WarpStage(StageBase):
 
     name: ClassVar[str] = "warp"
     description: ClassVar[str] = "resample exposures onto skycells (rb_warp.py)"
-    defaults: ClassVar[dict[str, Any]] = {"threads": 2, "cost_seconds": 120.0}
+    defaults: ClassVar[dict[str, Any]] = STAGE_DEFAULTS["warp"]
     result_table = WarpSkyfile
     dbinfo_schema: ClassVar[DbinfoSchema] = {
         "warpSkyfile": {
