@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import stat
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +27,9 @@ from remotebridge.ssh import OpenSSHLink
 from remotebridge.transfer import FileSpec, pull, push
 
 pytestmark = pytest.mark.site
+
+# counting dmz logins needs the site to ourselves (tests/conftest.py loaded the plugin)
+site_alone = sys.modules["rbsite_test_fixtures"].site_alone
 
 HOSTILE = ["with space", "it's", 'dq"x', "a;b", "$(touch /tmp/rb_xfer_pwned)",
            "`touch /tmp/rb_xfer_pwned2`", "new\nline", "-rf", "back\\slash", "ünï", "*"]
@@ -99,8 +103,9 @@ def make_files(tmp: Path, remote_dir: str) -> list[FileSpec]:
     return specs
 
 
-def test_push_then_pull_over_three_front_ends(test_site: Any, frontends: list[OpenSSHLink],
+def test_push_then_pull_over_three_front_ends(site_alone: Any, frontends: list[OpenSSHLink],
                                               ssh_log: Path, tmp_path: Path) -> None:
+    test_site = site_alone
     remote_dir = f"{test_site.user_scratch}/rb-xfer-{uuid.uuid4().hex[:8]}"
     files = make_files(tmp_path, remote_dir)
     total = sum(f.size for f in files)
