@@ -137,6 +137,14 @@ class SiteConfig:
     path_rules: list[PathRule] = field(
         default_factory=list, metadata=_doc("ordered local->remote prefix rules")
     )
+    user: str = field(
+        default="",
+        metadata=_doc("login user on the front ends (ssh -l); empty = ssh_config's User; "
+                      "'control-tool switch-user' overrides it (see site_user)"),
+    )
+    remote_python: str = field(
+        default="python3", metadata=_doc("python on the front ends that runs rbhelper.py")
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,25 @@ def _plain(value: Any) -> Any:
 
 
 # --- loading ----------------------------------------------------------------------
+
+
+def xdg_state_home() -> Path:
+    """$XDG_STATE_HOME or ~/.local/state."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+
+
+def user_state_file(site_name: str) -> Path:
+    """The file where ``control-tool switch-user`` records a site's login user."""
+    return xdg_state_home() / "remotebridge" / f"{site_name}.user"
+
+
+def site_user(site: SiteConfig) -> str:
+    """The login user of ``site``: the switch-user state file if present, else ``user``."""
+    try:
+        recorded = user_state_file(site.name).read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = ""
+    return recorded or site.user
 
 
 def default_config_path() -> Path:

@@ -9,6 +9,7 @@ import click
 # (module, attribute) of each command that lives outside remotetool.py.
 EXTRA = [
     ("remotebridge.cli.demo_cmd", "demo"),
+    ("remotebridge.cli.exec_cmd", "exec_cmd"),
     ("remotebridge.cli.prepare_cmd", "prepare"),
     ("remotebridge.cli.prepare_cmd", "review"),
     ("remotebridge.cli.site_cmd", "site"),

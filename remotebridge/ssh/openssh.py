@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from remotebridge.config import SiteConfig
+from remotebridge.config import SiteConfig, site_user
 from remotebridge.errors import (
     CommandEvidence,
     HostKeyMismatch,
@@ -143,6 +143,8 @@ class OpenSSHLink(Link):
         if self.site.ssh_config:
             opts += ["-F", str(Path(self.site.ssh_config).expanduser())]
         opts += ["-o", f"ControlPath={self.control_dir}/%C", "-o", "StrictHostKeyChecking=yes"]
+        if user := site_user(self.site):  # control-tool switch-user, else [site] user
+            opts += ["-l", user]
         if self.site.known_hosts:
             kh = Path(self.site.known_hosts).expanduser()
             opts += ["-o", f"UserKnownHostsFile={kh}"]

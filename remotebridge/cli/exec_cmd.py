@@ -1,0 +1,93 @@
+"""``remotetool exec``: push, check inputs, submit the pending runs.
+
+Exit codes: 0 when every run was submitted (or there was nothing to do), 75 when
+a run went to ``auth`` (the link is down) or hit a transient fault, 1 when a run
+failed (scheduler refusal, transfer failure) or went to ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.exec import ExecOutcome, exec_runs, summary
+from remotebridge.transfer import Progress as ProgressFn
+
+EXIT_TEMPFAIL = 75
+
+
+@contextlib.contextmanager
+def _progress_bar(app: AppContext) -> Iterator[ProgressFn | None]:
+    """A rich transfer bar at a terminal; nothing in cron, pipes, --json or --quiet."""
+    if not app.interactive or app.quiet:
+        yield None
+        return
+    bar = Progress(TextColumn("pushing inputs"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn(), console=app.err,
+                   transient=True)
+    task = bar.add_task("push", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=max(done, 0), total=total)
+
+    with bar:
+        yield update
+
+
+def _line(o: ExecOutcome) -> str:
+    if o.result == "run":
+        how = "adopted" if o.adopted else "submitted"
+        return f"{o.remote_id}: pending -> run, job {o.job_id} {how}; {summary(o)}"
+    return f"{o.remote_id}: {o.result}: {o.message}"
+
+
+def exit_code(outcomes: list[ExecOutcome]) -> int:
+    """75 if a run went to auth or must be retried, else 1 if one failed, else 0."""
+    results = {o.result for o in outcomes}
+    if results & {"auth", "retry"}:
+        return EXIT_TEMPFAIL
+    if results & {"failed", "error"}:
+        return 1
+    return 0
+
+
+@click.command("exec")
+@click.option("--remote-id", "-r", type=int, help="Only this run.")
+@click.option("--label", "-l", help="Only the pending runs of this label.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), help="At most this many runs.")
+@pass_app
+def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
+             limit: int | None) -> None:
+    """Push, check inputs and submit each pending run; it moves to 'run'.
+
+    A run whose site cannot be reached goes to 'auth' (exit 75; after the key-card
+    holder runs 'control-tool start', 'remotetool revertauth' resumes it). Safe to
+    run from cron on several hosts at once: each run is submitted exactly once.
+    """
+    with _progress_bar(app) as progress:
+        outcomes = exec_runs(app.engine, app.config, remote_id=remote_id, label=label,
+                             limit=limit, progress=progress)
+    if app.json:
+        app.emit([o.to_dict() for o in outcomes])
+    for o in outcomes:
+        if o.result == "run":
+            app.info(_line(o))
+        else:
+            app.err.print(f"remotetool: run {_line(o)}", highlight=False, soft_wrap=True)
+    if any(o.result == "auth" for o in outcomes) and not app.json:
+        app.err.print("  hint: log in again with 'control-tool start', then run "
+                      "'remotetool revertauth'", highlight=False)
+    code = exit_code(outcomes)
+    if code:
+        raise click.exceptions.Exit(code)

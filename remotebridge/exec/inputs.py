@@ -1,0 +1,69 @@
+"""The inputs of a job: ONE remote check of what is missing, then push only that.
+
+``rbhelper.py check-inputs inputs.manifest`` runs on a front end and prints the
+remote path of every input that is missing there or has another size. Those files
+(and only those) are pushed as tar bundles fanned out over every live front end,
+and the check runs once more to verify that nothing is still missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from remotebridge.config import SiteConfig
+from remotebridge.errors import BridgeError, TransferError
+from remotebridge.exec.folder import InputFile, JobFolder, read_inputs
+from remotebridge.ssh import Link
+from remotebridge.transfer import Progress, TransferReport, push
+
+CHECK_TIMEOUT = 900.0
+"""Seconds the remote check may take (it stats every input once)."""
+
+
+class MissingInputs(BridgeError):
+    """An input of the manifest cannot be read at home any more (prepare was too long ago)."""
+
+
+@dataclass
+class InputPush:
+    """What the input step found and moved."""
+
+    total: int = 0
+    missing: int = 0
+    report: TransferReport = field(default_factory=TransferReport)
+
+
+def check_inputs(link: Link, site: SiteConfig, folder: JobFolder) -> list[str]:
+    """The remote paths the site lacks (or holds with another size): one remote call."""
+    result = link.run([site.remote_python or "python3", folder.helper, "check-inputs",
+                       folder.manifest], timeout=CHECK_TIMEOUT)
+    return [line for line in result.out.splitlines() if line]
+
+
+def _unreadable(files: Sequence[InputFile]) -> list[str]:
+    return [f.local for f in files if not os.access(f.local, os.R_OK)]
+
+
+def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
+                progress: Progress | None = None) -> InputPush:
+    """Check, push what is missing over every live front end, verify (see module doc)."""
+    inputs = read_inputs(folder.local)
+    by_remote = {f.remote: f for f in inputs}
+    missing = [by_remote[p] for p in check_inputs(live[0], site, folder) if p in by_remote]
+    out = InputPush(total=len(inputs), missing=len(missing))
+    if not missing:
+        return out
+    gone = _unreadable(missing)
+    if gone:
+        raise MissingInputs(f"{len(gone)} inputs cannot be read at home, e.g. {gone[0]}",
+                            hint="prepare the run again once the files are back")
+    out.report = push(live, [f.spec() for f in missing], bundle_bytes=site.bundle_bytes,
+                      jobs_per_link=site.jobs_per_frontend, progress=progress)
+    still = check_inputs(live[0], site, folder)
+    if still:
+        errors = "; ".join(out.report.errors[:2])
+        raise TransferError(f"{len(still)} inputs still missing on the site after the push, "
+                            f"e.g. {still[0]}" + (f" ({errors})" if errors else ""))
+    return out

@@ -1,0 +1,315 @@
+"""``exec_runs``: every claimed ``pending`` run pushed, checked, submitted and moved to ``run``.
+
+For each run (one at a time, each under its own lease):
+
+a. the site's front ends that can run a command right now (checked once per site and
+   call); none -> the run goes ``pending -> auth`` ("link down: ...") with nothing
+   half-done, and ``remotetool revertauth`` brings it back once the key-card holder
+   has logged in again;
+b. the job folder is pushed to its ``job_dir`` (one small tar bundle);
+c. ONE remote call, ``rbhelper.py check-inputs``, lists the inputs that are missing
+   or of the wrong size on the site;
+d. only those are pushed, as ~``bundle_bytes`` tar bundles fanned out over every
+   live front end, and checked again (one more call);
+e. the job is submitted exactly once (see :mod:`remotebridge.exec.submit`);
+f. the run moves ``pending -> run`` with the job id, one attempt more and
+   ``last_poll`` = now; the transfer figures go into the note and the history.
+
+A first submission and a resubmission (poll moved the run back to ``pending`` after
+writing a retry subset into the folder) take the same path. Outcomes other than
+``run``: ``auth`` (link down), ``retry`` (a transient fault or a lost lease; the run
+stays ``pending`` for the next round), ``failed`` (the scheduler refused, a transfer
+failed; stays ``pending``, note says why) and ``error`` (the job folder is unusable
+or an input is gone at home: fault 23 / 21, ``remotetool revert`` once fixed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from remotebridge.config import Config, SiteConfig
+from remotebridge.db import statemachine
+from remotebridge.db.base import utcnow
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import read_session, write_session
+from remotebridge.errors import (
+    BridgeError,
+    ConcurrentUpdate,
+    LinkDown,
+    LinkError,
+    NotFoundError,
+    SchedulerError,
+    TransferError,
+    TransientLinkError,
+)
+from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, open_folder
+from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
+from remotebridge.exec.submit import Submitted, submit_once
+from remotebridge.prepare.paths import resolve_uri
+from remotebridge.schedulers import make_scheduler
+from remotebridge.ssh import Link, links_for
+from remotebridge.states import RunState
+from remotebridge.transfer import Progress, TransferReport, push
+
+FAULT_INPUT_MISSING = 21
+"""An input listed in inputs.manifest can no longer be read at home."""
+
+FAULT_JOB_FOLDER = 23
+"""The local job folder is missing or unreadable."""
+
+LinkFactory = Callable[[SiteConfig], Sequence[Link]]
+
+
+@dataclass
+class ExecOutcome:
+    """What exec did with one run."""
+
+    remote_id: int
+    result: str
+    """run | auth | retry | failed | error"""
+    job_id: str | None = None
+    token: str | None = None
+    adopted: bool = False
+    message: str = ""
+    folder_files: int = 0
+    inputs: int = 0
+    missing: int = 0
+    pushed_files: int = 0
+    pushed_bytes: int = 0
+    seconds: float = 0.0
+    rate_mb_s: float = 0.0
+    hosts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+class _Links:
+    """The live front ends of each site, checked once per exec call."""
+
+    def __init__(self, factory: LinkFactory) -> None:
+        self.factory = factory
+        self.cache: dict[str, tuple[list[Link], str]] = {}
+
+    def live(self, site: SiteConfig) -> tuple[list[Link], str]:
+        """(front ends that run a command now, why none do)."""
+        if site.name not in self.cache:
+            links = list(self.factory(site))
+            live = [link for link in links if link.check()]
+            why = "" if live else (
+                "no front end of site '" + site.name + "' can run a command ("
+                + ", ".join(link.host for link in links) + ")")
+            self.cache[site.name] = (live, why)
+        return self.cache[site.name]
+
+    def forget(self, site: SiteConfig) -> None:
+        """Check the site again for the next run (a link failed meanwhile)."""
+        self.cache.pop(site.name, None)
+
+
+@dataclass(frozen=True)
+class _Run:
+    remote_id: int
+    site: str
+    folder: str
+    attempt: int
+    token: str | None
+
+
+def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
+              label: str | None = None, limit: int | None = None,
+              progress: Progress | None = None,
+              link_factory: LinkFactory = links_for) -> list[ExecOutcome]:
+    """Push, check and submit the pending runs (see the module docstring).
+
+    Runs held by another process, and runs in any other state, are left alone, so
+    calling this again, or from two hosts at once, submits nothing twice.
+    ``link_factory`` gives the links of a site (default :func:`links_for`).
+    """
+    links = _Links(link_factory)
+    outcomes: list[ExecOutcome] = []
+    for rid in _candidates(engine, remote_id, label):
+        if limit is not None and len(outcomes) >= limit:
+            break
+        with write_session(engine) as s:
+            if not statemachine.claim(s, RunState.PENDING, remote_ids=[rid]):
+                continue
+        outcomes.append(_exec_claimed(engine, config, rid, links, progress))
+    return outcomes
+
+
+def _candidates(engine: Engine, remote_id: int | None, label: str | None) -> list[int]:
+    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.PENDING.value)
+    if remote_id is not None:
+        query = query.where(RemoteRun.remote_id == remote_id)
+    if label is not None:
+        query = query.where(RemoteRun.label == label)
+    with read_session(engine) as s:
+        ids = list(s.execute(query.order_by(RemoteRun.remote_id)).scalars())
+        if remote_id is not None and not ids and s.get(RemoteRun, remote_id) is None:
+            raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                                hint="see 'remotetool list'")
+    return ids
+
+
+def _load(engine: Engine, rid: int) -> _Run:
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        if run is None:
+            raise NotFoundError(f"no remote run with remote_id {rid}")
+        folder = os.path.join(resolve_uri(run.path_base), f"remote_{rid}")
+        return _Run(rid, run.site, folder, run.attempt or 0, run.submit_token)
+
+
+def _exec_claimed(engine: Engine, config: Config, rid: int, links: _Links,
+                  progress: Progress | None) -> ExecOutcome:
+    """Work on one run we hold the lease of; every path ends the lease."""
+    t0 = time.monotonic()
+    out = ExecOutcome(rid, "retry")
+    site: SiteConfig | None = None
+    try:
+        run = _load(engine, rid)
+        site = config.site(run.site or None)
+        folder = open_folder(run.folder)
+        live, why = links.live(site)
+        if not live:
+            return _to_auth(engine, out, why)
+        _push_and_submit(engine, site, run, folder, live, out, progress)
+    except JobFolderError as exc:
+        _to_error(engine, out, FAULT_JOB_FOLDER, exc.message)
+    except MissingInputs as exc:
+        _to_error(engine, out, FAULT_INPUT_MISSING, exc.message)
+    except LinkDown as exc:
+        if site is not None:
+            links.forget(site)
+        _to_auth(engine, out, exc.message)
+    except ConcurrentUpdate as exc:
+        out.message = f"another process took the run: {exc.message}"  # not ours to touch
+    except TransientLinkError as exc:
+        if site is not None:
+            links.forget(site)
+        _leave_pending(engine, out, "retry", exc.message)
+    except (SchedulerError, TransferError, LinkError) as exc:
+        _leave_pending(engine, out, "failed", exc.message)
+    except BaseException:
+        _release(engine, rid)
+        raise
+    finally:
+        out.seconds = round(time.monotonic() - t0, 3)
+    return out
+
+
+def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFolder,
+                     live: list[Link], out: ExecOutcome, progress: Progress | None) -> None:
+    """Steps b to f for one run on its live front ends."""
+    out.hosts = [link.host for link in live]
+    specs = folder_files(folder)
+    report = push(live, specs, bundle_bytes=site.bundle_bytes,
+                  jobs_per_link=site.jobs_per_frontend)
+    _check_report(report, "job folder")
+    out.folder_files = report.files
+    _renew(engine, run.remote_id)
+    pushed = push_inputs(live, site, folder, progress=progress)
+    _record_inputs(out, pushed)
+    _renew(engine, run.remote_id)
+    scheduler = make_scheduler(live[0], site)
+    sub = submit_once(engine, scheduler, remote_id=run.remote_id, attempt=run.attempt,
+                      stored_token=run.token, script=folder.script)
+    _to_run(engine, out, run, sub)
+
+
+def _check_report(report: TransferReport, what: str) -> None:
+    if not report.ok:
+        first = report.errors[0] if report.errors else "files failed"
+        raise TransferError(f"{what}: {len(report.failed)} files not pushed: {first}")
+
+
+def _record_inputs(out: ExecOutcome, pushed: InputPush) -> None:
+    out.inputs, out.missing = pushed.total, pushed.missing
+    out.pushed_files, out.pushed_bytes = pushed.report.files, pushed.report.bytes
+    out.rate_mb_s = round(pushed.report.rate_mb_s, 3)
+
+
+def _renew(engine: Engine, rid: int) -> None:
+    """Extend our lease before the next long step (ConcurrentUpdate if we lost it)."""
+    with write_session(engine) as s:
+        done = s.execute(
+            update(RemoteRun)
+            .where(RemoteRun.remote_id == rid, RemoteRun.state == RunState.PENDING.value,
+                   RemoteRun.owner == statemachine.actor())
+            .values(lease_until=utcnow() + statemachine.DEFAULT_LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if done != 1:
+        raise ConcurrentUpdate(rid, RunState.PENDING.value)
+
+
+def summary(out: ExecOutcome) -> str:
+    """The transfer figures of one outcome, one line (note, history, human output)."""
+    text = (f"job folder {out.folder_files} files; inputs {out.missing} missing of "
+            f"{out.inputs}, pushed {out.pushed_files} files {out.pushed_bytes} bytes")
+    if out.pushed_bytes:
+        text += f" ({out.rate_mb_s:.2f} MB/s)"
+    if out.hosts:
+        text += " over " + ",".join(out.hosts)
+    return text
+
+
+def _set_note(session: Any, rid: int, note: str) -> None:
+    session.execute(update(RemoteRun).where(RemoteRun.remote_id == rid)
+                    .values(note=note[:2000]).execution_options(synchronize_session=False))
+
+
+def _to_run(engine: Engine, out: ExecOutcome, run: _Run, sub: Submitted) -> None:
+    out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
+    how = "adopted by token" if sub.adopted else "submitted"
+    note = f"exec: {how} job {sub.job_id} (token {sub.token}); {summary(out)}"
+    with write_session(engine) as s:
+        statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
+                                job_id=sub.job_id, attempt=run.attempt + 1,
+                                last_poll=utcnow(), fault=0)
+        _set_note(s, run.remote_id, note)
+    out.result, out.message = "run", note
+
+
+def _to_auth(engine: Engine, out: ExecOutcome, why: str) -> ExecOutcome:
+    note = f"link down: {why}"
+    with write_session(engine) as s:
+        statemachine.transition(s, out.remote_id, RunState.PENDING, RunState.AUTH, note=note)
+        _set_note(s, out.remote_id, note)
+    out.result, out.message = "auth", note
+    return out
+
+
+def _to_error(engine: Engine, out: ExecOutcome, fault: int, why: str) -> None:
+    note = f"exec: {why}"
+    with write_session(engine) as s:
+        statemachine.transition(s, out.remote_id, RunState.PENDING, RunState.ERROR, note=note,
+                                fault=fault)
+        _set_note(s, out.remote_id, note)
+    out.result, out.message = "error", note
+
+
+def _leave_pending(engine: Engine, out: ExecOutcome, result: str, why: str) -> None:
+    note = f"exec ({result}): {why}"
+    with write_session(engine) as s:
+        statemachine.release(s, out.remote_id)
+        statemachine.record(s, out.remote_id, RunState.PENDING.value,
+                            RunState.PENDING.value, note=note[:2000])
+        _set_note(s, out.remote_id, note)
+    out.result, out.message = result, note
+
+
+def _release(engine: Engine, rid: int) -> None:
+    try:
+        with write_session(engine) as s:
+            statemachine.release(s, rid)
+    except BridgeError:
+        pass  # the lease expires by itself
