@@ -2,7 +2,7 @@
 
 This module takes the site down and up again.  It first waits until no other
 pytest session (which holds the shared lock of tests/site/fixtures.py) uses the
-site, and skips with that reason if one still does after 90 s.  It sorts before
+site, and fails with that reason if one still does after 300 s.  It sorts before
 test_site.py, so the other tests then run against a freshly created site.
 """
 
