@@ -1,0 +1,40 @@
+"""Fault codes set by ``remotetool poll`` (documented in docs/poll.md).
+
+Run faults (``remoteRun.fault``, run moved to ``error``, nothing applied):
+
+* 31: a dbinfo record was refused (table or column not allowed, wrong type, a key
+  of a stage run that is not a component of this run, an over-long string);
+* 32: a file from the remote side is malformed (not strict JSON, unknown format or
+  version, too large, wrong field types): the message names the file and line;
+* 33: a tar bundle of products was unsafe (absolute path, ``..``, link, device);
+* 35: the job ended but its folder or summary cannot be read (purged scratch,
+  helper missing);
+* 39: anything else that retrying will not fix.
+
+Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
+
+* 34: abandoned after ``max_attempts`` failed attempts;
+* 36: a task succeeded but a permanent product is missing on the remote side
+  (counted as a failed attempt).
+"""
+
+from __future__ import annotations
+
+from remotebridge.errors import BridgeError
+
+FAULT_DBINFO_REFUSED = 31
+FAULT_MALFORMED = 32
+FAULT_UNSAFE_ARCHIVE = 33
+FAULT_ABANDONED = 34
+FAULT_JOB_UNREADABLE = 35
+FAULT_PRODUCT_MISSING = 36
+FAULT_OTHER = 39
+
+
+class PollFault(BridgeError):
+    """A problem with what the remote side sent: the run goes to ``error`` with ``fault``."""
+
+    def __init__(self, message: str, *, fault: int, hint: str = "") -> None:
+        super().__init__(message, hint=hint or "inspect the run ('remotetool show ID'); "
+                         "'remotetool revert ID' retries the poll once fixed")
+        self.fault = fault

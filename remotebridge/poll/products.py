@@ -1,0 +1,113 @@
+"""Bringing the permanent products of finished components home.
+
+The job folder's ``outputs.manifest`` (written at home by prepare, so trusted) lists
+every product with its remote path, local path, ``permanent`` flag and component.
+The permanent ones of the components whose tasks all succeeded are pulled with
+:mod:`remotebridge.transfer` (tar bundles over every front end, extracted safely into
+staging, verified, renamed into place). An unsafe bundle raises
+:class:`~remotebridge.poll.faults.PollFault` (fault 33); files that do not exist on
+the remote side are reported per component (the component failed); any other
+transfer failure raises :class:`Deferred` (the run is polled again later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from remotebridge.config import SiteConfig
+from remotebridge.errors import BridgeError, UnsafeArchive
+from remotebridge.poll.faults import FAULT_UNSAFE_ARCHIVE, PollFault
+from remotebridge.ssh.base import Link
+from remotebridge.transfer import (
+    UNKNOWN_SIZE,
+    BundleResult,
+    FileSpec,
+    plan_bundles,
+    pull_bundle,
+    remote_sizes,
+    run_bundles,
+)
+from remotebridge.transfer.bundles import Bundle
+
+OUTPUTS_HEADER = "# remotebridge.outputs v1"
+
+
+class Deferred(BridgeError):
+    """Something worth trying again at the next poll (the run stays in ``run``)."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """One line of outputs.manifest."""
+
+    remote: str
+    local: str
+    permanent: bool
+    stage_id: int
+
+
+@dataclass
+class PullOutcome:
+    """What came home, and which components miss a product on the remote side."""
+
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    missing: dict[int, list[str]] = field(default_factory=dict)
+
+
+def read_outputs(job_folder: Path) -> list[Product]:
+    """The products listed in the local job folder's outputs.manifest."""
+    lines = (job_folder / "outputs.manifest").read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != OUTPUTS_HEADER:
+        raise PollFault(f"{job_folder}/outputs.manifest: not a remotebridge.outputs v1 file",
+                        fault=39)
+    out = []
+    for line in lines[1:]:
+        if line.startswith("#") or not line:
+            continue
+        remote, local, permanent, stage_id = line.split("\t")[:4]
+        out.append(Product(remote, local, permanent == "1", int(stage_id)))
+    return out
+
+
+def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Product],
+                  components: Collection[int]) -> PullOutcome:
+    """Pull the permanent products of ``components``; see the module docstring."""
+    specs = {p.remote: (FileSpec(p.local, p.remote, UNKNOWN_SIZE), p.stage_id)
+             for p in products if p.permanent and p.stage_id in components}
+    if not specs:
+        return PullOutcome()
+    unsafe: list[UnsafeArchive] = []
+
+    def worker(link: Link, bundle: Bundle, **kwargs: Any) -> BundleResult:
+        try:
+            return pull_bundle(link, bundle, **kwargs)
+        except UnsafeArchive as exc:
+            unsafe.append(exc)
+            raise
+
+    bundles = plan_bundles([s for s, _ in specs.values()], site.bundle_bytes)
+    report = run_bundles(links, bundles, worker, jobs_per_link=site.jobs_per_frontend)
+    if unsafe:
+        raise PollFault(f"unsafe product bundle from the site: {unsafe[0]}",
+                        fault=FAULT_UNSAFE_ARCHIVE)
+    outcome = PullOutcome(report.files, report.bytes, report.seconds)
+    if report.failed:
+        _sort_failures(links[0], report.failed, report.errors, specs, outcome)
+    return outcome
+
+
+def _sort_failures(link: Link, failed: Sequence[FileSpec], errors: Sequence[str],
+                   specs: dict[str, tuple[FileSpec, int]], outcome: PullOutcome) -> None:
+    """Files absent on the site fail their component; anything else is retried later."""
+    present = remote_sizes(link, [f.remote for f in failed])
+    for spec in failed:
+        if spec.remote in present:
+            raise Deferred(f"{len(failed)} products could not be brought home; first: "
+                           f"{errors[0] if errors else spec.remote}",
+                           hint="poll again later; the transfer is safe to repeat")
+        outcome.missing.setdefault(specs[spec.remote][1], []).append(spec.remote)

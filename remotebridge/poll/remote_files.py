@@ -1,0 +1,243 @@
+"""Reading what the job wrote on the remote side: fetched in one call, parsed as untrusted.
+
+:func:`fetch_files` brings the job summary and the dbinfo files of a job folder home
+in ONE remote command (a small ``sh`` loop that frames each file as ``<size>
+<name>\\n<bytes>``, names read from stdin), refusing files above a size bound on the
+remote side before a byte of them is sent.
+
+Everything that comes back is **data from an untrusted machine**: decoded as strict
+UTF-8, parsed as strict JSON (no ``NaN``/``Infinity``, no duplicate keys, bounded line
+length and count), the format/version header checked, every field's type checked.
+A problem raises :class:`~remotebridge.poll.faults.PollFault` (fault 32) naming the
+file and line; nothing is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from remotebridge.errors import RemoteCommandFailed
+from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_MALFORMED, PollFault
+from remotebridge.ssh.base import Link
+
+VERSION = 1
+SUMMARY = "job_summary.jsonl"
+SUMMARY_FORMAT = "remotebridge.job_summary"
+DBINFO_FORMAT = "remotebridge.dbinfo"
+MAX_FILE_BYTES = 64 << 20
+"""Largest file fetched (a 61000-task summary is about 9 MB)."""
+MAX_LINE_BYTES = 64 << 10
+"""Longest line accepted in a remote JSON Lines file."""
+MAX_LINES = 2_000_000
+
+# $1 job folder, $2 size limit, $3 1 = make the summary from status/ if it is missing.
+# Names (job-relative, made by us) on stdin, one per line.
+FETCH_SCRIPT = r"""
+cd -- "$1" || exit 3
+lim=$2
+if [ "$3" = 1 ] && [ ! -f job_summary.jsonl ] && [ -f rbhelper.py ] && [ -f plan.jsonl ]; then
+  python3 rbhelper.py summary > /dev/null 2>&1
+fi
+while IFS= read -r f; do
+  if [ ! -f "$f" ]; then printf -- '- %s\n' "$f"; continue; fi
+  n=$(wc -c < "$f" | tr -d ' ')
+  if [ "$n" -gt "$lim" ]; then printf '! %s\n' "$f"; continue; fi
+  printf '%s %s\n' "$n" "$f"
+  head -c "$n" -- "$f"
+done
+exit 0
+"""
+
+# job folders as arguments; prints those holding a job summary
+SUMMARY_EXISTS_SCRIPT = r"""
+for d; do [ -f "$d/job_summary.jsonl" ] && printf '%s\n' "$d"; done
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One line of the job summary that poll uses."""
+
+    task_id: int
+    stage_id: int
+    phase: str
+    rc: int | None
+
+
+def fetch_files(link: Link, job_dir: str, names: Sequence[str], *,
+                make_summary: bool = False, limit: int = MAX_FILE_BYTES,
+                timeout: float = 600.0) -> dict[str, bytes | None]:
+    """``{name: bytes, or None when missing}`` for job-relative ``names``, in one call."""
+    stdin = "".join(n + "\n" for n in names).encode()
+    argv = ["sh", "-c", FETCH_SCRIPT, "rb-poll-fetch", job_dir, str(limit),
+            "1" if make_summary else "0"]
+    try:
+        result = link.run(argv, stdin=stdin, timeout=timeout)
+    except RemoteCommandFailed as exc:
+        raise PollFault(f"cannot read the job folder {job_dir} on {link.host} (purged?): "
+                        f"{exc.evidence.summary()}", fault=FAULT_JOB_UNREADABLE) from exc
+    return parse_frames(result.stdout, set(names))
+
+
+def parse_frames(data: bytes, wanted: set[str]) -> dict[str, bytes | None]:
+    """Split the framed answer of :data:`FETCH_SCRIPT` (checked against ``wanted``)."""
+    out: dict[str, bytes | None] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            raise PollFault("fetch answer ends inside a frame header", fault=FAULT_MALFORMED)
+        head = data[pos:end].decode("utf-8", "replace")
+        size_text, _, name = head.partition(" ")
+        pos = end + 1
+        if name not in wanted or name in out:
+            raise PollFault(f"fetch answer names an unexpected file {name[:200]!r}",
+                            fault=FAULT_MALFORMED)
+        if size_text == "-":
+            out[name] = None
+            continue
+        if size_text == "!" or not size_text.isdigit():
+            raise PollFault(f"{name}: larger than {MAX_FILE_BYTES} bytes, refused",
+                            fault=FAULT_MALFORMED)
+        size = int(size_text)
+        if pos + size > len(data):
+            raise PollFault(f"{name}: truncated in the fetch answer", fault=FAULT_MALFORMED)
+        out[name] = data[pos:pos + size]
+        pos += size
+    return out
+
+
+def summaries_present(link: Link, job_dirs: Sequence[str]) -> set[str]:
+    """Which of ``job_dirs`` hold a job_summary.jsonl (one remote call)."""
+    if not job_dirs:
+        return set()
+    result = link.run(["sh", "-c", SUMMARY_EXISTS_SCRIPT, "rb-poll-exists", *job_dirs],
+                      timeout=120)
+    return {line for line in result.out.splitlines() if line in set(job_dirs)}
+
+
+# --- strict JSON Lines -------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` refusing NaN/Infinity and duplicate keys."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+
+
+def parse_jsonl(data: bytes, name: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
+    """Header and records of a versioned JSON Lines file from the remote side."""
+    if len(data) > MAX_FILE_BYTES:
+        raise PollFault(f"{name}: {len(data)} bytes, more than {MAX_FILE_BYTES}",
+                        fault=FAULT_MALFORMED)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PollFault(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})",
+                        fault=FAULT_MALFORMED) from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise PollFault(f"{name}: empty (no header line)", fault=FAULT_MALFORMED)
+    if len(lines) > MAX_LINES:
+        raise PollFault(f"{name}: more than {MAX_LINES} lines", fault=FAULT_MALFORMED)
+    parsed = [_line(line, name, i) for i, line in enumerate(lines, start=1)]
+    header = parsed[0]
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise PollFault(f"{name} line 1: not a {fmt} header", fault=FAULT_MALFORMED)
+    if type(header.get("version")) is not int or header["version"] != VERSION:
+        raise PollFault(f"{name} line 1: {fmt} version {header.get('version')!r} is not "
+                        f"supported (this poll reads version {VERSION})", fault=FAULT_MALFORMED)
+    return header, parsed[1:]
+
+
+def _line(line: str, name: str, number: int) -> Any:
+    if len(line) > MAX_LINE_BYTES:
+        raise PollFault(f"{name} line {number}: longer than {MAX_LINE_BYTES} bytes",
+                        fault=FAULT_MALFORMED)
+    try:
+        return strict_loads(line)
+    except ValueError as exc:
+        raise PollFault(f"{name} line {number}: not valid JSON ({exc})",
+                        fault=FAULT_MALFORMED) from None
+
+
+# --- the job summary -------------------------------------------------------------
+
+_OPT_STR = ("start", "end", "host")
+
+
+def parse_summary(data: bytes, name: str = SUMMARY) -> dict[int, TaskResult]:
+    """``{task_id: TaskResult}`` from a job summary, every field type-checked."""
+    header, records = parse_jsonl(data, name, SUMMARY_FORMAT)
+    if header.get("tasks") != len(records) or type(header.get("tasks")) is not int:
+        raise PollFault(f"{name} line 1: header says {header.get('tasks')!r} tasks, the file "
+                        f"holds {len(records)}", fault=FAULT_MALFORMED)
+    out: dict[int, TaskResult] = {}
+    for number, rec in enumerate(records, start=2):
+        task = _summary_record(rec, name, number)
+        if task.task_id in out:
+            raise PollFault(f"{name} line {number}: task {task.task_id} appears twice",
+                            fault=FAULT_MALFORMED)
+        out[task.task_id] = task
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _summary_record(rec: Any, name: str, number: int) -> TaskResult:
+    where = f"{name} line {number}"
+    if not isinstance(rec, dict):
+        raise PollFault(f"{where}: not a JSON object", fault=FAULT_MALFORMED)
+    problems = [k for k in ("task_id", "stage_id") if not _is_int(rec.get(k))]
+    if rec.get("phase") not in ("pre", "cmd", "post"):
+        problems.append("phase")
+    if rec.get("rc") is not None and not _is_int(rec.get("rc")):
+        problems.append("rc")
+    problems += [k for k in _OPT_STR if rec.get(k) is not None and not isinstance(rec[k], str)]
+    if problems:
+        raise PollFault(f"{where}: bad or missing field(s) {', '.join(problems)}",
+                        fault=FAULT_MALFORMED)
+    return TaskResult(rec["task_id"], rec["stage_id"], rec["phase"], rec["rc"])
+
+
+# --- dbinfo files ------------------------------------------------------------------
+
+_RECORD_KEYS = {"v", "table", "key", "values"}
+
+
+def parse_dbinfo(data: bytes, name: str) -> list[dict[str, Any]]:
+    """The records of one dbinfo file, each shaped ``{v, table, key, values}``."""
+    _header, records = parse_jsonl(data, name, DBINFO_FORMAT)
+    for number, rec in enumerate(records, start=2):
+        where = f"{name} line {number}"
+        if not isinstance(rec, dict) or set(rec) != _RECORD_KEYS:
+            raise PollFault(f"{where}: a record must be an object with exactly "
+                            f"{sorted(_RECORD_KEYS)}", fault=FAULT_MALFORMED)
+        if rec["v"] != VERSION or not _is_int(rec["v"]):
+            raise PollFault(f"{where}: record version {rec['v']!r} is not supported",
+                            fault=FAULT_MALFORMED)
+        if not isinstance(rec["table"], str) or not isinstance(rec["key"], dict) \
+                or not isinstance(rec["values"], dict):
+            raise PollFault(f"{where}: table must be a string, key and values objects",
+                            fault=FAULT_MALFORMED)
+    return records

@@ -1,0 +1,150 @@
+"""Replaying dbinfo records into the pipeline database: checked first, then applied in bulk.
+
+:func:`check_records` refuses the whole replay (fault 31) if any record names a table
+or column the stage does not allow, carries a value of the wrong type or one that
+does not fit its column, repeats a key, or has a key of a stage run that is not the
+component whose dbinfo file it came from. Only then :func:`apply_rows` writes, with
+bound parameters only (SQLAlchemy Core ``insert``/``update`` executemany), inside the
+caller's transaction: per table ONE select of the keys already present, one bulk
+insert of the new rows and one bulk update (by key) of the existing ones.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Integer, String
+
+from remotebridge.db.base import Base
+from remotebridge.db.pipeline import STAGE_RUN_TABLES
+from remotebridge.poll.faults import FAULT_DBINFO_REFUSED, PollFault
+from remotebridge.prepare.base import DbinfoSchema, validate_dbinfo
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+"""Integer columns are 32-bit on PostgreSQL."""
+IN_CHUNK = 500
+
+
+@dataclass
+class Rows:
+    """Checked rows for one table: key dict and values dict per row."""
+
+    table: Table
+    key_cols: list[str]
+    stage_col: str
+    rows: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
+def stage_key_column(stage: str) -> str:
+    """The column naming the stage run (chip_id, cam_id, ...)."""
+    if stage not in STAGE_RUN_TABLES:
+        raise PollFault(f"stage {stage!r} has no stage run table to replay into",
+                        fault=FAULT_DBINFO_REFUSED)
+    return STAGE_RUN_TABLES[stage][1]
+
+
+def check_records(stage: str, schema: DbinfoSchema,
+                  records: Iterable[tuple[int, str, int, dict[str, Any]]]) -> dict[str, Rows]:
+    """Validate ``(stage_id, file, line, record)`` items; returns the rows per table."""
+    stage_col = stage_key_column(stage)
+    out: dict[str, Rows] = {}
+    seen: set[tuple[str, tuple[Any, ...]]] = set()
+    for stage_id, name, line, rec in records:
+        where = f"{name} line {line}"
+        problems = validate_dbinfo(schema, rec)
+        if problems:
+            raise PollFault(f"{where}: dbinfo record refused: {'; '.join(problems)}",
+                            fault=FAULT_DBINFO_REFUSED)
+        rows = out.get(rec["table"]) or _rows_for(rec["table"], schema, stage_col, where)
+        out[rec["table"]] = rows
+        key, values = rec["key"], rec["values"]
+        if key.get(stage_col) != stage_id:
+            raise PollFault(f"{where}: key {stage_col}={key.get(stage_col)!r} is not the "
+                            f"component {stage_id} this file belongs to",
+                            fault=FAULT_DBINFO_REFUSED)
+        _check_fit(rows.table, {**key, **values}, where)
+        ident = (rec["table"], tuple(key[c] for c in rows.key_cols))
+        if ident in seen:
+            raise PollFault(f"{where}: key {key} appears twice", fault=FAULT_DBINFO_REFUSED)
+        seen.add(ident)
+        rows.rows.append((key, values))
+    return out
+
+
+def _rows_for(table_name: str, schema: DbinfoSchema, stage_col: str, where: str) -> Rows:
+    table = Base.metadata.tables.get(table_name)
+    key_cols = sorted(schema[table_name]["key"])
+    if table is None or stage_col not in key_cols:
+        raise PollFault(f"{where}: table {table_name!r} cannot be replayed (unknown, or its "
+                        f"key lacks {stage_col})", fault=FAULT_DBINFO_REFUSED)
+    for col in [*key_cols, *schema[table_name]["values"]]:
+        if col not in table.c:
+            raise PollFault(f"{where}: {table_name}.{col} is not a column",
+                            fault=FAULT_DBINFO_REFUSED)
+    return Rows(table, key_cols, stage_col)
+
+
+def _check_fit(table: Table, data: dict[str, Any], where: str) -> None:
+    """Refuse values the column cannot hold (PostgreSQL would fail mid-transaction)."""
+    for col, value in data.items():
+        ctype = table.c[col].type
+        if isinstance(value, str) and isinstance(ctype, String) and ctype.length \
+                and len(value) > ctype.length:
+            raise PollFault(f"{where}: {table.name}.{col} is {len(value)} characters, the "
+                            f"column holds {ctype.length}", fault=FAULT_DBINFO_REFUSED)
+        if isinstance(value, str) and "\x00" in value:
+            raise PollFault(f"{where}: {table.name}.{col} holds a NUL character",
+                            fault=FAULT_DBINFO_REFUSED)
+        if type(value) is int and isinstance(ctype, Integer) \
+                and not INT_MIN <= value <= INT_MAX:
+            raise PollFault(f"{where}: {table.name}.{col}={value} does not fit a 32-bit "
+                            "integer", fault=FAULT_DBINFO_REFUSED)
+        if table.c[col].primary_key and value is None:
+            raise PollFault(f"{where}: key {table.name}.{col} is null",
+                            fault=FAULT_DBINFO_REFUSED)
+
+
+def _existing(session: Session, rows: Rows, stage_ids: Sequence[int]) -> set[tuple[Any, ...]]:
+    t = rows.table
+    found: set[tuple[Any, ...]] = set()
+    cols = [t.c[c] for c in rows.key_cols]
+    for i in range(0, len(stage_ids), IN_CHUNK):
+        part = list(stage_ids[i:i + IN_CHUNK])
+        query = select(*cols).where(t.c[rows.stage_col].in_(part))
+        found.update(tuple(r) for r in session.execute(query).all())
+    return found
+
+
+def apply_rows(session: Session, tables: dict[str, Rows]) -> int:
+    """Insert or update (by key) every checked row; returns how many rows were written."""
+    written = 0
+    for rows in tables.values():
+        ids = sorted({key[rows.stage_col] for key, _ in rows.rows})
+        present = _existing(session, rows, ids)
+        new: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        old: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        for key, values in rows.rows:
+            if tuple(key[c] for c in rows.key_cols) in present:
+                params = {f"k_{k}": v for k, v in key.items()}
+                params.update({f"v_{k}": v for k, v in values.items()})
+                old[frozenset(values)].append(params)
+            else:
+                new[frozenset(values)].append({**key, **values})
+        for batch in new.values():
+            session.execute(insert(rows.table), batch)
+        for cols, batch in old.items():
+            if cols:
+                session.execute(_update_stmt(rows, sorted(cols)), batch)
+        written += len(rows.rows)
+    return written
+
+
+def _update_stmt(rows: Rows, value_cols: list[str]) -> Any:
+    t = rows.table
+    where = and_(*[t.c[k] == bindparam(f"k_{k}") for k in rows.key_cols])
+    return update(t).where(where).values({c: bindparam(f"v_{c}") for c in value_cols})

@@ -1,0 +1,281 @@
+"""``poll_runs``: look at every submitted run whose poll is due, and finish the ended ones.
+
+Selection: runs in ``run`` (optionally one id or one label) whose ``last_poll`` is
+older than their site's ``poll_interval`` (all of them with ``force``), each claimed
+with a lease so that two cron processes never poll the same run. Per site, ONE
+``scheduler.status`` call answers for all its runs.
+
+* link down (:class:`~remotebridge.errors.LinkDown`) -> the run goes to ``auth``
+  (nothing half-done: the database is only changed in the final transaction);
+* job not terminal -> ``last_poll`` is set and the lease released. ``UNKNOWN`` is
+  never taken as done, **except** when the job folder holds ``job_summary.jsonl``:
+  the job wrote it as its very last step, and schedulers forget finished jobs (Slurm
+  after ``MinJobAge``, Moab after its purge time). Stale summaries cannot fool this:
+  poll deletes the summary before a run goes back for a retry;
+* job terminal -> :func:`remotebridge.poll.finish.finish_run`;
+* bad remote data (:class:`~remotebridge.poll.faults.PollFault`) -> ``error`` with
+  the fault code, nothing applied;
+* a passing problem (network fault, scheduler hiccup, a product that failed to
+  transfer) -> lease released, polled again next time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from remotebridge.config import Config, SiteConfig
+from remotebridge.db import statemachine
+from remotebridge.db.base import utcnow
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import read_session, write_session
+from remotebridge.errors import (
+    ConcurrentUpdate,
+    LinkDown,
+    LinkError,
+    SchedulerError,
+    TransferError,
+)
+from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_OTHER, PollFault
+from remotebridge.poll.finish import RunInfo, finish_run
+from remotebridge.poll.products import Deferred
+from remotebridge.poll.remote_files import summaries_present
+from remotebridge.prepare.paths import resolve_uri
+from remotebridge.schedulers import JobState, make_scheduler
+from remotebridge.ssh import links_for
+from remotebridge.ssh.base import Link
+from remotebridge.states import RunState
+
+LinksFor = Callable[[SiteConfig], list[Link]]
+
+
+@dataclass
+class PollOutcome:
+    """What one poll did to one run. ``action``: waiting | full | retry | error | auth |
+    deferred."""
+
+    remote_id: int
+    site: str
+    job_id: str | None
+    job_state: str
+    action: str
+    state: str
+    fault: int = 0
+    note: str = ""
+    full: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    abandoned: list[int] = field(default_factory=list)
+    records: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        """True when the run moved (anything but 'still waiting' or 'try later')."""
+        return self.action not in ("waiting", "deferred")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return asdict(self)
+
+
+def _due(last_poll: datetime | None, interval: int, now: datetime) -> bool:
+    return last_poll is None or last_poll <= now - timedelta(seconds=interval)
+
+
+def select_due(engine: Engine, config: Config, *, remote_id: int | None = None,
+               label: str | None = None, force: bool = False) -> list[int]:
+    """Ids of the runs in ``run`` whose poll is due (all of the selection with ``force``)."""
+    query = select(RemoteRun.remote_id, RemoteRun.site, RemoteRun.last_poll).where(
+        RemoteRun.state == RunState.RUN.value)
+    if remote_id is not None:
+        query = query.where(RemoteRun.remote_id == remote_id)
+    if label is not None:
+        query = query.where(RemoteRun.label == label)
+    now = utcnow()
+    with read_session(engine) as s:
+        rows = s.execute(query.order_by(RemoteRun.remote_id)).all()
+    return [rid for rid, site, last in rows
+            if force or _due(last, config.site(site or None).poll_interval, now)]
+
+
+def _claim(engine: Engine, ids: list[int]) -> list[RunInfo]:
+    if not ids:
+        return []
+    with write_session(engine) as s:
+        got = statemachine.claim(s, RunState.RUN, limit=len(ids), remote_ids=ids)
+        runs = s.execute(select(RemoteRun).where(RemoteRun.remote_id.in_(got))
+                         .order_by(RemoteRun.remote_id)).scalars().all()
+        return [RunInfo(r.remote_id, r.stage, r.site, r.job_id,
+                        Path(resolve_uri(r.path_base)) / f"remote_{r.remote_id}")
+                for r in runs]
+
+
+def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
+              label: str | None = None, force: bool = False,
+              links: LinksFor = links_for) -> list[PollOutcome]:
+    """Poll the due runs of the selection; one outcome per run looked at."""
+    runs = _claim(engine, select_due(engine, config, remote_id=remote_id, label=label,
+                                     force=force))
+    by_site: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        by_site.setdefault(run.site, []).append(run)
+    outcomes: list[PollOutcome] = []
+    for name, site_runs in by_site.items():
+        outcomes += _poll_site(engine, config.site(name or None), site_runs, links)
+    return outcomes
+
+
+def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
+               links_of: LinksFor) -> list[PollOutcome]:
+    ready, outcomes = [], []
+    for run in runs:
+        try:
+            run.job_dir = _job_dir(run.folder)
+            ready.append(run)
+        except PollFault as exc:
+            outcomes.append(_error(engine, run, "", exc.fault, exc.message))
+    if not ready:
+        return outcomes
+    try:
+        links = links_of(site)
+        states = make_scheduler(links[0], site).status([r.job_id or "" for r in ready])
+        present = summaries_present(links[0], [r.job_dir for r in ready
+                                               if states[r.job_id or ""] is JobState.UNKNOWN])
+    except LinkDown as exc:
+        return outcomes + [_auth(engine, r, "", exc) for r in ready]
+    except (LinkError, SchedulerError) as exc:
+        return outcomes + [_defer(engine, r, "", str(exc)) for r in ready]
+    for run in ready:
+        state = states[run.job_id or ""]
+        if state.terminal or (state is JobState.UNKNOWN and run.job_dir in present):
+            outcomes.append(_finish(engine, site, links, run, state))
+        else:
+            outcomes.append(_waiting(engine, run, state))
+    return outcomes
+
+
+def _job_dir(folder: Path) -> str:
+    try:
+        text = (folder / "job.json").read_text(encoding="utf-8")
+        job_dir = json.loads(text)["job_dir"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PollFault(f"the local job folder {folder} cannot be read: {exc}",
+                        fault=FAULT_JOB_UNREADABLE) from exc
+    if not isinstance(job_dir, str) or not job_dir.startswith("/"):
+        raise PollFault(f"{folder}/job.json: job_dir is not an absolute path",
+                        fault=FAULT_JOB_UNREADABLE)
+    return job_dir
+
+
+def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInfo,
+            state: JobState) -> PollOutcome:
+    t0 = time.perf_counter()
+    try:
+        done = finish_run(engine, site, links, run)
+    except LinkDown as exc:
+        return _auth(engine, run, state.value, exc)
+    except PollFault as exc:
+        return _error(engine, run, state.value, exc.fault, exc.message)
+    except ConcurrentUpdate as exc:
+        return _outcome(run, state.value, "deferred", RunState.RUN, note=str(exc))
+    except (Deferred, LinkError, SchedulerError, TransferError) as exc:
+        return _defer(engine, run, state.value, str(exc))
+    except Exception:
+        with write_session(engine) as s:
+            statemachine.release(s, run.remote_id)
+        raise
+    action = "retry" if done.state is RunState.PENDING else "full"
+    return _outcome(run, state.value, action, done.state, note=done.note, full=done.full,
+                    retry=done.retry, abandoned=done.abandoned, records=done.records,
+                    files=done.files, bytes=done.bytes, seconds=time.perf_counter() - t0)
+
+
+def _outcome(run: RunInfo, job_state: str, action: str, state: RunState,
+             **kw: Any) -> PollOutcome:
+    return PollOutcome(run.remote_id, run.site, run.job_id, job_state, action, state.value,
+                       **kw)
+
+
+def _touch(engine: Engine, run: RunInfo) -> None:
+    """Record the poll and give the lease back (the run stays in ``run``)."""
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
+                  .values(last_poll=utcnow()).execution_options(synchronize_session=False))
+        statemachine.release(s, run.remote_id)
+
+
+def _waiting(engine: Engine, run: RunInfo, state: JobState) -> PollOutcome:
+    _touch(engine, run)
+    return _outcome(run, state.value, "waiting", RunState.RUN)
+
+
+def _defer(engine: Engine, run: RunInfo, job_state: str, why: str) -> PollOutcome:
+    _touch(engine, run)
+    return _outcome(run, job_state, "deferred", RunState.RUN, note=why[:2000])
+
+
+def _auth(engine: Engine, run: RunInfo, job_state: str, exc: LinkDown) -> PollOutcome:
+    note = f"poll: link down: {exc}"[:2000]
+    with write_session(engine) as s:
+        statemachine.transition(s, run.remote_id, RunState.RUN, RunState.AUTH, note=note,
+                                last_poll=utcnow())
+    return _outcome(run, job_state, "auth", RunState.AUTH, note=note)
+
+
+def _error(engine: Engine, run: RunInfo, job_state: str, fault: int, message: str
+           ) -> PollOutcome:
+    note = f"poll: {message}"[:2000]
+    with write_session(engine) as s:
+        statemachine.transition(s, run.remote_id, RunState.RUN, RunState.ERROR, note=note,
+                                fault=fault or FAULT_OTHER, last_poll=utcnow())
+        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
+                  .values(note=note).execution_options(synchronize_session=False))
+    return _outcome(run, job_state, "error", RunState.ERROR, fault=fault or FAULT_OTHER,
+                    note=note)
+
+
+def runs_in_run(engine: Engine, *, remote_id: int | None = None,
+                label: str | None = None) -> int:
+    """How many runs of the selection are still in ``run``."""
+    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.RUN.value)
+    if remote_id is not None:
+        query = query.where(RemoteRun.remote_id == remote_id)
+    if label is not None:
+        query = query.where(RemoteRun.label == label)
+    with read_session(engine) as s:
+        return len(s.execute(query).all())
+
+
+def poll_until(engine: Engine, config: Config, *, wait: float, remote_id: int | None = None,
+               label: str | None = None, force: bool = False, pause: float = 3.0,
+               links: LinksFor = links_for,
+               on_round: Callable[[list[PollOutcome]], None] | None = None,
+               ) -> list[PollOutcome]:
+    """Poll (forced after the first round, ``pause`` s apart) until no run of the
+    selection is in ``run`` or ``wait`` seconds have passed; returns every outcome."""
+    deadline = time.monotonic() + wait
+    seen: list[PollOutcome] = []
+    first = True
+    while True:
+        got = poll_runs(engine, config, remote_id=remote_id, label=label,
+                        force=force or not first, links=links)
+        first = False
+        seen += got
+        if on_round is not None:
+            on_round(got)
+        left = runs_in_run(engine, remote_id=remote_id, label=label)
+        if not left or time.monotonic() + pause > deadline:
+            return seen
+        time.sleep(pause)
+
+
+__all__ = ["PollOutcome", "poll_runs", "poll_until", "runs_in_run", "select_due"]
