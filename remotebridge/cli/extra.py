@@ -12,6 +12,7 @@ EXTRA = [
     ("remotebridge.cli.exec_cmd", "exec_cmd"),
     ("remotebridge.cli.prepare_cmd", "prepare"),
     ("remotebridge.cli.prepare_cmd", "review"),
+    ("remotebridge.cli.poll_cmd", "poll"),
     ("remotebridge.cli.site_cmd", "site"),
     ("remotebridge.cli.stages_cmd", "stages"),
 ]

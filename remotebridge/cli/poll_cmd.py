@@ -1,0 +1,58 @@
+"""``remotetool poll``: status of submitted runs; bring finished ones home."""
+
+from __future__ import annotations
+
+import click
+
+from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.cli.exitcodes import ExitCode
+from remotebridge.poll import PollOutcome, poll_runs, poll_until
+
+
+def _line(o: PollOutcome) -> str:
+    text = f"remote run {o.remote_id}: {o.action} -> {o.state} (job {o.job_id or '-'} " \
+           f"{o.job_state or '?'})"
+    if o.action in ("full", "retry"):
+        text += f": {len(o.full)} full, {len(o.retry)} retry, {len(o.abandoned)} abandoned, " \
+                f"{o.records} records, {o.files} files"
+    elif o.fault:
+        text += f": fault {o.fault}: {o.note}"
+    elif o.note:
+        text += f": {o.note}"
+    return text
+
+
+@click.command()
+@click.option("--remote-id", "-r", type=int, help="Poll this run only.")
+@click.option("--label", "-l", help="Poll the runs of this label.")
+@click.option("--force", is_flag=True, help="Poll even if the poll interval has not passed.")
+@click.option("--wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Keep polling (forced, a few seconds apart) until no selected run is "
+                   "in 'run', or SECONDS have passed.")
+@pass_app
+def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
+         wait: float | None) -> None:
+    """Ask the scheduler about submitted runs; finish the ones whose job ended.
+
+    A finished job's permanent products come home (safe tar bundles over every front
+    end) and its dbinfo records are checked and replayed in one transaction; the run
+    goes to 'full'. Failed components are retried (run back to 'pending' for exec) up
+    to max_attempts, then abandoned. Bad remote data: 'error' with a fault code
+    (docs/poll.md). Link down: 'auth', exit 75. Quiet when nothing changed.
+    """
+    def show(round_: list[PollOutcome]) -> None:
+        for o in round_:
+            if o.changed or (o.action == "deferred" and app.interactive):
+                app.info(_line(o))
+
+    if wait is None:
+        outcomes = poll_runs(app.engine, app.config, remote_id=remote_id, label=label,
+                             force=force)
+        show(outcomes)
+    else:
+        outcomes = poll_until(app.engine, app.config, wait=wait, remote_id=remote_id,
+                              label=label, force=force, on_round=show)
+    if app.json:
+        app.emit([o.to_dict() for o in outcomes])
+    if any(o.action == "auth" for o in outcomes):
+        raise click.exceptions.Exit(int(ExitCode.TEMPORARY))
