@@ -1,0 +1,279 @@
+"""exec on the demo survey with the local site and the real local scheduler (SQLite and PostgreSQL).
+
+Link faults are produced for real (an ssh site whose front ends have no master) or
+with a test double of the *link* (a LocalLink that loses the submit answer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from remotebridge import config as cfgmod
+from remotebridge.cli.context import AppContext
+from remotebridge.cli.exec_cmd import exec_cmd
+from remotebridge.config import SiteConfig
+from remotebridge.db import statemachine
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import read_session, write_session
+from remotebridge.define import define_by_query
+from remotebridge.demo.generate import init_survey
+from remotebridge.errors import TransientLinkError
+from remotebridge.exec import exec_runs, folder_files, open_folder, token_attempt
+from remotebridge.exec.submit import pending_token
+from remotebridge.prepare import prepare_run
+from remotebridge.schedulers import JobState, LocalScheduler
+from remotebridge.ssh import Link, LocalLink, Result
+from remotebridge.states import RunState
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def local_raw(tmp: Path) -> dict[str, object]:
+    return {"site": {"demo": {"kind": "local", "scheduler": "local",
+                              "local_root": str(tmp / "remote side"), "cores_per_node": 4,
+                              "bundle_bytes": 100_000}}}
+
+
+def local_config(tmp: Path) -> cfgmod.Config:
+    return cfgmod.build(local_raw(tmp))
+
+
+def down_config(tmp: Path, control: Path) -> cfgmod.Config:
+    """The same site name, but over ssh to front ends that have no master."""
+    ssh_config = tmp / "ssh_config"
+    ssh_config.write_text("Host fe-a fe-b\n  HostName 127.0.0.1\n  Port 9\n")
+    return cfgmod.build({"site": {"demo": {
+        "kind": "ssh", "scheduler": "slurm", "frontends": ["fe-a", "fe-b"],
+        "ssh_config": str(ssh_config), "control_dir": str(control),
+        "remote_root": str(tmp / "remote side")}}})
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the demo programs need numpy/astropy: the venv's python3 plays the site's
+    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def control() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="rbx", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def make_runs(engine: Engine, tmp: Path, runs: int = 1, exposures: int = 2) -> list[int]:
+    """``runs`` prepared chip runs of the demo survey (state pending)."""
+    init_survey(engine, tmp / "survey", exposures=exposures, chips=2, size=64)
+    cfg = local_config(tmp)
+    ids = []
+    for _ in range(runs):
+        res = define_by_query(engine, cfg, label="demo", stage="chip", limit=1,
+                              path_base=str(tmp / "jobs"))
+        assert res.remote_id is not None
+        prepare_run(engine, cfg, res.remote_id)
+        ids.append(res.remote_id)
+    return ids
+
+
+def get(engine: Engine, rid: int) -> RemoteRun:
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None
+        return run
+
+
+def registry(tmp: Path) -> list[str]:
+    reg = tmp / "remote side" / ".rb_local_jobs"
+    return sorted(p.name for p in reg.iterdir() if p.name.startswith("local.")) \
+        if reg.exists() else []
+
+
+def wait_done(tmp: Path, job_id: str, timeout: float = 120) -> JobState:
+    sched = LocalScheduler(LocalLink(tmp / "remote side"), local_config(tmp).site())
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = sched.status([job_id])[job_id]
+        if state.terminal:
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_exec_submits_and_the_job_runs(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "run" and out.job_id and not out.adopted
+    run = get(engine, rid)
+    assert (run.state, run.job_id, run.attempt) == ("run", out.job_id, 1)
+    assert run.last_poll is not None and run.owner is None
+    assert run.submit_token == out.token and token_attempt(out.token, rid) == 1
+    assert out.missing == out.inputs > 0 and out.pushed_files == out.inputs
+    assert "MB/s" in run.note and "pushed" in run.note
+    assert wait_done(tmp_path, out.job_id) is JobState.COMPLETED
+    job_dir = Path(open_folder(Path(tmp_path / "jobs" / f"remote_{rid}")).job_dir)
+    head = json.loads((job_dir / "job_summary.jsonl").read_text().splitlines()[0])
+    assert head["ok"] == head["tasks"] == 4  # pre, 2 chips, post
+
+
+def test_exec_twice_submits_once(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    cfg = local_config(tmp_path)
+    assert [o.result for o in exec_runs(engine, cfg)] == ["run"]
+    assert exec_runs(engine, cfg) == []
+    assert exec_runs(engine, cfg, remote_id=rid) == []
+    assert len(registry(tmp_path)) == 1
+
+
+def test_only_missing_inputs_are_pushed_on_resubmission(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    cfg = local_config(tmp_path)
+    (first,) = exec_runs(engine, cfg)
+    wait_done(tmp_path, str(first.job_id))
+    # poll's resubmission: run -> pending; one input purged from the site meanwhile
+    with write_session(engine) as s:
+        statemachine.transition(s, rid, RunState.RUN, RunState.PENDING, note="retry")
+    manifest = (tmp_path / "jobs" / f"remote_{rid}" / "inputs.manifest").read_text()
+    gone = manifest.splitlines()[2].split("\t")[1]
+    os.unlink(gone)
+    (second,) = exec_runs(engine, cfg)
+    assert second.result == "run" and (second.missing, second.pushed_files) == (1, 1)
+    assert second.token != first.token and token_attempt(second.token, rid) == 2
+    assert get(engine, rid).attempt == 2 and Path(gone).exists()
+    assert len(registry(tmp_path)) == 2
+
+
+def test_folder_files_leave_out_what_the_job_makes(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    local = tmp_path / "jobs" / f"remote_{rid}"
+    for rel in ["status/1.json", "dbinfo/1.dbinfo.jsonl", "job_summary.jsonl", "job.77.out",
+                "rb_local.x.err"]:
+        (local / rel).parent.mkdir(exist_ok=True)
+        (local / rel).write_text("{}")
+    folder = open_folder(local)
+    rels = {os.path.relpath(s.local, local) for s in folder_files(folder)}
+    assert {"job.sh", "job.json", "rbhelper.py", "inputs.manifest", "plan.jsonl"} <= rels
+    assert not rels & {"status/1.json", "dbinfo/1.dbinfo.jsonl", "job_summary.jsonl",
+                       "job.77.out", "rb_local.x.err"}
+    assert all(s.remote.startswith(folder.job_dir + "/") for s in folder_files(folder))
+
+
+def test_link_down_goes_to_auth_then_revertauth(engine: Engine, tmp_path: Path,
+                                                control: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    (out,) = exec_runs(engine, down_config(tmp_path, control))
+    assert out.result == "auth" and "fe-a" in out.message
+    run = get(engine, rid)
+    assert (run.state, run.prev_state, run.job_id, run.submit_token) == \
+        ("auth", "pending", None, None)
+    assert run.note.startswith("link down:") and run.owner is None
+    assert not (tmp_path / "remote side" / f"remote_{rid}").exists()  # nothing pushed
+    assert registry(tmp_path) == []
+    with write_session(engine) as s:
+        assert statemachine.revertauth(s, label="demo") == [(rid, RunState.PENDING)]
+    (again,) = exec_runs(engine, local_config(tmp_path))
+    assert again.result == "run" and get(engine, rid).state == "run"
+
+
+class LosingLink(LocalLink):
+    """A link double: the submission runs, but its answer is lost (transient fault)."""
+
+    lose_find = 0
+
+    def run(self, argv: Sequence[str], **kw: object) -> Result:  # type: ignore[override]
+        result = super().run(argv, **kw)  # type: ignore[arg-type]
+        if "rb-local-submit" in argv:
+            raise TransientLinkError("connection reset after sending the job")
+        if "rb-local-find" in argv and LosingLink.lose_find > 0:
+            LosingLink.lose_find -= 1
+            raise TransientLinkError("connection reset while searching")
+        return result
+
+
+def losing_links(site: SiteConfig) -> list[Link]:
+    return [LosingLink(site.local_root)]
+
+
+def test_lost_submit_answer_is_adopted_by_token(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    (out,) = exec_runs(engine, local_config(tmp_path), link_factory=losing_links)
+    assert out.result == "run"
+    jobs = registry(tmp_path)
+    assert jobs == [out.job_id] and out.token is not None and out.token in jobs[0]
+    assert get(engine, rid).job_id == out.job_id
+
+
+def test_token_left_by_a_failed_exec_is_adopted_next_time(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    LosingLink.lose_find = 1
+    (out,) = exec_runs(engine, local_config(tmp_path), link_factory=losing_links)
+    assert out.result == "retry"
+    run = get(engine, rid)
+    assert run.state == "pending" and pending_token(run.submit_token, rid, 0)
+    assert len(registry(tmp_path)) == 1  # the job exists, exec does not know its id
+    (again,) = exec_runs(engine, local_config(tmp_path))
+    assert again.result == "run" and again.adopted and again.token == run.submit_token
+    assert registry(tmp_path) == [again.job_id]
+
+
+def test_two_exec_processes_submit_each_run_once(engine: Engine, tmp_path: Path) -> None:
+    ids = make_runs(engine, tmp_path, runs=3, exposures=3)
+    cfg_file = tmp_path / "config.toml"
+    site = local_raw(tmp_path)["site"]["demo"]  # type: ignore[index]
+    cfg_file.write_text("[site.demo]\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in site.items()))
+    url = engine.url.render_as_string(hide_password=False)
+    tool = str(Path(VENV_BIN) / "remotetool")
+    argv = [tool, "--db", url, "--config", str(cfg_file), "--json", "exec"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    done = [o["remote_id"] for out, _ in outs for o in json.loads(out)]
+    assert sorted(done) == ids
+    assert len(registry(tmp_path)) == 3
+    assert {get(engine, r).state for r in ids} == {"run"}
+
+
+def test_cli_json_and_exit_codes(engine: Engine, tmp_path: Path, control: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    url = engine.url.render_as_string(hide_password=False)
+    cfg_file = tmp_path / "down.toml"
+    down = down_config(tmp_path, control).site()
+    cfg_file.write_text(
+        f'[site.demo]\nkind = "ssh"\nscheduler = "slurm"\nfrontends = ["fe-a"]\n'
+        f'ssh_config = "{down.ssh_config}"\ncontrol_dir = "{control}"\n'
+        f'remote_root = "{tmp_path / "remote side"}"\n')
+    runner = CliRunner()
+    r = runner.invoke(exec_cmd, [], obj=AppContext(config_path=str(cfg_file), db_url=url,
+                                                  json=True))
+    assert r.exit_code == 75
+    assert json.loads(r.stdout)[0]["result"] == "auth"
+    r = runner.invoke(exec_cmd, [], obj=AppContext(config_path=str(cfg_file), db_url=url,
+                                                  quiet=True))
+    assert (r.exit_code, r.output) == (0, "")  # nothing pending: quiet, exit 0
+    with write_session(engine) as s:
+        statemachine.revertauth(s)
+    good = tmp_path / "good.toml"
+    good.write_text(f'[site.demo]\nkind = "local"\nscheduler = "local"\n'
+                    f'local_root = "{tmp_path / "remote side"}"\n')
+    r = runner.invoke(exec_cmd, ["--remote-id", str(rid)],
+                      obj=AppContext(config_path=str(good), db_url=url, json=True))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["job_id"] == get(engine, rid).job_id
+    r = runner.invoke(exec_cmd, ["--remote-id", "999"],
+                      obj=AppContext(config_path=str(good), db_url=url))
+    assert r.exit_code != 0
