@@ -192,7 +192,7 @@ class LosingLink(LocalLink):
 
     lose_find = 0
 
-    def run(self, argv: Sequence[str], **kw: object) -> Result:  # type: ignore[override]
+    def run(self, argv: Sequence[str], **kw: object) -> Result:
         result = super().run(argv, **kw)  # type: ignore[arg-type]
         if "rb-local-submit" in argv:
             raise TransientLinkError("connection reset after sending the job")
