@@ -234,8 +234,6 @@ def _commit(engine: Engine, run: RunInfo, tables: dict[str, Rows], out: Finished
                 s.execute(update(run_table).where(pk == sid).values(fault=FAULT_ABANDONED)
                           .execution_options(synchronize_session=False))
         extra: dict[str, Any] = {"last_poll": utcnow()}
-        if out.state is RunState.PENDING:
-            extra["attempt"] = out.attempt
         statemachine.transition(s, run.remote_id, RunState.RUN, out.state, note=out.note,
                                 **extra)
         s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)

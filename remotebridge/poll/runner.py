@@ -228,6 +228,8 @@ def _auth(engine: Engine, run: RunInfo, job_state: str, exc: LinkDown) -> PollOu
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.RUN, RunState.AUTH, note=note,
                                 last_poll=utcnow())
+        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
+                  .values(note=note).execution_options(synchronize_session=False))
     return _outcome(run, job_state, "auth", RunState.AUTH, note=note)
 
 
