@@ -1,0 +1,166 @@
+"""Hostile data from the remote side: refused with a fault, nothing applied at home.
+
+Each test runs a real one-exposure chip job (local site, real local scheduler), then
+tampers with what the job left on the "remote side" before poll reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from remotebridge.config import SiteConfig
+from remotebridge.poll import poll_runs
+from remotebridge.ssh import Link, LocalLink
+from tests.unit.test_poll_run import (
+    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+    chip_states,
+    components,
+    config,
+    get,
+    prepared_run,
+    results,
+    submit,
+    wait_job,
+)
+
+Record = dict[str, Any]
+
+
+def finished_job(engine: Engine, tmp: Path) -> tuple[int, Path]:
+    """A one-exposure chip run whose job has ended; returns its id and remote folder."""
+    rid = prepared_run(engine, tmp, exposures=1)
+    job_id = submit(engine, tmp, rid)
+    assert wait_job(tmp, job_id).value == "completed"
+    return rid, tmp / "remote side" / f"remote_{rid}"
+
+
+def edit_first_record(job_dir: Path, change: Callable[[Record], None]) -> None:
+    path = job_dir / "dbinfo" / "1.dbinfo.jsonl"
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    change(rec)
+    lines[1] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def assert_refused(engine: Engine, tmp: Path, rid: int, fault: int, *words: str) -> None:
+    out = poll_runs(engine, config(tmp), force=True)
+    assert [(o.action, o.state, o.fault) for o in out] == [("error", "error", fault)], out
+    run = get(engine, rid)
+    assert (run.state, run.fault, run.prev_state, run.owner) == ("error", fault, "run", None)
+    for word in words:
+        assert word in run.note, run.note
+    assert results(engine) == []
+    assert chip_states(engine) == {1: ("new", 0)}
+    assert components(engine, rid) == {1: ("new", 0, 0)}
+    assert not list((tmp / "survey").rglob("*.ch.fits")), "no product may be installed"
+
+
+def _set(path: str, value: Any) -> Callable[[Record], None]:
+    def change(rec: Record) -> None:
+        part, _, key = path.partition(".")
+        if key:
+            rec[part][key] = value
+        else:
+            rec[part] = value
+    return change
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (_set("table", "rawExp"), ["'rawExp' is not allowed", "line 2"]),
+    (_set("values.exp_name", "x"), ["chipProcessedImfile.exp_name is not allowed"]),
+    (_set("values.bg", "high"), ["chipProcessedImfile.bg must be float"]),
+    (_set("values.n_stars", True), ["n_stars must be int"]),
+    (_set("key.chip_id", 999), ["chip_id=999 is not the component 1"]),
+    (_set("key.class_id", None), ["key chipProcessedImfile.class_id is null"]),
+    (_set("values.hostname", "h" * 65), ["hostname is 65 characters"]),
+    (_set("values.n_stars", 2**40), ["does not fit a 32-bit integer"]),
+], ids=["table", "column", "type", "bool", "foreign-key", "null-key", "long", "bigint"])
+def test_refused_records(engine: Engine, tmp_path: Path, change: Callable[[Record], None],
+                         words: list[str]) -> None:
+    rid, job_dir = finished_job(engine, tmp_path)
+    edit_first_record(job_dir, change)
+    assert_refused(engine, tmp_path, rid, 31, "dbinfo/1.dbinfo.jsonl", *words)
+
+
+@pytest.mark.parametrize(("mutate", "where", "words"), [
+    (lambda t: t.replace('"table"', '"table" "x"', 1), "dbinfo", ["line 2: not valid JSON"]),
+    (lambda t: t.replace('"fault": 0', '"fault": NaN', 1), "dbinfo", ["NaN is not allowed"]),
+    (lambda t: t.replace('"v": 1', '"v": 1, "v": 1', 1), "dbinfo", ["duplicate key"]),
+    (lambda t: t.replace('"version": 1', '"version": 2', 1), "summary",
+     ["job_summary.jsonl line 1", "version 2 is not supported"]),
+    (lambda t: t.replace('"rc": 0', '"rc": "0"', 1), "summary", ["bad or missing field(s) rc"]),
+    (lambda t: t + t.splitlines()[-1] + "\n", "summary", ["header says"]),
+], ids=["json", "nan", "dupkey", "summary-version", "summary-type", "summary-count"])
+def test_malformed_files(engine: Engine, tmp_path: Path, mutate: Callable[[str], str],
+                         where: str, words: list[str]) -> None:
+    rid, job_dir = finished_job(engine, tmp_path)
+    path = job_dir / ("dbinfo/1.dbinfo.jsonl" if where == "dbinfo" else "job_summary.jsonl")
+    before = path.read_text()
+    path.write_text(mutate(before))
+    assert path.read_text() != before
+    assert_refused(engine, tmp_path, rid, 32, *words)
+
+
+def test_summary_claiming_foreign_task(engine: Engine, tmp_path: Path) -> None:
+    rid, job_dir = finished_job(engine, tmp_path)
+    path = job_dir / "job_summary.jsonl"
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[2])
+    rec["stage_id"] = 77
+    lines[2] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+    assert_refused(engine, tmp_path, rid, 32, "is not in this run's plan")
+
+
+def test_sql_looking_value_is_data(engine: Engine, tmp_path: Path) -> None:
+    rid, job_dir = finished_job(engine, tmp_path)
+    evil = "x'); DROP TABLE \"chipRun\"; --"
+    edit_first_record(job_dir, _set("values.hostname", evil))
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [o.action for o in out] == ["full"]
+    rows = results(engine)
+    assert [r.hostname for r in rows][0] == evil and len(rows) == 2
+    assert "chipRun" in inspect(engine).get_table_names()
+    assert chip_states(engine) == {1: ("full", 0)}
+
+
+FAKE_TAR = r"""#!{python}
+import io, sys, tarfile
+sys.stdin.buffer.read()
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tf:
+    data = b"owned\n"
+    info = tarfile.TarInfo("../../evil.txt")
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+sys.stdout.buffer.write(buf.getvalue())
+"""
+
+
+def test_unsafe_bundle_is_refused(engine: Engine, tmp_path: Path) -> None:
+    rid, _job_dir = finished_job(engine, tmp_path)
+    fake = tmp_path / "hostile-bin"
+    fake.mkdir()
+    tar = fake / "tar"
+    tar.write_text(FAKE_TAR.replace("{python}", "/usr/bin/env python3"))
+    tar.chmod(tar.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
+
+    def hostile(site: SiteConfig) -> list[Link]:
+        return [LocalLink(site.local_root, env=env)]
+
+    out = poll_runs(engine, config(tmp_path), force=True, links=hostile)
+    assert [(o.action, o.fault) for o in out] == [("error", 33)], out
+    run = get(engine, rid)
+    assert run.state == "error" and run.fault == 33 and "evil.txt" in run.note
+    assert results(engine) == [] and chip_states(engine) == {1: ("new", 0)}
+    assert not list(tmp_path.rglob("evil.txt"))
