@@ -152,7 +152,8 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     plan = read_plan_tasks(run.folder)
     pending = _pending_components(engine, run.remote_id)
     names = [SUMMARY] + [_dbinfo_name(sid) for sid in sorted(pending)]
-    files = fetch_files(links[0], run.job_dir, names, make_summary=True)
+    files = fetch_files(links[0], run.job_dir, names, make_summary=True,
+                        python=site.remote_python or "python3")
     if files.get(SUMMARY) is None:
         raise PollFault(f"the job ended but {run.job_dir}/{SUMMARY} is missing and cannot be "
                         "made (helper or plan gone?)", fault=FAULT_JOB_UNREADABLE)

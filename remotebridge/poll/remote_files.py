@@ -33,13 +33,14 @@ MAX_LINE_BYTES = 64 << 10
 """Longest line accepted in a remote JSON Lines file."""
 MAX_LINES = 2_000_000
 
-# $1 job folder, $2 size limit, $3 1 = make the summary from status/ if it is missing.
+# $1 job folder, $2 size limit, $3 1 = make the summary from status/ if it is missing,
+# $4 the site's python.
 # Names (job-relative, made by us) on stdin, one per line.
 FETCH_SCRIPT = r"""
 cd -- "$1" || exit 3
 lim=$2
 if [ "$3" = 1 ] && [ ! -f job_summary.jsonl ] && [ -f rbhelper.py ] && [ -f plan.jsonl ]; then
-  python3 rbhelper.py summary > /dev/null 2>&1
+  "$4" rbhelper.py summary > /dev/null 2>&1
 fi
 while IFS= read -r f; do
   if [ ! -f "$f" ]; then printf -- '- %s\n' "$f"; continue; fi
@@ -69,12 +70,13 @@ class TaskResult:
 
 
 def fetch_files(link: Link, job_dir: str, names: Sequence[str], *,
-                make_summary: bool = False, limit: int = MAX_FILE_BYTES,
-                timeout: float = 600.0) -> dict[str, bytes | None]:
+                make_summary: bool = False, python: str = "python3",
+                limit: int = MAX_FILE_BYTES, timeout: float = 600.0,
+                ) -> dict[str, bytes | None]:
     """``{name: bytes, or None when missing}`` for job-relative ``names``, in one call."""
     stdin = "".join(n + "\n" for n in names).encode()
     argv = ["sh", "-c", FETCH_SCRIPT, "rb-poll-fetch", job_dir, str(limit),
-            "1" if make_summary else "0"]
+            "1" if make_summary else "0", python]
     try:
         result = link.run(argv, stdin=stdin, timeout=timeout)
     except RemoteCommandFailed as exc:

@@ -267,3 +267,38 @@ def test_cli_quiet_json_and_auth_exit(engine: Engine, db_url: str, tmp_path: Pat
                       obj=AppContext(config_path=str(good), db_url=db_url))
     assert r.exit_code == 0, r.output
     assert f"remote run {rid}: full -> full" in r.output
+
+
+def test_unknown_job_with_summary_is_finished(engine: Engine, tmp_path: Path) -> None:
+    rid = prepared_run(engine, tmp_path, exposures=1)
+    job_id = submit(engine, tmp_path, rid)
+    wait_job(tmp_path, job_id)
+    # the scheduler forgets the job (Slurm MinJobAge, Moab purge)
+    shutil.rmtree(tmp_path / "remote side" / ".rb_local_jobs" / job_id)
+    summary = tmp_path / "remote side" / f"remote_{rid}" / "job_summary.jsonl"
+    kept = summary.read_bytes()
+    summary.unlink()
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.job_state) for o in out] == [("waiting", "unknown")]
+    assert get(engine, rid).state == "run"
+    summary.write_bytes(kept)
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.job_state, o.state) for o in out] == [("full", "unknown", "full")]
+    assert len(results(engine)) == 2
+
+
+def test_job_killed_before_its_summary(engine: Engine, tmp_path: Path) -> None:
+    """A job killed mid-way (as at its walltime) wrote no summary: poll has the helper
+    build it from status/, and the tasks that never ran count as failed."""
+    rid = prepared_run(engine, tmp_path, exposures=1, slow=30)
+    job_id = submit(engine, tmp_path, rid)
+    site = config(tmp_path).site()
+    make_scheduler(links_for(site)[0], site).cancel(job_id)
+    assert wait_job(tmp_path, job_id) is JobState.CANCELLED
+    job_dir = tmp_path / "remote side" / f"remote_{rid}"
+    assert not (job_dir / "job_summary.jsonl").exists()
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.state, o.retry) for o in out] == [("retry", "pending", [1])]
+    assert components(engine, rid) == {1: ("failed", 1, 0)}
+    # poll removed the summary it had made, so the next attempt starts clean
+    assert not (job_dir / "job_summary.jsonl").exists()
