@@ -94,12 +94,16 @@ class Finished:
 def read_plan_tasks(folder: Path) -> dict[int, tuple[int, str]]:
     """``{task_id: (stage_id, phase)}`` from the local (trusted) plan.jsonl."""
     out: dict[int, tuple[int, str]] = {}
-    with open(folder / "plan.jsonl", encoding="utf-8") as fh:
-        fh.readline()
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                out[rec["task_id"]] = (rec["stage_id"], rec["phase"])
+    try:
+        with open(folder / "plan.jsonl", encoding="utf-8") as fh:
+            fh.readline()
+            for line in fh:
+                if line.strip():
+                    rec = json.loads(line)
+                    out[rec["task_id"]] = (rec["stage_id"], rec["phase"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise PollFault(f"the local plan {folder}/plan.jsonl cannot be read: {exc}",
+                        fault=FAULT_JOB_UNREADABLE) from exc
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from remotebridge.config import SiteConfig
 from remotebridge.errors import BridgeError, UnsafeArchive
-from remotebridge.poll.faults import FAULT_UNSAFE_ARCHIVE, PollFault
+from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_UNSAFE_ARCHIVE, PollFault
 from remotebridge.ssh.base import Link
 from remotebridge.transfer import (
     UNKNOWN_SIZE,
@@ -61,10 +61,14 @@ class PullOutcome:
 
 def read_outputs(job_folder: Path) -> list[Product]:
     """The products listed in the local job folder's outputs.manifest."""
-    lines = (job_folder / "outputs.manifest").read_text(encoding="utf-8").splitlines()
+    try:
+        lines = (job_folder / "outputs.manifest").read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise PollFault(f"{job_folder}/outputs.manifest cannot be read: {exc}",
+                        fault=FAULT_JOB_UNREADABLE) from exc
     if not lines or lines[0] != OUTPUTS_HEADER:
         raise PollFault(f"{job_folder}/outputs.manifest: not a remotebridge.outputs v1 file",
-                        fault=39)
+                        fault=FAULT_JOB_UNREADABLE)
     out = []
     for line in lines[1:]:
         if line.startswith("#") or not line:

@@ -40,6 +40,7 @@ from remotebridge.errors import (
     ConcurrentUpdate,
     LinkDown,
     LinkError,
+    PrepareError,
     SchedulerError,
     TransferError,
 )
@@ -185,6 +186,8 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
         return _auth(engine, run, state.value, exc)
     except PollFault as exc:
         return _error(engine, run, state.value, exc.fault, exc.message)
+    except PrepareError as exc:  # the retry subset could not be written
+        return _error(engine, run, state.value, FAULT_OTHER, f"retry subset: {exc.message}")
     except ConcurrentUpdate as exc:
         return _outcome(run, state.value, "deferred", RunState.RUN, note=str(exc))
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
