@@ -1,0 +1,62 @@
+"""retry_subset on a prepared (not run) job folder: only the chosen tasks, same limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from remotebridge import config as cfgmod
+from remotebridge.define import define_by_query
+from remotebridge.demo.generate import init_survey
+from remotebridge.errors import PrepareError
+from remotebridge.prepare import prepare_run
+from remotebridge.prepare.retry import retry_subset
+
+
+def slurm_config(tmp: Path) -> cfgmod.Config:
+    return cfgmod.build({"site": {"hpc": {
+        "kind": "ssh", "scheduler": "slurm", "frontends": ["fe1"], "partition": "batch",
+        "account": "ps1", "remote_root": str(tmp / "scratch"), "cores_per_node": 4,
+        "multiprog_max_bytes": 300}}})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_retry_subset_recuts_chunks(engine: Engine, tmp_path: Path) -> None:
+    init_survey(engine, tmp_path / "survey", exposures=3, chips=2, size=32)
+    cfg = slurm_config(tmp_path)
+    res = define_by_query(engine, cfg, label="demo", stage="chip", path_base=str(tmp_path))
+    assert res.remote_id is not None
+    folder = Path(prepare_run(engine, cfg, res.remote_id).folder)
+    plan_before = (folder / "plan.jsonl").read_text()
+    plan = [json.loads(ln) for ln in plan_before.splitlines()[1:]]
+    wanted = [t["task_id"] for t in plan if t["stage_id"] in (1, 3)]
+    out = retry_subset(folder, wanted, 2, site=cfg.site())
+    assert (folder / "plan.jsonl").read_text() == plan_before  # the plan stays
+    assert out.task_ids == sorted([0, *wanted])
+    got: list[int] = []
+    for name in out.chunks:
+        conf = (folder / "chunks" / f"{name}.conf").read_text()
+        assert len(conf.encode()) <= 300 and name.split(".")[1] == "a2"
+        lines = (folder / "chunks" / f"{name}.tasks.jsonl").read_text().splitlines()
+        assert json.loads(lines[0])["chunk"] == name
+        ids = [json.loads(ln)["task_id"] for ln in lines[1:]]
+        assert [int(ln.split()[-1]) for ln in conf.splitlines()[1:]] == ids
+        got += ids
+    assert sorted(got) == out.task_ids
+    assert len(out.chunks) > 2  # the small byte limit forced several cmd chunks
+    script = (folder / "job.sh").read_text()
+    assert "#SBATCH --partition=batch" in script and "#SBATCH --account=ps1" in script
+    assert all(f"chunks/{c}.conf" in script for c in out.chunks if not c.startswith("pre"))
+    assert "chunks/cmd.0000.conf" not in script
+    assert (folder / "chunks" / "cmd.0000.conf").exists()  # the first attempt's stay
+    info = json.loads((folder / "job.json").read_text())
+    assert info["retry"] == {"attempt": 2, "tasks": len(out.task_ids),
+                             "subset": "retry.a2.tasks", "chunks": out.chunks}
+    subset = (folder / "retry.a2.tasks").read_text().splitlines()
+    assert subset[0] == "# remotebridge.subset v1"
+    assert [int(x) for x in subset[1:]] == out.task_ids
+    with pytest.raises(PrepareError, match="not in plan.jsonl"):
+        retry_subset(folder, [99999], 3, site=cfg.site())
