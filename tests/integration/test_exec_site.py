@@ -1,0 +1,153 @@
+"""control-tool and exec against the real test site: DMZ with one-time passwords, 3 front
+ends, Slurm on compute nodes that cannot reach home.
+
+Counts dmz logins, so it takes the site alone (``site_alone``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from remotebridge import config as cfgmod
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import make_engine, read_session
+from remotebridge.db.migrate import upgrade
+from remotebridge.define import define_by_query
+from remotebridge.demo.generate import init_survey
+from remotebridge.prepare import prepare_run
+from remotebridge.schedulers import JobState, make_scheduler
+from remotebridge.ssh import links_for
+from tests.integration.sitecfg import write_config
+
+site_alone = sys.modules["rbsite_test_fixtures"].site_alone
+
+pytestmark = pytest.mark.site
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture()
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A short socket dir, a private state dir, a SQLite database and the config file."""
+    control = Path(tempfile.mkdtemp(prefix="rbe", dir="/tmp"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("SSH_ASKPASS", raising=False)
+    url = f"sqlite:///{tmp_path / 'rb.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    yield {"tmp": tmp_path, "control": control, "url": url, "engine": engine}
+    engine.dispose()
+    shutil.rmtree(control, ignore_errors=True)
+
+
+def tool(name: str, env: dict[str, Any], cfg: Path, *args: str,
+         timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    argv = [str(BIN / name), "--config", str(cfg)]
+    if name == "remotetool":
+        argv += ["--db", env["url"]]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ))
+
+
+def prepared_run(engine: Engine, cfg: cfgmod.Config, tmp: Path, limit: int) -> int:
+    res = define_by_query(engine, cfg, label="demo", stage="chip", limit=limit,
+                          path_base=str(tmp / "jobs"))
+    assert res.remote_id is not None
+    prepare_run(engine, cfg, res.remote_id)
+    return res.remote_id
+
+
+def run_row(engine: Engine, rid: int) -> RemoteRun:
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None
+        return run
+
+
+def wait_job(cfg: cfgmod.Config, job_id: str, timeout: float = 240) -> JobState:
+    site = cfg.site()
+    sched = make_scheduler(links_for(site)[0], site)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = sched.status([job_id])[job_id]
+        if state.terminal:
+            return state
+        time.sleep(2)
+    raise AssertionError(f"job {job_id} did not end in {timeout} s")
+
+
+def test_control_tool_and_exec_through_the_dmz(site_alone: Any, env: dict[str, Any]) -> None:
+    site = site_alone
+    tmp, engine = env["tmp"], env["engine"]
+    cfg_file = write_config(tmp / "config.toml", site, env["control"])
+    cfg = cfgmod.load(str(cfg_file))
+    init_survey(engine, tmp / "survey", exposures=3, chips=2, size=64)
+
+    # start: one master per front end, one token each
+    before = site.auth_count()
+    r = tool("control-tool", env, cfg_file, "--json", "start", "--askpass", site.askpass)
+    assert r.returncode == 0, r.stderr
+    assert [m["action"] for m in json.loads(r.stdout)["masters"]] == ["started"] * 3
+    assert site.auth_count() == before + 3
+    r = tool("control-tool", env, cfg_file, "--json", "status")
+    masters = json.loads(r.stdout)["masters"]
+    assert r.returncode == 0 and [m["alive"] for m in masters] == [True] * 3
+    assert all(m["socket"].startswith(str(env["control"])) for m in masters)
+    r = tool("control-tool", env, cfg_file, "switch-user", "someone")
+    assert r.returncode == 3 and "stop" in r.stderr  # refused while masters live
+
+    # exec: push through the dmz, submit to the real Slurm, the job runs on a node
+    rid = prepared_run(engine, cfg, tmp, limit=2)
+    r = tool("remotetool", env, cfg_file, "--json", "exec")
+    assert r.returncode == 0, r.stderr
+    (out,) = json.loads(r.stdout)
+    assert out["result"] == "run" and out["job_id"].isdigit()
+    # everything but the shared program, which earlier runs may have left on the site
+    assert out["pushed_files"] == out["missing"] >= out["inputs"] - 1 > 0, json.dumps(out)
+    assert sorted(out["hosts"]) == ["fe1", "fe2", "fe3"]
+    assert site.auth_count() == before + 3  # exec logged in nowhere
+    run = run_row(engine, rid)
+    assert (run.state, run.job_id, run.attempt) == ("run", out["job_id"], 1)
+    assert wait_job(cfg, out["job_id"]) is JobState.COMPLETED
+    job_dir = Path(site.user_scratch) / f"remote_{rid}"
+    head = json.loads((job_dir / "job_summary.jsonl").read_text().splitlines()[0])
+    assert head["tasks"] == head["ok"] == 7 and head["failed"] == 0
+    r = tool("remotetool", env, cfg_file, "--json", "exec")
+    assert (r.returncode, json.loads(r.stdout)) == (0, [])  # nothing twice
+
+    # stop: masters closed; status says down (75)
+    r = tool("control-tool", env, cfg_file, "--json", "stop")
+    assert r.returncode == 0
+    assert {m["action"] for m in json.loads(r.stdout)["masters"]} == {"stopped"}
+    assert tool("control-tool", env, cfg_file, "status").returncode == 75
+
+    # the 12-hour cut: masters die; exec sends the run to auth (75), nothing submitted
+    r = tool("control-tool", env, cfg_file, "start", "--askpass", site.askpass)
+    assert r.returncode == 0, r.stderr
+    site.expire()
+    time.sleep(0.5)
+    rid2 = prepared_run(engine, cfg, tmp, limit=1)
+    r = tool("remotetool", env, cfg_file, "exec")
+    assert r.returncode == 75 and "revertauth" in r.stderr
+    run2 = run_row(engine, rid2)
+    assert (run2.state, run2.job_id) == ("auth", None)
+    # the key-card holder logs in again; revertauth; exec succeeds
+    r = tool("control-tool", env, cfg_file, "start", "--askpass", site.askpass)
+    assert r.returncode == 0, r.stderr
+    assert tool("remotetool", env, cfg_file, "revertauth").returncode == 0
+    r = tool("remotetool", env, cfg_file, "--json", "exec")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["result"] == "run"
+    assert wait_job(cfg, run_row(engine, rid2).job_id or "") is JobState.COMPLETED
+    tool("control-tool", env, cfg_file, "stop")
