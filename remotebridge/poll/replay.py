@@ -5,7 +5,9 @@ or column the stage does not allow, carries a value of the wrong type or one tha
 does not fit its column, repeats a key, or has a key of a stage run that is not the
 component whose dbinfo file it came from. Only then :func:`apply_rows` writes, with
 bound parameters only (SQLAlchemy Core ``insert``/``update`` executemany), inside the
-caller's transaction: per table ONE select of the keys already present, one bulk
+caller's transaction. On PostgreSQL and SQLite each table gets ONE batched
+``INSERT ... ON CONFLICT (key) DO UPDATE`` (multi-row VALUES, SQLAlchemy's
+insertmanyvalues); elsewhere one select of the keys already present, one bulk
 insert of the new rows and one bulk update (by key) of the existing ones.
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Integer, String
 
@@ -120,8 +123,34 @@ def _existing(session: Session, rows: Rows, stage_ids: Sequence[int]) -> set[tup
     return found
 
 
+UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def apply_rows(session: Session, tables: dict[str, Rows]) -> int:
     """Insert or update (by key) every checked row; returns how many rows were written."""
+    bind = session.get_bind()
+    make_insert = UPSERT_INSERTS.get(bind.dialect.name)
+    if make_insert is None:
+        return _select_then_write(session, tables)
+    written = 0
+    for rows in tables.values():
+        batches: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        for key, values in rows.rows:
+            batches[frozenset(values)].append({**key, **values})
+        for cols, batch in batches.items():
+            stmt: Any = make_insert(rows.table)
+            set_ = {c: stmt.excluded[c] for c in sorted(cols)}
+            if set_:
+                stmt = stmt.on_conflict_do_update(index_elements=rows.key_cols, set_=set_)
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=rows.key_cols)
+            session.execute(stmt, batch)
+        written += len(rows.rows)
+    return written
+
+
+def _select_then_write(session: Session, tables: dict[str, Rows]) -> int:
+    """The portable way: existing keys first, then bulk INSERT and bulk UPDATE by key."""
     written = 0
     for rows in tables.values():
         ids = sorted({key[rows.stage_col] for key, _ in rows.rows})

@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, select
 
+from remotebridge.db.engine import read_session, write_session
+from remotebridge.db.pipeline import ChipProcessedImfile
 from remotebridge.poll.faults import PollFault
 from remotebridge.poll.remote_files import (
     parse_dbinfo,
@@ -14,8 +17,9 @@ from remotebridge.poll.remote_files import (
     parse_jsonl,
     parse_summary,
 )
-from remotebridge.poll.replay import check_records
+from remotebridge.poll.replay import apply_rows, check_records
 from remotebridge.prepare.chip import ChipStage
+from tests.conftest import add_chipruns
 
 
 def doc(fmt: str, records: list[Any], **head: Any) -> bytes:
@@ -89,3 +93,20 @@ def test_check_records() -> None:
         check_records("chip", schema, [(1, "d", 2, rec(hostname="a\x00b"))])
     with pytest.raises(PollFault, match="no stage run table"):
         check_records("nosuch", schema, [])
+
+
+def test_apply_rows_inserts_then_updates(engine: Engine) -> None:
+    add_chipruns(engine, "demo", 2)
+    schema = ChipStage.dbinfo_schema
+    first = [(1, "d", 2, rec(bg=1.0, hostname="a")), (2, "d", 2, rec(chip=2, bg=2.0))]
+    with write_session(engine) as s:
+        assert apply_rows(s, check_records("chip", schema, first)) == 2
+    again = [(1, "d", 2, rec(bg=5.5, hostname="x'); DROP TABLE \"chipRun\"; --")),
+             (1, "d", 3, rec(cls="xy01", n_stars=3))]
+    with write_session(engine) as s:
+        assert apply_rows(s, check_records("chip", schema, again)) == 2
+    with read_session(engine) as s:
+        got = {(r.chip_id, r.class_id): (r.bg, r.hostname, r.n_stars)
+               for r in s.execute(select(ChipProcessedImfile)).scalars()}
+    assert got == {(1, "xy00"): (5.5, "x'); DROP TABLE \"chipRun\"; --", None),
+                   (1, "xy01"): (None, "", 3), (2, "xy00"): (2.0, "", None)}
