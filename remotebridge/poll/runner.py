@@ -147,7 +147,7 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
     if not ready:
         return outcomes
     try:
-        links = links_of(site)
+        links = _live(site, links_of(site))
         states = make_scheduler(links[0], site).status([r.job_id or "" for r in ready])
         present = summaries_present(links[0], [r.job_dir for r in ready
                                                if states[r.job_id or ""] is JobState.UNKNOWN])
@@ -162,6 +162,15 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
         else:
             outcomes.append(_waiting(engine, run, state))
     return outcomes
+
+
+def _live(site: SiteConfig, links: list[Link]) -> list[Link]:
+    """The front ends that run a command right now (a cut front end is left out)."""
+    live = [link for link in links if link.check()]
+    if not live:
+        raise LinkDown(f"no front end of site {site.name} answers "
+                       f"({', '.join(link.host for link in links)})")
+    return live
 
 
 def _job_dir(folder: Path) -> str:
