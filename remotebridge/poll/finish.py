@@ -74,6 +74,8 @@ class RunInfo:
     """The local job folder."""
     job_dir: str = ""
     """The remote job folder (from job.json)."""
+    submissions: int = 0
+    """``remoteRun.attempt``: how many times exec has submitted the run."""
 
 
 @dataclass
@@ -180,7 +182,8 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
                    abandoned=sorted(set(failed) - set(retry)), files=pulled.files,
                    bytes=pulled.bytes)
     if retry:
-        out.attempt = max(failed[sid] for sid in retry) + 1
+        # the next submission's number names the subset (unique per submission)
+        out.attempt = max(run.submissions, *(failed[sid] for sid in retry)) + 1
         retry_ids = sorted(t for sid in retry for t in tasks[sid])
         _clean_remote(links[0], run.job_dir, retry_ids)
         retry_subset(run.folder, retry_ids, out.attempt, site=site)

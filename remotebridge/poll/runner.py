@@ -116,7 +116,8 @@ def _claim(engine: Engine, ids: list[int]) -> list[RunInfo]:
         runs = s.execute(select(RemoteRun).where(RemoteRun.remote_id.in_(got))
                          .order_by(RemoteRun.remote_id)).scalars().all()
         return [RunInfo(r.remote_id, r.stage, r.site, r.job_id,
-                        Path(resolve_uri(r.path_base)) / f"remote_{r.remote_id}")
+                        Path(resolve_uri(r.path_base)) / f"remote_{r.remote_id}",
+                        submissions=r.attempt or 0)
                 for r in runs]
 
 
