@@ -6,6 +6,7 @@ code: ``remotetool: error: <what failed>`` then ``  hint: <what to do next>``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -17,7 +18,25 @@ from remotebridge.errors import BridgeError
 
 
 class BridgeGroup(click.Group):
-    """A click group that turns BridgeError into a one-line message and exit code."""
+    """A click group that turns BridgeError into a one-line message and exit code.
+
+    ``lazy`` maps command names to ``"module:attribute"``: such commands are
+    imported only when they run (or when --help lists them), so ``remotetool list``
+    from cron does not pay for importing exec, poll, transfer and prepare.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attr = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -15,14 +15,27 @@ from rich.table import Table
 from remotebridge import define, runs
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
-from remotebridge.db import migrate, statemachine
+from remotebridge.db import statemachine
 from remotebridge.db.engine import write_session
 from remotebridge.states import RunState
 
 STAGE_CHOICE = click.Choice(["chip", "cam", "warp", "stack"])
 
 
-@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+#: commands that live in their own modules, imported only when used
+LAZY = {
+    "demo": "remotebridge.cli.demo_cmd:demo",
+    "exec": "remotebridge.cli.exec_cmd:exec_cmd",
+    "poll": "remotebridge.cli.poll_cmd:poll",
+    "prepare": "remotebridge.cli.prepare_cmd:prepare",
+    "review": "remotebridge.cli.prepare_cmd:review",
+    "site": "remotebridge.cli.site_cmd:site",
+    "stages": "remotebridge.cli.stages_cmd:stages",
+}
+
+
+@click.group(cls=BridgeGroup, lazy=LAZY,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.version_option(package_name="remotebridge")
 @click.pass_context
@@ -173,6 +186,8 @@ def db() -> None:
 @pass_app
 def upgrade(app: AppContext) -> None:
     """Create the schema, or upgrade it to this version of remotebridge."""
+    from remotebridge.db import migrate  # alembic is only needed here
+
     engine = app.raw_engine()
     before, after = migrate.upgrade(engine)
     url = engine.url.render_as_string(hide_password=True)
@@ -184,6 +199,8 @@ def upgrade(app: AppContext) -> None:
 @pass_app
 def status(app: AppContext) -> None:
     """Show the database URL and its schema revision against the code's."""
+    from remotebridge.db import migrate
+
     engine = app.raw_engine()
     current, head = migrate.current_revision(engine), migrate.head_revision()
     url = engine.url.render_as_string(hide_password=True)
@@ -205,14 +222,3 @@ def config_show(app: AppContext) -> None:
         app.emit(data)
     else:
         click.echo(json.dumps(data, indent=2))
-
-
-def _register_optional() -> None:
-    """Commands that live in their own modules."""
-    from remotebridge.cli import extra
-
-    for command in extra.commands():
-        main.add_command(command)
-
-
-_register_optional()

@@ -112,7 +112,10 @@ def test_malformed_config_exit_code(tmp_path: Path, isolated_env: str) -> None:
 
 def _walk(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None
         path = f"{prefix} {name}"
         out.append((path, cmd))
         if isinstance(cmd, click.Group):

@@ -10,12 +10,18 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
 from remotebridge.db import Base
-from remotebridge.db.migrate import current_revision, head_revision, offline_sql
+from remotebridge.db.migrate import (
+    SCHEMA_REVISION,
+    current_revision,
+    head_revision,
+    offline_sql,
+)
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schema"
 
 
 def test_upgraded_database_matches_the_models(engine: Engine) -> None:
+    assert head_revision() == SCHEMA_REVISION, "bump SCHEMA_REVISION with a new migration"
     assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
