@@ -10,10 +10,11 @@ each way, once into an empty table (inserts) and once over the rows already ther
 (updates, as when a run is polled again after a revert):
 
 * ours: :func:`remotebridge.poll.replay.check_records` (every record validated
-  against the stage's dbinfo_schema) + :func:`apply_rows` (batched multi-row
-  ``INSERT ... ON CONFLICT DO UPDATE``) in ONE transaction;
-* portable: ours on a database without ``ON CONFLICT`` (one key SELECT per 500
-  components, executemany INSERT of the new rows and UPDATE by key of the others);
+  against the stage's dbinfo_schema) + :func:`apply_rows` in ONE transaction
+  (SQLite: one ``INSERT ... ON CONFLICT DO UPDATE`` executemany; PostgreSQL: the
+  portable way below);
+* portable: one key SELECT per 500 components, a batched INSERT of the new rows and
+  an executemany UPDATE by key of the others;
 * baseline: the same validation, then per record a SELECT by key and an INSERT or
   UPDATE statement of its own (still in one transaction, which flatters it).
 
