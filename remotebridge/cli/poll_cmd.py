@@ -10,7 +10,9 @@ from remotebridge.poll import PollOutcome, poll_runs, poll_until
 
 
 def _line(o: PollOutcome) -> str:
-    text = f"remote run {o.remote_id}: {o.action} -> {o.state} (job {o.job_id or '-'} " \
+    # poll only ever takes runs in 'run'; say where each went and why
+    why = "" if o.action == o.state else f"{o.action}; "
+    text = f"remote run {o.remote_id}: run -> {o.state} ({why}job {o.job_id or '-'} " \
            f"{o.job_state or '?'})"
     if o.action in ("full", "retry"):
         text += f": {len(o.full)} full, {len(o.retry)} retry, {len(o.abandoned)} abandoned, " \

@@ -266,7 +266,7 @@ def test_cli_quiet_json_and_auth_exit(engine: Engine, db_url: str, tmp_path: Pat
     r = runner.invoke(poll, ["--wait", "60"],
                       obj=AppContext(config_path=str(good), db_url=db_url))
     assert r.exit_code == 0, r.output
-    assert f"remote run {rid}: full -> full" in r.output
+    assert f"remote run {rid}: run -> full (job " in r.output
 
 
 def test_unknown_job_with_summary_is_finished(engine: Engine, tmp_path: Path) -> None:
