@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +78,32 @@ class RunInfo:
     """``remoteRun.attempt``: how many times exec has submitted the run."""
 
 
-@dataclass
-class Finished:
-    """What finishing one run did."""
+@dataclass(kw_only=True)
+class Tally:
+    """What finishing a run counted (shared by :class:`Finished` and the poll outcome):
+    the components gone full, to retry and abandoned, the dbinfo records replayed, and
+    the files and bytes brought home."""
 
-    state: RunState
     full: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     abandoned: list[int] = field(default_factory=list)
     records: int = 0
     files: int = 0
     bytes: int = 0
+
+    def tally(self) -> dict[str, Any]:
+        """The tally's fields alone, as keyword arguments for another :class:`Tally`."""
+        return {f.name: getattr(self, f.name) for f in fields(Tally)}
+
+
+TALLY_FIELDS = tuple(f.name for f in fields(Tally))
+
+
+@dataclass
+class Finished(Tally):
+    """What finishing one run did."""
+
+    state: RunState
     attempt: int = 0
     note: str = ""
 

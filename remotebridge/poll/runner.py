@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from remotebridge.errors import (
     TransferError,
 )
 from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_OTHER, PollFault
-from remotebridge.poll.finish import RunInfo, finish_run
+from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run
 from remotebridge.poll.products import Deferred
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.prepare.paths import resolve_uri
@@ -58,9 +58,9 @@ LinksFor = Callable[[SiteConfig], list[Link]]
 
 
 @dataclass
-class PollOutcome:
+class PollOutcome(Tally):
     """What one poll did to one run. ``action``: waiting | full | retry | error | auth |
-    deferred."""
+    deferred. The :class:`Tally` fields count what finishing the run did."""
 
     remote_id: int
     site: str
@@ -70,12 +70,6 @@ class PollOutcome:
     state: str
     fault: int = 0
     note: str = ""
-    full: list[int] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)
-    abandoned: list[int] = field(default_factory=list)
-    records: int = 0
-    files: int = 0
-    bytes: int = 0
     seconds: float = 0.0
 
     @property
@@ -84,8 +78,11 @@ class PollOutcome:
         return self.action not in ("waiting", "deferred")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for --json."""
-        return asdict(self)
+        """Plain data for --json, in the documented order (docs/poll.md): the run's
+        fields, then the tally, then ``seconds``."""
+        data = asdict(self)
+        head = {k: v for k, v in data.items() if k not in TALLY_FIELDS and k != "seconds"}
+        return {**head, **{k: data[k] for k in TALLY_FIELDS}, "seconds": data["seconds"]}
 
 
 def _due(last_poll: datetime | None, interval: int, now: datetime) -> bool:
@@ -207,9 +204,8 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
             statemachine.release(s, run.remote_id)
         raise
     action = "retry" if done.state is RunState.PENDING else "full"
-    return _outcome(run, state.value, action, done.state, note=done.note, full=done.full,
-                    retry=done.retry, abandoned=done.abandoned, records=done.records,
-                    files=done.files, bytes=done.bytes, seconds=time.perf_counter() - t0)
+    return _outcome(run, state.value, action, done.state, note=done.note, **done.tally(),
+                    seconds=time.perf_counter() - t0)
 
 
 def _outcome(run: RunInfo, job_state: str, action: str, state: RunState,

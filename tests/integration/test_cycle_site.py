@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,10 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture()
-def setup(test_site: Any, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def setup(test_site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          control_dir: Path) -> Iterator[dict[str, Any]]:
     """Config, database, demo survey, and masters to the three front ends."""
-    ctl = Path(tempfile.mkdtemp(prefix="rby", dir="/tmp"))
+    ctl = control_dir
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     cfg_file = write_config(tmp_path / "config.toml", test_site, ctl)
     site = cfgmod.load(str(cfg_file)).site()
@@ -46,7 +44,6 @@ def setup(test_site: Any, tmp_path: Path,
     yield {"cfg": cfg_file, "url": url, "engine": engine, "tmp": tmp_path}
     control.stop(site)
     engine.dispose()
-    shutil.rmtree(ctl, ignore_errors=True)
 
 
 def rt(s: dict[str, Any], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:

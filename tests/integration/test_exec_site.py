@@ -8,30 +8,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from remotebridge import config as cfgmod
-from remotebridge.db.bridge import RemoteRun
-from remotebridge.db.engine import make_engine, read_session
+from remotebridge.db.engine import make_engine
 from remotebridge.db.migrate import upgrade
-from remotebridge.define import define_by_query
 from remotebridge.demo.generate import init_survey
-from remotebridge.prepare import prepare_run
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for
 from tests.integration.sitecfg import write_config
-
-site_alone = sys.modules["rbsite_test_fixtures"].site_alone
+from tests.support.demo_runs import define_and_prepare as prepared_run
+from tests.support.demo_runs import run_row, wait_job_end
 
 pytestmark = pytest.mark.site
 
@@ -39,9 +33,10 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture()
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        control_dir: Path) -> Iterator[dict[str, Any]]:
     """A short socket dir, a private state dir, a SQLite database and the config file."""
-    control = Path(tempfile.mkdtemp(prefix="rbe", dir="/tmp"))
+    control = control_dir
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("SSH_ASKPASS", raising=False)
     url = f"sqlite:///{tmp_path / 'rb.db'}"
@@ -49,7 +44,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     upgrade(engine)
     yield {"tmp": tmp_path, "control": control, "url": url, "engine": engine}
     engine.dispose()
-    shutil.rmtree(control, ignore_errors=True)
 
 
 def tool(name: str, env: dict[str, Any], cfg: Path, *args: str,
@@ -61,31 +55,9 @@ def tool(name: str, env: dict[str, Any], cfg: Path, *args: str,
                           env=dict(os.environ))
 
 
-def prepared_run(engine: Engine, cfg: cfgmod.Config, tmp: Path, limit: int) -> int:
-    res = define_by_query(engine, cfg, label="demo", stage="chip", limit=limit,
-                          path_base=str(tmp / "jobs"))
-    assert res.remote_id is not None
-    prepare_run(engine, cfg, res.remote_id)
-    return res.remote_id
-
-
-def run_row(engine: Engine, rid: int) -> RemoteRun:
-    with read_session(engine) as s:
-        run = s.get(RemoteRun, rid)
-        assert run is not None
-        return run
-
-
 def wait_job(cfg: cfgmod.Config, job_id: str, timeout: float = 240) -> JobState:
     site = cfg.site()
-    sched = make_scheduler(links_for(site)[0], site)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        state = sched.status([job_id])[job_id]
-        if state.terminal:
-            return state
-        time.sleep(2)
-    raise AssertionError(f"job {job_id} did not end in {timeout} s")
+    return wait_job_end(make_scheduler(links_for(site)[0], site), job_id, timeout, 2)
 
 
 def test_control_tool_and_exec_through_the_dmz(site_alone: Any, env: dict[str, Any]) -> None:

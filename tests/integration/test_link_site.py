@@ -6,68 +6,24 @@ Each master costs one dmz token; the tests check that nothing else ever does.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
 from remotebridge.errors import HostKeyMismatch, LinkDown, TransientLinkError
 from remotebridge.sitecheck import all_ok, check_site, link_down
 from remotebridge.ssh import OpenSSHLink, RetryPolicy, links_for
-
-_SITE_PLUGIN = Path(__file__).resolve().parents[1] / "site" / "fixtures.py"
-if "rbsite_test_fixtures" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("rbsite_test_fixtures", _SITE_PLUGIN)
-    assert _spec and _spec.loader
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["rbsite_test_fixtures"] = _mod
-    _spec.loader.exec_module(_mod)
-test_site = sys.modules["rbsite_test_fixtures"].test_site
-site_alone = sys.modules["rbsite_test_fixtures"].site_alone  # counting / switching tests
+from tests.integration.sitecfg import site_config
 
 pytestmark = pytest.mark.site
 
 HOSTILE = ["with space", "it's", 'dq"', "a;b", "$(touch /tmp/rb_pwned)", "`id`",
            "new\nline", "-rf", "--", "*", "", "\\", "$HOME", "#hash", "~", "a\tb", "ünï"]
 ECHO = ["python3", "-c", "import sys,json;print(json.dumps(sys.argv[1:]))"]
-
-
-def make_site(test_site, control: Path, **kw) -> SiteConfig:  # type: ignore[no-untyped-def]
-    values = dict(name="testsite", kind=SiteKind.SSH, scheduler=SchedulerKind.SLURM,
-                  frontends=list(test_site.front_ends), ssh_config=test_site.ssh_config,
-                  known_hosts=test_site.known_hosts, control_dir=str(control),
-                  remote_root=test_site.user_scratch, partition=test_site.slurm_partition)
-    values.update(kw)
-    return SiteConfig(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture()
-def control_dir() -> Iterator[Path]:
-    """A short private socket directory (unix socket paths are limited)."""
-    d = Path(tempfile.mkdtemp(prefix="rbl", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture()
-def masters(test_site, control_dir: Path) -> Iterator[list[OpenSSHLink]]:  # type: ignore[no-untyped-def]
-    """Masters to every front end (3 tokens), closed afterwards."""
-    site = make_site(test_site, control_dir)
-    links = [OpenSSHLink(site, h) for h in site.frontends]
-    for link in links:
-        assert link.start_master(askpass=test_site.askpass)
-    yield links
-    for link in links:
-        link.stop_master()
 
 
 def test_hostile_names_reach_the_remote_command_exactly(masters: list[OpenSSHLink]) -> None:
@@ -94,7 +50,7 @@ def test_files_round_trip_over_the_master(masters: list[OpenSSHLink], tmp_path: 
 def test_no_master_is_link_down_at_once(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
     test_site = site_alone
     before = test_site.auth_count()
-    link = OpenSSHLink(make_site(test_site, control_dir), "fe2")
+    link = OpenSSHLink(site_config(test_site, control_dir), "fe2")
     start = time.monotonic()
     with pytest.raises(LinkDown):
         link.run(["true"])
@@ -141,7 +97,7 @@ def test_site_check_all_ok(test_site, masters: list[OpenSSHLink]) -> None:  # ty
 
 
 def test_site_check_down(test_site, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    rows = check_site(make_site(test_site, control_dir))
+    rows = check_site(site_config(test_site, control_dir))
     assert link_down(rows) and not all_ok(rows)
 
 
@@ -157,7 +113,7 @@ def test_changed_host_key_is_refused(test_site, control_dir: Path, tmp_path: Pat
         lines.append(line)
     tampered = tmp_path / "known_hosts"
     tampered.write_text("\n".join(lines) + "\n")
-    link = OpenSSHLink(make_site(test_site, control_dir, known_hosts=str(tampered)), "fe3")
+    link = OpenSSHLink(site_config(test_site, control_dir, known_hosts=str(tampered)), "fe3")
     with pytest.raises(HostKeyMismatch):
         link.start_master(askpass=test_site.askpass)
     assert not link.master_alive()
@@ -165,7 +121,7 @@ def test_changed_host_key_is_refused(test_site, control_dir: Path, tmp_path: Pat
 
 def test_cut_link_is_transient_then_heals(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
     test_site = site_alone
-    link = OpenSSHLink(make_site(test_site, control_dir), "fe2")
+    link = OpenSSHLink(site_config(test_site, control_dir), "fe2")
     link.start_master(askpass=test_site.askpass)
     link.retry = RetryPolicy(attempts=2, deadline=20, wait_initial=0.5, wait_max=1)
     try:
@@ -183,7 +139,7 @@ def test_cut_link_is_transient_then_heals(site_alone, control_dir: Path) -> None
 
 def test_expired_login_is_link_down(site_alone, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
     test_site = site_alone
-    site = make_site(test_site, control_dir, frontends=["fe1"])
+    site = site_config(test_site, control_dir, frontends=["fe1"])
     (link,) = links_for(site)
     assert isinstance(link, OpenSSHLink)
     link.start_master(askpass=test_site.askpass)

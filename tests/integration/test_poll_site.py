@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,54 +23,30 @@ from remotebridge.db.engine import read_session
 from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun
 from remotebridge.define import define_by_query
 from remotebridge.demo.generate import init_survey
-from remotebridge.errors import LinkError
 from remotebridge.exec import exec_runs
 from remotebridge.poll import poll_runs, poll_until
 from remotebridge.prepare import prepare_run
-from remotebridge.ssh import OpenSSHLink, links_for
+from remotebridge.ssh import links_for
+from tests.integration.sitecfg import open_masters, site_values
 
 pytestmark = pytest.mark.site
 
 
 def site_raw(test_site: Any, control: Path) -> dict[str, Any]:
-    return {"site": {"testsite": {
-        "kind": "ssh", "scheduler": "slurm", "frontends": list(test_site.front_ends),
-        "ssh_config": test_site.ssh_config, "known_hosts": test_site.known_hosts,
-        "control_dir": str(control), "remote_root": test_site.user_scratch,
-        "partition": "batch", "cores_per_node": 4, "max_nodes": 2, "walltime_min": 600,
-        "bundle_bytes": 200_000, "jobs_per_frontend": 2, "poll_interval": 60}}}
+    values = site_values(test_site, control)
+    del values["identity"], values["permanent_root"]
+    values.update(partition="batch", bundle_bytes=200_000, poll_interval=60)
+    return {"site": {"testsite": values}}
 
 
 @pytest.fixture()
-def site_cfg(test_site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[cfgmod.Config]:
+def site_cfg(test_site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             control_dir: Path) -> Iterator[cfgmod.Config]:
     """The test site's config with masters open to every front end (stopped afterwards)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    control = Path(tempfile.mkdtemp(prefix="rbp", dir="/tmp"))
-    cfg = cfgmod.build(site_raw(test_site, control))
-    links = links_for(cfg.site())
-    try:
-        for link in links:
-            assert isinstance(link, OpenSSHLink)
-            _start(link, test_site.askpass)
+    cfg = cfgmod.build(site_raw(test_site, control_dir))
+    with open_masters(links_for(cfg.site()), test_site.askpass):
         yield cfg
-    finally:
-        for link in links:
-            assert isinstance(link, OpenSSHLink)
-            link.stop_master()
-        shutil.rmtree(control, ignore_errors=True)
-
-
-def _start(link: OpenSSHLink, askpass: str, patience: float = 60.0) -> None:
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            link.start_master(askpass=askpass)
-            return
-        except LinkError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
 
 
 def test_demo_chip_run_through_slurm_polled_to_full(engine: Engine, site_cfg: cfgmod.Config,

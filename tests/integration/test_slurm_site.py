@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import shutil
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
 from remotebridge.schedulers import JobState, SlurmScheduler, make_scheduler
 from remotebridge.ssh import OpenSSHLink, Result
-
-_SITE_PLUGIN = Path(__file__).resolve().parents[1] / "site" / "fixtures.py"
-if "rbsite_test_fixtures" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("rbsite_test_fixtures", _SITE_PLUGIN)
-    assert _spec and _spec.loader
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["rbsite_test_fixtures"] = _mod
-    _spec.loader.exec_module(_mod)
-test_site = sys.modules["rbsite_test_fixtures"].test_site
+from tests.integration.sitecfg import open_masters, site_config
+from tests.support.demo_runs import short_dir
 
 pytestmark = pytest.mark.site
 
@@ -42,20 +29,15 @@ class CountingLink(OpenSSHLink):
 
 @pytest.fixture(scope="module")
 def slurm(test_site) -> Iterator[SlurmScheduler]:  # type: ignore[no-untyped-def]
-    control = Path(tempfile.mkdtemp(prefix="rbs", dir="/tmp"))
-    site = SiteConfig(name="testsite", kind=SiteKind.SSH, scheduler=SchedulerKind.SLURM,
-                      frontends=["fe1"], ssh_config=test_site.ssh_config,
-                      known_hosts=test_site.known_hosts, control_dir=str(control),
-                      remote_root=test_site.user_scratch, partition=test_site.slurm_partition)
-    if not test_site.status().get("slurm_up", True):
-        test_site.start_slurm()
-    link = CountingLink(site, "fe1")
-    link.start_master(askpass=test_site.askpass)
-    sched = make_scheduler(link, site)
-    assert isinstance(sched, SlurmScheduler)
-    yield sched
-    link.stop_master()
-    shutil.rmtree(control, ignore_errors=True)
+    with short_dir("rbs") as control:
+        site = site_config(test_site, control, frontends=["fe1"])
+        if not test_site.status().get("slurm_up", True):
+            test_site.start_slurm()
+        with open_masters([CountingLink(site, "fe1")], test_site.askpass,
+                          patience=0) as (link,):
+            sched = make_scheduler(link, site)
+            assert isinstance(sched, SlurmScheduler)
+            yield sched
 
 
 def job_script(sched: SlurmScheduler, body: str) -> str:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import stat
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,39 +18,14 @@ from typing import Any
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
-from remotebridge.errors import LinkError
 from remotebridge.ssh import OpenSSHLink
 from remotebridge.transfer import FileSpec, pull, push
+from tests.integration.sitecfg import open_masters, site_config
 
 pytestmark = pytest.mark.site
 
-# counting dmz logins needs the site to ourselves (tests/conftest.py loaded the plugin)
-site_alone = sys.modules["rbsite_test_fixtures"].site_alone
-
 HOSTILE = ["with space", "it's", 'dq"x', "a;b", "$(touch /tmp/rb_xfer_pwned)",
            "`touch /tmp/rb_xfer_pwned2`", "new\nline", "-rf", "back\\slash", "ünï", "*"]
-
-
-def site_config(test_site: Any, control: Path) -> SiteConfig:
-    """A SiteConfig for the test site with its sockets in ``control``."""
-    return SiteConfig(name="testsite", kind=SiteKind.SSH, scheduler=SchedulerKind.SLURM,
-                      frontends=list(test_site.front_ends), ssh_config=test_site.ssh_config,
-                      known_hosts=test_site.known_hosts, control_dir=str(control),
-                      remote_root=test_site.user_scratch, sessions_per_master=8)
-
-
-def start(link: OpenSSHLink, askpass: str, patience: float = 60.0) -> None:
-    """Start the master, waiting a little if another test has cut the link."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            link.start_master(askpass=askpass)
-            return
-        except LinkError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
 
 
 @pytest.fixture()
@@ -70,20 +42,13 @@ def ssh_log(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def frontends(test_site: Any, ssh_log: Path) -> Iterator[list[OpenSSHLink]]:
+def frontends(test_site: Any, ssh_log: Path, control_dir: Path) -> Iterator[list[OpenSSHLink]]:
     """Masters to fe1..fe3 (a token each), stopped afterwards."""
-    control = Path(tempfile.mkdtemp(prefix="rbx", dir="/tmp"))
-    site = site_config(test_site, control)
+    site = site_config(test_site, control_dir, partition="", sessions_per_master=8)
     wrapper = str(ssh_log.with_name("ssh-logged"))
-    links = [OpenSSHLink(site, h, ssh_binary=wrapper) for h in site.frontends]
-    try:
-        for link in links:
-            start(link, test_site.askpass)
+    with open_masters([OpenSSHLink(site, h, ssh_binary=wrapper) for h in site.frontends],
+                      test_site.askpass) as links:
         yield links
-    finally:
-        for link in links:
-            link.stop_master()
-        shutil.rmtree(control, ignore_errors=True)
 
 
 def sha(path: str) -> str:

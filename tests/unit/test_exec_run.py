@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
@@ -25,25 +20,28 @@ from remotebridge.cli.context import AppContext
 from remotebridge.cli.exec_cmd import exec_cmd
 from remotebridge.config import SiteConfig
 from remotebridge.db import statemachine
-from remotebridge.db.bridge import RemoteRun
-from remotebridge.db.engine import read_session, write_session
-from remotebridge.define import define_by_query
+from remotebridge.db.engine import write_session
 from remotebridge.demo.generate import init_survey
 from remotebridge.errors import TransientLinkError
 from remotebridge.exec import exec_runs, folder_files, open_folder, token_attempt
 from remotebridge.exec.submit import pending_token
-from remotebridge.prepare import prepare_run
 from remotebridge.schedulers import JobState, LocalScheduler
 from remotebridge.ssh import Link, LocalLink, Result
 from remotebridge.states import RunState
-
-VENV_BIN = str(Path(sys.executable).parent)
+from tests.support import demo_runs
+from tests.support.demo_runs import (
+    VENV_BIN,
+    control_fixture,
+    define_and_prepare,
+    demo_env,
+    local_site,
+    wait_job_end,
+)
+from tests.support.demo_runs import run_row as get
 
 
 def local_raw(tmp: Path) -> dict[str, object]:
-    return {"site": {"demo": {"kind": "local", "scheduler": "local",
-                              "local_root": str(tmp / "remote side"), "cores_per_node": 4,
-                              "bundle_bytes": 100_000}}}
+    return {"site": {"demo": local_site(tmp)}}
 
 
 def local_config(tmp: Path) -> cfgmod.Config:
@@ -52,47 +50,18 @@ def local_config(tmp: Path) -> cfgmod.Config:
 
 def down_config(tmp: Path, control: Path) -> cfgmod.Config:
     """The same site name, but over ssh to front ends that have no master."""
-    ssh_config = tmp / "ssh_config"
-    ssh_config.write_text("Host fe-a fe-b\n  HostName 127.0.0.1\n  Port 9\n")
-    return cfgmod.build({"site": {"demo": {
-        "kind": "ssh", "scheduler": "slurm", "frontends": ["fe-a", "fe-b"],
-        "ssh_config": str(ssh_config), "control_dir": str(control),
-        "remote_root": str(tmp / "remote side")}}})
+    return demo_runs.down_config(tmp, control, ["fe-a", "fe-b"])
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # the demo programs need numpy/astropy: the venv's python3 plays the site's
-    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-
-
-@pytest.fixture
-def control() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="rbx", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+_env = demo_env
+control = control_fixture("rbx")
 
 
 def make_runs(engine: Engine, tmp: Path, runs: int = 1, exposures: int = 2) -> list[int]:
     """``runs`` prepared chip runs of the demo survey (state pending)."""
     init_survey(engine, tmp / "survey", exposures=exposures, chips=2, size=64)
     cfg = local_config(tmp)
-    ids = []
-    for _ in range(runs):
-        res = define_by_query(engine, cfg, label="demo", stage="chip", limit=1,
-                              path_base=str(tmp / "jobs"))
-        assert res.remote_id is not None
-        prepare_run(engine, cfg, res.remote_id)
-        ids.append(res.remote_id)
-    return ids
-
-
-def get(engine: Engine, rid: int) -> RemoteRun:
-    with read_session(engine) as s:
-        run = s.get(RemoteRun, rid)
-        assert run is not None
-        return run
+    return [define_and_prepare(engine, cfg, tmp, limit=1) for _ in range(runs)]
 
 
 def registry(tmp: Path) -> list[str]:
@@ -103,13 +72,7 @@ def registry(tmp: Path) -> list[str]:
 
 def wait_done(tmp: Path, job_id: str, timeout: float = 120) -> JobState:
     sched = LocalScheduler(LocalLink(tmp / "remote side"), local_config(tmp).site())
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        state = sched.status([job_id])[job_id]
-        if state.terminal:
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish")
+    return wait_job_end(sched, job_id, timeout, 0.3)
 
 
 def test_exec_submits_and_the_job_runs(engine: Engine, tmp_path: Path) -> None:

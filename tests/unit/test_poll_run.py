@@ -6,10 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,52 +16,36 @@ from sqlalchemy import Engine, select
 from remotebridge import config as cfgmod
 from remotebridge.cli.context import AppContext
 from remotebridge.cli.poll_cmd import poll
-from remotebridge.db.bridge import RemoteComponent, RemoteRun
+from remotebridge.db.bridge import RemoteComponent
 from remotebridge.db.engine import read_session
 from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun
-from remotebridge.define import define_by_query
 from remotebridge.demo.generate import init_survey
 from remotebridge.exec import exec_runs
 from remotebridge.poll import poll_runs, poll_until
 from remotebridge.prepare import prepare_run
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for
-
-VENV_BIN = str(Path(sys.executable).parent)
+from tests.support.demo_runs import (
+    control_fixture,
+    define_run,
+    demo_env,
+    down_config,
+    local_site,
+    wait_job_end,
+)
+from tests.support.demo_runs import run_row as get
 
 
 def raw_config(tmp: Path, **site: Any) -> dict[str, Any]:
-    base = {"kind": "local", "scheduler": "local", "local_root": str(tmp / "remote side"),
-            "cores_per_node": 4, "bundle_bytes": 100_000, "max_attempts": 2}
-    return {"site": {"demo": {**base, **site}}}
+    return {"site": {"demo": {**local_site(tmp, max_attempts=2), **site}}}
 
 
 def config(tmp: Path, **site: Any) -> cfgmod.Config:
     return cfgmod.build(raw_config(tmp, **site))
 
 
-def down_config(tmp: Path, control: Path) -> cfgmod.Config:
-    """The same site, over ssh to front ends that have no master: the link is down."""
-    ssh_config = tmp / "ssh_config"
-    ssh_config.write_text("Host fe-a\n  HostName 127.0.0.1\n  Port 9\n")
-    return cfgmod.build({"site": {"demo": {
-        "kind": "ssh", "scheduler": "slurm", "frontends": ["fe-a"],
-        "ssh_config": str(ssh_config), "control_dir": str(control),
-        "remote_root": str(tmp / "remote side")}}})
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # the demo programs need numpy/astropy: the venv's python3 plays the site's
-    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-
-
-@pytest.fixture
-def control() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="rbp", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+_env = demo_env
+control = control_fixture("rbp")
 
 
 def prepared_run(engine: Engine, tmp: Path, *, exposures: int = 2,
@@ -74,16 +54,15 @@ def prepared_run(engine: Engine, tmp: Path, *, exposures: int = 2,
     or job.sh made to sleep first so a poll finds it running)."""
     init_survey(engine, tmp / "survey", exposures=exposures, chips=2, size=64)
     cfg = config(tmp)
-    res = define_by_query(engine, cfg, label="demo", stage="chip", path_base=str(tmp / "jobs"))
-    assert res.remote_id is not None
+    rid = define_run(engine, cfg, tmp)
     if corrupt is not None:
         corrupt_raw(engine, corrupt)
-    prep = prepare_run(engine, cfg, res.remote_id)
+    prep = prepare_run(engine, cfg, rid)
     if slow:
         script = Path(prep.folder) / "job.sh"
         lines = script.read_text().splitlines(keepends=True)
         script.write_text(lines[0] + f"sleep {slow}\n" + "".join(lines[1:]))
-    return res.remote_id
+    return rid
 
 
 def corrupt_raw(engine: Engine, chip_id: int) -> str:
@@ -109,21 +88,7 @@ def submit(engine: Engine, tmp: Path, rid: int) -> str:
 def wait_job(tmp: Path, job_id: str, timeout: float = 120) -> JobState:
     """Wait for the job to end on the site (the scheduler, not poll)."""
     site = config(tmp).site()
-    sched = make_scheduler(links_for(site)[0], site)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        state = sched.status([job_id])[job_id]
-        if state.terminal:
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not end in {timeout} s")
-
-
-def get(engine: Engine, rid: int) -> RemoteRun:
-    with read_session(engine) as s:
-        run = s.get(RemoteRun, rid)
-        assert run is not None
-        return run
+    return wait_job_end(make_scheduler(links_for(site)[0], site), job_id, timeout, 0.3)
 
 
 def components(engine: Engine, rid: int) -> dict[int, tuple[str, int, int]]:

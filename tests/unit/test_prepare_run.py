@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ from remotebridge.errors import IllegalTransition, PrepareError
 from remotebridge.prepare import load_stages, prepare_run
 from remotebridge.prepare.base import validate_dbinfo
 from remotebridge.prepare.chip import ChipStage
-
-VENV_BIN = str(Path(sys.executable).parent)
+from tests.support.demo_runs import VENV_BIN
 
 
 def site_config(tmp: Path) -> cfgmod.Config:
