@@ -142,11 +142,14 @@ def revertauth(app: AppContext, label: str | None) -> None:
 
 @main.command()
 @click.argument("remote_id", type=int)
+@click.option("--to", "to", type=click.Choice(["new", "pending", "run"]),
+              help="State to return to (default: the one it failed in; 'new' makes "
+                   "prepare write the job folder again).")
 @pass_app
-def revert(app: AppContext, remote_id: int) -> None:
+def revert(app: AppContext, remote_id: int, to: str | None) -> None:
     """Send a run in 'error' back to the state to retry from, and reset its fault."""
     with write_session(app.engine) as session:
-        target = statemachine.revert(session, remote_id)
+        target = statemachine.revert(session, remote_id, RunState(to) if to else None)
     app.emit({"remote_id": remote_id, "state": target.value},
              f"{remote_id}: error -> {target.value}")
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from remotebridge.db.base import utcnow
@@ -64,14 +64,18 @@ def transition(
     wanted: RunState,
     *,
     note: str = "",
+    where: Sequence[ColumnElement[bool]] = (),
     **values: Any,
 ) -> None:
     """Move one run from ``expected`` to ``wanted`` with one guarded UPDATE.
 
-    ``values`` are further columns to set in the same statement (job_id, fault...).
+    ``values`` are further columns to set in the same statement (job_id, fault...);
+    ``where`` adds conditions to the guard, e.g. ``held_by_me()`` so that a process
+    whose lease expired cannot move a run another process now owns, or
+    ``RemoteRun.job_id == polled`` so that a late poll cannot finish a resubmission.
     The lease is cleared. Raises IllegalTransition when the table forbids the move,
     NotFoundError for an unknown run and ConcurrentUpdate when another process
-    moved the run first.
+    moved (or took) the run first.
     """
     if not is_legal(expected, wanted):
         raise IllegalTransition(remote_id, expected.value, wanted.value)
@@ -79,13 +83,34 @@ def transition(
         values["prev_state"] = expected.value
     stmt = (
         update(RemoteRun)
-        .where(RemoteRun.remote_id == remote_id, RemoteRun.state == expected.value)
+        .where(RemoteRun.remote_id == remote_id, RemoteRun.state == expected.value, *where)
         .values(state=wanted.value, owner=None, lease_until=None, updated=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
     if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
         _explain_miss(session, remote_id, expected)
     record(session, remote_id, expected.value, wanted.value, note)
+
+
+def held_by_me() -> ColumnElement[bool]:
+    """Guard condition: this process holds the run's lease."""
+    return RemoteRun.owner == actor()
+
+
+def lease_free(now: datetime | None = None) -> ColumnElement[bool]:
+    """Guard condition: nobody holds a live lease on the run."""
+    return or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < (now or utcnow()))
+
+
+def renew_lease(session: Session, remote_id: int, lease: timedelta = DEFAULT_LEASE) -> bool:
+    """Extend this process's lease before a long step; False if it is no longer ours."""
+    stmt = (
+        update(RemoteRun)
+        .where(RemoteRun.remote_id == remote_id, held_by_me())
+        .values(lease_until=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _explain_miss(session: Session, remote_id: int, expected: RunState) -> None:
@@ -125,8 +150,7 @@ def claim(
     once: each run is claimed by exactly one of them.
     """
     now = utcnow()
-    free = or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < now)
-    query = select(RemoteRun.remote_id).where(RemoteRun.state == state.value, free)
+    query = select(RemoteRun.remote_id).where(RemoteRun.state == state.value, lease_free(now))
     if remote_ids is not None:
         query = query.where(RemoteRun.remote_id.in_(list(remote_ids)))
     if label is not None:
@@ -145,11 +169,8 @@ def _take_lease(session: Session, remote_id: int, state: RunState, owner: str,
                 until: datetime, now: datetime) -> bool:
     stmt = (
         update(RemoteRun)
-        .where(
-            RemoteRun.remote_id == remote_id,
-            RemoteRun.state == state.value,
-            or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < now),
-        )
+        .where(RemoteRun.remote_id == remote_id, RemoteRun.state == state.value,
+               lease_free(now))
         .values(owner=owner, lease_until=until)
         .execution_options(synchronize_session=False)
     )
@@ -184,15 +205,19 @@ def revertauth(session: Session, label: str | None = None,
     return moved
 
 
-def revert(session: Session, remote_id: int) -> RunState:
-    """Send a run in ``error`` back to the state to retry from, resetting the fault."""
+def revert(session: Session, remote_id: int, to: RunState | None = None) -> RunState:
+    """Send a run in ``error`` back to the state to retry from, resetting the fault.
+
+    By default that is the state it failed in; ``to=RunState.NEW`` makes prepare
+    write its job folder again (after a fault in the folder or its inputs).
+    """
     run = get_run(session, remote_id)
     if run.state != RunState.ERROR.value:
         raise IllegalTransition(
             remote_id, run.state, "the state it failed in",
             hint="only runs in state 'error' can be reverted; for 'auth' use revertauth",
         )
-    target = RunState(run.prev_state) if run.prev_state else RunState.NEW
+    target = to or (RunState(run.prev_state) if run.prev_state else RunState.NEW)
     if target in (RunState.AUTH, RunState.ERROR):
         target = RunState.NEW
     transition(session, remote_id, RunState.ERROR, target, note="revert", fault=0,
@@ -209,7 +234,11 @@ def cancel(session: Session, remote_id: int) -> RunState:
             remote_id, current.value, RunState.CANCELLED.value,
             hint="only runs in 'new' or 'pending' can be cancelled",
         )
-    transition(session, remote_id, current, RunState.CANCELLED, note="cancel")
+    if run.lease_until is not None and run.lease_until >= utcnow():
+        # exec may be pushing or submitting it right now: cancelling would orphan a job
+        raise ConcurrentUpdate(remote_id, current.value)
+    transition(session, remote_id, current, RunState.CANCELLED, note="cancel",
+               where=[lease_free()])
     # Free the stage runs for a later definebyquery (the unique constraint would
     # otherwise keep them). The history keeps what the run held.
     ids = [c.stage_id for c in run.components]

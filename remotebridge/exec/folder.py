@@ -78,7 +78,7 @@ def open_folder(local: str | os.PathLike[str]) -> JobFolder:
         info = json.loads((path / "job.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise JobFolderError(f"cannot read {path / 'job.json'}: {exc}",
-                             hint="prepare the run again ('remotetool revert' then "
+                             hint="prepare the run again ('remotetool revert --to new ID' then "
                                   "'remotetool prepare')") from exc
     job_dir = info.get("job_dir") if isinstance(info, dict) else None
     if not isinstance(job_dir, str) or not job_dir.startswith("/"):

@@ -20,7 +20,7 @@ writing a retry subset into the folder) take the same path. Outcomes other than
 ``run``: ``auth`` (link down), ``retry`` (a transient fault or a lost lease; the run
 stays ``pending`` for the next round), ``failed`` (the scheduler refused, a transfer
 failed; stays ``pending``, note says why) and ``error`` (the job folder is unusable
-or an input is gone at home: fault 23 / 21, ``remotetool revert`` once fixed).
+or an input is gone at home: fault 23 / 21, ``remotetool revert --to new`` once fixed).
 """
 
 from __future__ import annotations

@@ -9,7 +9,16 @@ from sqlalchemy import Engine, select, update
 
 from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
-from remotebridge.db.statemachine import cancel, claim, revert, revertauth, transition
+from remotebridge.db.statemachine import (
+    cancel,
+    claim,
+    held_by_me,
+    release,
+    renew_lease,
+    revert,
+    revertauth,
+    transition,
+)
 from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundError
 from remotebridge.states import TRANSITIONS, RunState, is_legal
 
@@ -130,3 +139,49 @@ def test_claim_takes_each_run_once_and_respects_leases(engine: Engine) -> None:
         s.execute(update(RemoteRun).values(lease_until=RemoteRun.created))
     with write_session(engine) as s:
         assert claim(s, RunState.NEW, limit=5) == ids
+
+
+def test_cancel_is_refused_while_another_process_holds_the_lease(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING, components=2)
+    with write_session(engine) as s:
+        assert claim(s, RunState.PENDING) == [rid]  # exec is pushing it
+    with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
+        cancel(s, rid)
+    assert _state(engine, rid)[0] == "pending", "a job may be on its way: nothing cancelled"
+    with write_session(engine) as s:
+        release(s, rid)
+    with write_session(engine) as s:
+        cancel(s, rid)
+    assert _state(engine, rid)[0] == "cancelled"
+
+
+def test_an_expired_lease_cannot_move_a_run_someone_else_took(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.RUN)
+    with write_session(engine) as s:
+        assert claim(s, RunState.RUN) == [rid]
+        assert renew_lease(s, rid)
+    with write_session(engine) as s:  # our lease is now someone else's
+        s.execute(update(RemoteRun).values(owner="otherhost:1"))
+    with write_session(engine) as s:
+        assert not renew_lease(s, rid)
+    with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
+        transition(s, rid, RunState.RUN, RunState.FULL, where=[held_by_me()])
+    assert _state(engine, rid)[0] == "run"
+
+
+def test_a_late_poll_cannot_finish_a_resubmitted_job(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.RUN)
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).values(job_id="2"))  # attempt 2 was submitted
+    with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
+        transition(s, rid, RunState.RUN, RunState.FULL, where=[RemoteRun.job_id == "1"])
+    assert _state(engine, rid)[0] == "run"
+
+
+def test_revert_to_new_rebuilds_the_job_folder(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:
+        transition(s, rid, RunState.PENDING, RunState.ERROR, fault=23)
+    with write_session(engine) as s:
+        assert revert(s, rid, RunState.NEW) is RunState.NEW
+    assert _state(engine, rid)[0] == "new"
