@@ -160,6 +160,10 @@ class StageConfig:
         default=200, metadata=_doc("how many past results the cost median uses")
     )
     site: str = field(default="", metadata=_doc("site to use; empty = the default site"))
+    path_base: str = field(
+        default="", metadata=_doc("local folder of job folders; must be shared storage when "
+                                  "cron runs on several hosts; empty = data dir/jobs/<stage>")
+    )
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -259,6 +263,8 @@ def load(explicit: str | None = None, *, db_override: str | None = None) -> Conf
 def build(raw: dict[str, Any], path: str = "", *, db_override: str | None = None) -> Config:
     """Validate a parsed TOML document into a Config."""
     _check_keys(raw, {"database", "site", "stage", "default_site"}, "", path)
+    if not isinstance(raw.get("database", {}), dict):
+        raise ConfigError("must be a table [database]", path=path, key="database")
     db_raw = dict(raw.get("database", {}))
     db_url = db_override or os.environ.get("REMOTEBRIDGE_DB")
     if db_url:
@@ -280,8 +286,40 @@ def build(raw: dict[str, Any], path: str = "", *, db_override: str | None = None
     if not isinstance(default_site, str) or default_site not in sites:
         raise ConfigError(f"default_site '{default_site}' is not a configured site", path=path,
                           key="default_site")
+    for site in sites.values():
+        _check_site(site, path)
+    for stage in stages.values():
+        if stage.site and stage.site not in sites:
+            raise ConfigError(f"site '{stage.site}' is not a configured site", path=path,
+                              key=f"stage.{stage.name}.site")
+        if stage.threads < 1:
+            raise ConfigError("must be at least 1", path=path, key=f"stage.{stage.name}.threads")
     return Config(path=path, default_site=default_site, database=database, sites=sites,
                   stages=stages)
+
+
+#: settings that must be at least 1 (a zero would only fail later, on every run)
+_POSITIVE = ("cores_per_node", "max_nodes", "sessions_per_master", "multiprog_max_bytes",
+             "multiprog_max_line", "multiprog_max_args", "max_attempts", "bundle_bytes",
+             "jobs_per_frontend", "walltime_max")
+
+
+def _check_site(site: SiteConfig, path: str) -> None:
+    """Ranges and required keys that single values cannot express."""
+    key = f"site.{site.name}"
+    for name in _POSITIVE:
+        if getattr(site, name) < 1:
+            raise ConfigError("must be at least 1", path=path, key=f"{key}.{name}")
+    if not 0 < site.fill_factor <= 1:
+        raise ConfigError("must be in (0, 1]", path=path, key=f"{key}.fill_factor")
+    if site.walltime_min > site.walltime_max:
+        raise ConfigError(f"walltime_min {site.walltime_min} exceeds walltime_max "
+                          f"{site.walltime_max}", path=path, key=f"{key}.walltime_min")
+    if site.kind is SiteKind.SSH:
+        for name in ("frontends", "remote_root"):
+            if not getattr(site, name):
+                raise ConfigError("is required for a site of kind 'ssh'", path=path,
+                                  key=f"{key}.{name}")
 
 
 def _fill_local_root(site: SiteConfig) -> SiteConfig:
@@ -312,8 +350,12 @@ T = typing.TypeVar("T")
 def _make(cls: type[T], raw: dict[str, Any], section: str, path: str) -> T:
     """Build dataclass ``cls`` from ``raw``, checking every key and type."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    _check_keys(raw, names, section, path)
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    _check_keys(raw, {f.name for f in fields}, section, path)
+    for f in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in raw:
+            raise ConfigError("is required", path=path, key=f"{section}.{f.name}")
     values = {k: _coerce(hints[k], v, f"{section}.{k}", path) for k, v in raw.items()}
     return cls(**values)
 

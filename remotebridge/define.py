@@ -9,6 +9,7 @@ advisory lock per (stage, label) makes the loser wait instead of fail.
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,9 @@ def define_by_query(
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
     site_cfg = config.site(site or config.stage(stage).site or None)
-    base = path_base or default_path_base(stage)
+    # Stored absolute: every later command (on any host, from any cwd) finds it.
+    base = os.path.abspath(path_base or config.stage(stage).path_base
+                           or default_path_base(stage))
     for attempt in range(3):
         try:
             with write_session(engine) as session:

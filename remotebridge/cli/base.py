@@ -7,7 +7,6 @@ code: ``remotetool: error: <what failed>`` then ``  hint: <what to do next>``.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -44,6 +43,13 @@ class BridgeGroup(click.Group):
         except BridgeError as exc:
             _report(ctx, exc)
             ctx.exit(int(exit_code_for(exc)))
+        except OSError as exc:
+            # A file or folder we were told to use is not usable (permissions, a
+            # regular file where a folder should be, a full disk): say which, no traceback.
+            where = f": {exc.filename!r}" if exc.filename else ""
+            _report(ctx, BridgeError(f"{exc.strerror or exc}{where}",
+                                     hint="check that the path exists and is writable"))
+            ctx.exit(int(ExitCode.FAILURE))
         except KeyboardInterrupt:
             click.echo(f"{ctx.find_root().info_name}: interrupted", err=True)
             ctx.exit(130)
@@ -74,12 +80,3 @@ def make_context(db_url: str | None, config_path: str | None, as_json: bool,
                  quiet: bool) -> AppContext:
     """The AppContext for the global options."""
     return AppContext(config_path=config_path, db_url=db_url, json=as_json, quiet=quiet)
-
-
-def run_main(group: click.Group) -> None:
-    """Entry point wrapper: usage errors exit 2, everything else as mapped."""
-    try:
-        group.main(standalone_mode=True)
-    except BridgeError as exc:  # raised outside a command (e.g. while parsing)
-        click.echo(f"{group.name}: error: {exc.message}", err=True)
-        sys.exit(int(ExitCode.FAILURE))

@@ -16,26 +16,27 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
-from remotebridge.errors import DatabaseUnavailable
+from remotebridge.errors import ConfigError, DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
+_NOT_TRANSIENT = ("does not exist", "authentication failed", "no password supplied")
 _READ_ONLY = "rb_read_only"
-
-
-def is_sqlite(engine: Engine) -> bool:
-    """True when the engine talks to SQLite."""
-    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url`` with the per-dialect settings described above."""
     try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseUnavailable(f"not a database URL: {url!r}", hint="check --db") from exc
+        return _make_engine(url, echo)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"not a usable database URL: {url!r} ({exc})",
+                          hint="use sqlite:///PATH or postgresql://USER@HOST/DB") from exc
+
+
+def _make_engine(url: str, echo: bool) -> Engine:
+    parsed = make_url(url)
     if parsed.drivername == "postgresql":
         # The design card names psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg2")
@@ -99,6 +100,10 @@ def _translate_errors(engine: Engine) -> Iterator[None]:
     except OperationalError as exc:
         msg = str(exc.orig) if exc.orig is not None else str(exc)
         where = engine.url.render_as_string(hide_password=True)
+        if any(word in msg for word in _NOT_TRANSIENT):
+            # retrying will not help: the database or the role is simply wrong
+            raise ConfigError(f"database {where}: {msg.strip().splitlines()[0]}",
+                              hint="create the database or fix --db / [database] url") from exc
         raise DatabaseUnavailable(
             f"database {where} is unavailable: {msg.strip().splitlines()[0]}",
             hint="check that the database is running and reachable, then retry",

@@ -119,10 +119,6 @@ class Plan:
     """Extra files written into the job folder (relative name -> text), e.g. lists."""
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def phase_tasks(self, phase: Phase) -> list[Task]:
-        """The tasks of one phase, in id order."""
-        return [t for t in self.tasks if t.phase is phase]
-
     def counts(self) -> dict[str, int]:
         """Number of tasks per phase."""
         out = {p.value: 0 for p in Phase}

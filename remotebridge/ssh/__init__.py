@@ -21,7 +21,7 @@ from remotebridge.ssh.slots import SessionSlots
 
 __all__ = [
     "DEFAULT_TIMEOUT", "Link", "LocalLink", "OpenSSHLink", "Result", "RetryPolicy",
-    "SessionSlots", "classify_ssh_failure", "control_dir", "link_for", "links_for",
+    "SessionSlots", "classify_ssh_failure", "control_dir", "links_for",
     "master_alive", "start_master", "stop_master",
 ]
 
@@ -37,14 +37,3 @@ def links_for(site: SiteConfig) -> list[Link]:
         raise ConfigError("an ssh site needs at least one front end",
                           key=f"site.{site.name}.frontends")
     return [OpenSSHLink(site, h) for h in site.frontends]
-
-
-def link_for(site: SiteConfig, host: str | None = None) -> Link:
-    """The link of ``host`` (default: the first front end)."""
-    links = links_for(site)
-    if host is None:
-        return links[0]
-    for link in links:
-        if link.host == host:
-            return link
-    raise KeyError(f"{host} is not a front end of site {site.name}")

@@ -144,3 +144,23 @@ def test_every_exit_code_is_documented() -> None:
     text = README.read_text()
     for code in ExitCode:
         assert re.search(rf"^\|\s*{int(code)}\s*\|", text, re.M), f"exit code {code} not in README"
+
+
+@pytest.mark.parametrize(
+    ("db", "code", "needle"),
+    [
+        ("bogus://x", ExitCode.CONFIG, "not a usable database URL"),
+        ("mysql://u@h/x", ExitCode.CONFIG, "not a usable database URL"),
+        ("postgresql://postgres@127.0.0.1:5432/rb_no_such_db", ExitCode.CONFIG,
+         "does not exist"),
+        ("sqlite:///{file}/sub.db", ExitCode.FAILURE, "File exists"),
+    ],
+)
+def test_unusable_databases_give_one_line_not_a_traceback(
+        tmp_path: Path, isolated_env: str, db: str, code: ExitCode, needle: str) -> None:
+    (tmp_path / "afile").write_text("")
+    res = CliRunner().invoke(remotetool.main,
+                             ["--db", db.format(file=tmp_path / "afile"), "list"])
+    assert res.exit_code == code, res.output
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.startswith("remotetool: error: ") and "hint:" in res.stderr

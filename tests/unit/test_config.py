@@ -35,6 +35,7 @@ url = "postgresql://u@h/db"
 kind = "ssh"
 scheduler = "moab"
 frontends = ["fe1", "fe2"]
+remote_root = "/scratch/u/rb"
 cores_per_node = 24
 fill_factor = 1
 path_rules = [{local = "/data", remote = "/scratch/u", area = "scratch"}]
@@ -62,6 +63,16 @@ threads = 3
         ("colour = 'blue'\n", "colour"),
         ("[site.x]\npath_rules = [{local='/a', remote='/b', area='tape'}]\n",
          "site.x.path_rules[0]"),
+        ("[site.x]\npath_rules = [{local='/a'}]\n", "site.x.path_rules[0].remote"),
+        ("[site.x]\nbundle_bytes = 0\n", "site.x.bundle_bytes"),
+        ("[site.x]\ncores_per_node = 0\n", "site.x.cores_per_node"),
+        ("[site.x]\nfill_factor = 1.5\n", "site.x.fill_factor"),
+        ("[site.x]\nwalltime_min = 7200\nwalltime_max = 3600\n", "site.x.walltime_min"),
+        ("[site.x]\nkind = 'ssh'\nremote_root = '/s'\n", "site.x.frontends"),
+        ("[site.x]\nkind = 'ssh'\nfrontends = ['fe1']\n", "site.x.remote_root"),
+        ("[site.x]\n[stage.chip]\nsite = 'nope'\n", "stage.chip.site"),
+        ("[site.x]\n[stage.chip]\nthreads = 0\n", "stage.chip.threads"),
+        ("database = 'x'\n", "database"),
     ],
 )
 def test_bad_values_name_the_key_and_the_file(isolated_env: str, tmp_path: Path, text: str,
@@ -92,3 +103,19 @@ def test_environment_overrides(isolated_env: str, tmp_path: Path,
 def test_unknown_site_is_a_config_error(isolated_env: str) -> None:
     with pytest.raises(ConfigError, match="no site named 'mars'"):
         config.load().site("mars")
+
+
+def test_relative_path_base_is_stored_absolute(isolated_env: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from remotebridge.db.engine import make_engine
+    from remotebridge.db.migrate import upgrade
+    from remotebridge.define import define_by_query
+    from remotebridge.runs import list_runs
+    from tests.conftest import add_chipruns
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rb.db'}")
+    upgrade(engine)
+    add_chipruns(engine, "A", 2)
+    monkeypatch.chdir(tmp_path)
+    define_by_query(engine, config.load(), label="A", stage="chip", path_base="jobs")
+    assert list_runs(engine)[0].path_base == str(tmp_path / "jobs")
