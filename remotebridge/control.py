@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from remotebridge.config import SiteConfig, SiteKind, site_user, user_state_file
-from remotebridge.errors import BridgeError, LinkError, UsageError
+from remotebridge.errors import LinkError, Refused, UsageError
 from remotebridge.ssh import Link, OpenSSHLink, links_for
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
-class MastersAlive(BridgeError):
+class MastersAlive(Refused):
     """A change that needs the masters closed was asked while some are alive."""
 
 

@@ -69,6 +69,10 @@ class IllegalTransition(BridgeError):
         self.wanted = wanted
 
 
+class Refused(BridgeError):
+    """A request that cannot be done in the current state (e.g. switch-user with live masters)."""
+
+
 class ConcurrentUpdate(BridgeError):
     """Another process moved the run first (the guarded UPDATE touched no row)."""
 

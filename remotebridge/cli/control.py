@@ -19,10 +19,8 @@ from rich.table import Table
 from remotebridge import control
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.config import site_user
-
-EXIT_TEMPFAIL = 75
-EXIT_REFUSED = 3
 
 site_option = click.option("--site", "site_name", metavar="NAME",
                            help="Site (default: the configured default site).")
@@ -78,7 +76,7 @@ def start(app: AppContext, site_name: str | None, hosts: tuple[str, ...],
     states = control.start(site, hosts or None, askpass=askpass)
     _show(app, site.name, states)
     if control.failed(states):
-        raise click.exceptions.Exit(EXIT_TEMPFAIL)
+        raise click.exceptions.Exit(int(ExitCode.TEMPORARY))
     if not app.json:
         app.info("masters are up; resume paused runs with: remotetool revertauth")
 
@@ -102,7 +100,7 @@ def status(app: AppContext, site_name: str | None) -> None:
     states = control.status(site)
     _show(app, site.name, states)
     if states and not any(s.alive for s in states):
-        raise click.exceptions.Exit(EXIT_TEMPFAIL)
+        raise click.exceptions.Exit(int(ExitCode.TEMPORARY))
 
 
 @main.command("switch-user")
@@ -112,12 +110,7 @@ def status(app: AppContext, site_name: str | None) -> None:
 def switch_user(app: AppContext, user: str, site_name: str | None) -> None:
     """Log in as USER from now on (the key-card holder changed); masters must be closed."""
     site = app.config.site(site_name)
-    try:
-        previous = control.switch_user(site, user)
-    except control.MastersAlive as exc:
-        app.err.print(f"control-tool: error: {exc.message}\n  hint: {exc.hint}",
-                      highlight=False)
-        raise click.exceptions.Exit(EXIT_REFUSED) from None
+    previous = control.switch_user(site, user)  # MastersAlive -> exit 3 in BridgeGroup
     app.emit({"site": site.name, "user": site_user(site), "previous": previous},
              f"site {site.name}: login user {previous or '(ssh_config)'} -> {user}; "
              f"now run: control-tool start --site {site.name}")

@@ -21,10 +21,9 @@ from rich.progress import (
 )
 
 from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.exec import ExecOutcome, exec_runs, summary
 from remotebridge.transfer import Progress as ProgressFn
-
-EXIT_TEMPFAIL = 75
 
 
 @contextlib.contextmanager
@@ -56,10 +55,10 @@ def exit_code(outcomes: list[ExecOutcome]) -> int:
     """75 if a run went to auth or must be retried, else 1 if one failed, else 0."""
     results = {o.result for o in outcomes}
     if results & {"auth", "retry"}:
-        return EXIT_TEMPFAIL
+        return int(ExitCode.TEMPORARY)
     if results & {"failed", "error"}:
-        return 1
-    return 0
+        return int(ExitCode.FAILURE)
+    return int(ExitCode.OK)
 
 
 @click.command("exec")

@@ -40,6 +40,7 @@ _MAP: list[tuple[type[errors.BridgeError], ExitCode]] = [
     (errors.UsageError, ExitCode.USAGE),
     (errors.NotFoundError, ExitCode.NOT_FOUND),
     (errors.IllegalTransition, ExitCode.NOT_FOUND),
+    (errors.Refused, ExitCode.NOT_FOUND),
     (errors.ConcurrentUpdate, ExitCode.TEMPORARY),
     (errors.DatabaseUnavailable, ExitCode.TEMPORARY),
     (errors.LinkDown, ExitCode.TEMPORARY),

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import read_session
 from remotebridge.errors import NotFoundError, PrepareError
@@ -49,7 +50,9 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
             res = prepare_run(app.engine, app.config, rid, pretend=pretend)
         except PrepareError as exc:
             failed.append({"remote_id": rid, "error": exc.message, "fault": exc.fault})
-            app.err.print(f"remote run {rid}: {exc.message}", highlight=False)
+            hint = exc.hint or f"fix it, then 'remotetool revert --to new {rid}'"
+            app.err.print(f"remotetool: error: remote run {rid}: {exc.message}\n"
+                          f"  hint: {hint}", highlight=False, soft_wrap=True)
             continue
         item = {"remote_id": rid, "folder": res.folder, "seconds": round(res.seconds, 3),
                 "tasks": res.info["tasks"], "allocation": res.info["allocation"]}
@@ -63,7 +66,7 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
                      f"{res.seconds:.2f} s -> {res.folder}")
     app.emit({"prepared": done, "failed": failed, "pretend": pretend})
     if failed:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(int(ExitCode.FAILURE))
 
 
 @click.command()

@@ -14,9 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from remotebridge import config as config_mod
+from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.sitecheck import CheckRow, all_ok, check_site, describe, link_down
-
-EXIT_TEMPFAIL = 75
 
 
 def _want_json(ctx: click.Context, flag: bool) -> bool:
@@ -62,5 +61,5 @@ def check(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
     else:
         _print_table(describe(site_cfg), rows)
     if link_down(rows):
-        ctx.exit(EXIT_TEMPFAIL)
-    ctx.exit(0 if all_ok(rows) else 1)
+        ctx.exit(int(ExitCode.TEMPORARY))
+    ctx.exit(int(ExitCode.OK if all_ok(rows) else ExitCode.FAILURE))
