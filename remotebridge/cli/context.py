@@ -10,11 +10,13 @@ import json
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from remotebridge import config as config_mod
 from remotebridge.db.engine import make_engine
@@ -39,8 +41,14 @@ class AppContext:
     @cached_property
     def engine(self) -> Engine:
         """The database engine; the schema is checked to be current on first use."""
-        from remotebridge.db.migrate import require_current
+        from remotebridge.db.migrate import SCHEMA_REVISION, require_current
+        from remotebridge.errors import SchemaOutdated
 
+        url = make_url(self.config.database.effective_url())
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+                and not Path(url.database).expanduser().exists():
+            # connecting would create an empty file: a failing command changes nothing
+            raise SchemaOutdated(None, SCHEMA_REVISION)
         engine = make_engine(self.config.database.effective_url(), echo=self.config.database.echo)
         require_current(engine)
         return engine

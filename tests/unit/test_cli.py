@@ -165,3 +165,11 @@ def test_unusable_databases_give_one_line_not_a_traceback(
     assert res.exit_code == code, res.output
     assert needle in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.startswith("remotetool: error: ") and "hint:" in res.stderr
+
+
+def test_a_command_before_db_upgrade_creates_no_database_file(tmp_path: Path,
+                                                              isolated_env: str) -> None:
+    db = tmp_path / "never.db"
+    res = CliRunner().invoke(remotetool.main, ["--db", f"sqlite:///{db}", "list"])
+    assert res.exit_code == ExitCode.CONFIG
+    assert not db.exists(), "a failing command changes nothing"
