@@ -160,7 +160,7 @@ def test_unusable_databases_give_one_line_not_a_traceback(
         tmp_path: Path, isolated_env: str, db: str, code: ExitCode, needle: str) -> None:
     (tmp_path / "afile").write_text("")
     res = CliRunner().invoke(remotetool.main,
-                             ["--db", db.format(file=tmp_path / "afile"), "list"],
+                             ["--db", db.format(file=tmp_path / "afile"), "db", "upgrade"],
                              prog_name="remotetool")
     assert res.exit_code == code, res.output
     assert needle in res.stderr and "Traceback" not in res.stderr
