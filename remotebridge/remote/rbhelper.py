@@ -1,5 +1,13 @@
 #!/usr/bin/env python3
+# ruff: noqa: UP006, UP007, UP017, UP035, UP045
+# (pyupgrade targets our own 3.11; this file must stay Python 3.6 code, see below)
 """rbhelper: remotebridge's helper on the remote side (python3 standard library only).
+
+It must run on the site's ``remote_python``, which on front ends and compute nodes
+is often an old system python: the minimum is Python 3.6. So: no ``from __future__
+import annotations`` (3.7), no ``datetime.UTC`` (3.11), no ``X | Y`` types (3.10),
+no ``match`` (3.10), no walrus (3.8), no ``add_subparsers(required=...)`` (3.7);
+tests/unit/test_exec_rbhelper.py checks this.
 
 It runs in the job folder (the current directory) and never needs the network.
 
@@ -19,8 +27,6 @@ status is safely written, so one failing science command never disturbs the othe
 ranks of its srun step. Formats are described in docs/formats.md.
 """
 
-from __future__ import annotations
-
 import argparse
 import datetime
 import fcntl
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 VERSION = 1
 FAULT_NO_STATS = 2
@@ -39,7 +46,7 @@ FAULT_TASK_FAILED = 3
 
 def now_iso() -> str:
     """UTC now as ISO 8601 with milliseconds."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def atomic_write(path: str, text: str) -> None:
@@ -132,7 +139,7 @@ def cmd_mkdirs(args: argparse.Namespace) -> int:
 # --- dbinfo -----------------------------------------------------------------------
 
 
-def load_stats(path: str) -> dict | None:
+def load_stats(path: str) -> Optional[dict]:
     """The stats JSON object, or None when missing or unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -227,7 +234,8 @@ def cmd_check_inputs(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="rbhelper.py", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd")
+    sub.required = True  # the keyword needs 3.7
     t = sub.add_parser("task")
     t.add_argument("chunk")
     t.add_argument("task_id", type=int)
@@ -247,7 +255,7 @@ COMMANDS = {"task": cmd_task, "mkdirs": cmd_mkdirs, "dbinfo": cmd_dbinfo,
             "summary": cmd_summary, "check-inputs": cmd_check_inputs}
 
 
-def main(argv: list | None = None) -> int:
+def main(argv: Optional[list] = None) -> int:
     """Entry point."""
     args = parser().parse_args(argv)
     if args.cmd == "dbinfo" and not (args.home and args.out) and not (args.table and args.append):
