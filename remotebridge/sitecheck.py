@@ -3,7 +3,7 @@
 For each front end, in order: the master connection (``master``), a trivial command
 (``command``), the remote user (``user``), the scheduler (``scheduler``), the scratch
 area (``scratch``: writable, and how full per ``df -P``), and the remote helper
-(``helper``: for now ``python3 --version``). A check that cannot run because an
+(``helper``: ``<remote_python> --version``). A check that cannot run because an
 earlier one failed is reported as skipped (``ok = None``). Nothing here raises for a
 down link: the rows say so, and :func:`link_down` tells the CLI to exit 75.
 """
@@ -76,7 +76,8 @@ def check_frontend(link: Link, site: SiteConfig) -> list[CheckRow]:
         ("scheduler", lambda: _first_line(make_scheduler(link, site).probe().out) or "answers"),
         ("scratch", lambda: f"{scratch}: " + _command(
             link, ["sh", "-c", _SCRATCH, "rb-check", scratch])),
-        ("helper", lambda: _command(link, ["sh", "-c", "python3 --version 2>&1"])),
+        ("helper", lambda: _command(link, ["sh", "-c", '"$1" --version 2>&1', "rb-check",
+                                           site.remote_python or "python3"])),
     ]
     down = False
     for name, step in steps:

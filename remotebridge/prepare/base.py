@@ -129,6 +129,11 @@ class PlanBuilder:
         self._shared: dict[str, str] = {}
         self._next_id = 1
 
+    @property
+    def python(self) -> str:
+        """The site's ``remote_python``: runs the helper and the (python) programs."""
+        return self.ctx.site.remote_python or "python3"
+
     def input(self, uri: str, component: int | None, *, shared: bool = False) -> str:
         """Register a file the job needs; returns its remote path."""
         if shared and uri in self._shared:
@@ -191,7 +196,7 @@ class PlanBuilder:
         plan = self.plan
         if not any(t.phase is Phase.CMD for t in plan.tasks):
             raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
-        pre = Task(0, 0, Phase.PRE, ["python3", HELPER, "mkdirs", "outdirs.list"], 1, 1.0)
+        pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", "outdirs.list"], 1, 1.0)
         plan.tasks.insert(0, pre)
         for stage_id in sorted(plan.home):
             self._post_task(stage_id)
@@ -199,7 +204,7 @@ class PlanBuilder:
 
     def _post_task(self, stage_id: int) -> None:
         home, out = f"home/{stage_id}.home.jsonl", f"dbinfo/{stage_id}.dbinfo.jsonl"
-        argv = ["python3", HELPER, "dbinfo", "--home", home, "--out", out]
+        argv = [self.python, HELPER, "dbinfo", "--home", home, "--out", out]
         self.plan.tasks.append(Task(self._next_id, stage_id, Phase.POST, argv, 1, 1.0))
         self._next_id += 1
         local = posixpath.join(self.ctx.local_job_dir, out)

@@ -65,7 +65,7 @@ class CamStage(StageBase):
             lst = b.job_file(f"lists/cam.{cam_id}.list", LIST_HEADER + "".join(lines))
             base = product_base(workdir, exp_name, f"{exp_name}.cm")
             out, stats = b.output(base + ".fits", cam_id), b.output(base + ".stats.json", cam_id)
-            argv = ["python3", prog, "--list", lst, "--out", out, "--stats", stats]
+            argv = [b.python, prog, "--list", lst, "--out", out, "--stats", stats]
             b.command(cam_id, argv, threads=ctx.stage_config.threads, cost=cost,
                       log=b.output(base + ".log", cam_id))
             b.home(cam_id, HomeRecord("camProcessedExp", {"cam_id": cam_id},

@@ -65,7 +65,7 @@ class ChipStage(StageBase):
             base = product_base(workdir, exp_name, f"{exp_name}.{class_id}.ch")
             out, stats = b.output(base + ".fits", chip_id), b.output(base + ".stats.json", chip_id)
             log = b.output(base + ".log", chip_id)
-            argv = ["python3", prog, "--raw", b.input(uri, chip_id), *detrends,
+            argv = [b.python, prog, "--raw", b.input(uri, chip_id), *detrends,
                     "--out", out, "--stats", stats, "--threads", str(threads)]
             b.command(chip_id, argv, threads=threads, cost=cost, log=log)
             b.home(chip_id, HomeRecord("chipProcessedImfile",

@@ -1,6 +1,7 @@
 """Split a phase's tasks into ``srun --multi-prog`` files that the site accepts.
 
-Each multi-prog line is ``<rank> python3 rbhelper.py task <chunk> <task_id>``: a
+Each multi-prog line is ``<rank> <python> rbhelper.py task <chunk> <task_id>`` (the
+site's ``remote_python``, shell-quoted): a
 short, literal (no ``%t``) line naming the task, whose real argv the helper reads
 from the chunk's task file. Chunks are cut so that every file stays under the
 site's byte limit, every line under the line and argument limits, and no chunk
@@ -42,9 +43,10 @@ class Chunk:
         return HEADER.format(name=self.name, count=len(self.task_ids)) + "".join(self.lines)
 
 
-def task_line(rank: int, chunk: str, task_id: int, helper: str = "rbhelper.py") -> str:
-    """The multi-prog line that runs one task through the helper."""
-    return f"{rank} python3 {shlex.quote(helper)} task {chunk} {task_id}\n"
+def task_line(rank: int, chunk: str, task_id: int, helper: str = "rbhelper.py",
+              python: str = "python3") -> str:
+    """The multi-prog line that runs one task through the helper with ``python``."""
+    return f"{rank} {shlex.quote(python)} {shlex.quote(helper)} task {chunk} {task_id}\n"
 
 
 def check_command(argv: list[str], limits: Limits, component: int | None = None) -> None:
@@ -60,19 +62,23 @@ def check_command(argv: list[str], limits: Limits, component: int | None = None)
                            fault=FAULT_TOO_LONG)
 
 
-def make_chunks(prefix: str, task_ids: list[int], limits: Limits) -> list[Chunk]:
-    """Cut ``task_ids`` into chunks named ``<prefix>.NNNN`` that respect ``limits``."""
+def make_chunks(prefix: str, task_ids: list[int], limits: Limits, *,
+                python: str = "python3") -> list[Chunk]:
+    """Cut ``task_ids`` into chunks named ``<prefix>.NNNN`` that respect ``limits``.
+
+    ``python`` runs the helper on the compute nodes (the site's ``remote_python``).
+    """
     if limits.slots < 1:
         raise PrepareError("allocation has no slots", fault=FAULT_TOO_LONG)
     chunks: list[Chunk] = []
     cur = _new_chunk(prefix, 0)
     for tid in task_ids:
-        line = task_line(len(cur.task_ids), cur.name, tid)
+        line = task_line(len(cur.task_ids), cur.name, tid, python=python)
         if cur.task_ids and (len(cur.task_ids) >= limits.slots
                              or _size_with(cur, line) > limits.max_bytes):
             chunks.append(cur)
             cur = _new_chunk(prefix, len(chunks))
-            line = task_line(0, cur.name, tid)
+            line = task_line(0, cur.name, tid, python=python)
         _check_line(line, limits, tid)
         cur.task_ids.append(tid)
         cur.lines.append(line)

@@ -28,6 +28,8 @@ class Job:
     files: dict[str, str] = field(default_factory=dict)
     scheduler: str = "slurm"
     limits: Limits = field(default_factory=Limits)
+    python: str = "python3"
+    """The site's ``remote_python`` the chunk lines and the script run the helper with."""
 
 
 def header(fmt: str, **extra: Any) -> str:
@@ -46,7 +48,8 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     """Cut chunks, render the script and lay out every file of the job folder."""
     limits = Limits(site.multiprog_max_bytes, site.multiprog_max_line,
                     site.multiprog_max_args, allocation.slots)
-    job = Job(plan, allocation, [], scheduler=site.scheduler.value, limits=limits)
+    job = Job(plan, allocation, [], scheduler=site.scheduler.value, limits=limits,
+              python=remote_python(site))
     serial = {t.task_id: json.dumps(t.record()) for t in plan.tasks}
     files = job.files
     files["plan.jsonl"] = _jsonl(header(PLAN_FORMAT, remote_id=plan.remote_id,
@@ -56,7 +59,7 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
         ids = [t.task_id for t in plan.tasks if t.phase is phase]
         one = Limits(limits.max_bytes, limits.max_line, limits.max_args,
                      1 if phase is Phase.PRE else limits.slots)
-        for chunk in make_chunks(phase.value, ids, one):
+        for chunk in make_chunks(phase.value, ids, one, python=job.python):
             job.chunks.append((phase, chunk))
             files[f"chunks/{chunk.name}.conf"] = chunk.text()
             files[f"chunks/{chunk.name}.tasks.jsonl"] = _jsonl(
@@ -69,6 +72,11 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     files["rbhelper.py"] = helper_path().read_text(encoding="utf-8")
     files["job.json"] = json_doc("remotebridge.job", job_info(job))
     return job
+
+
+def remote_python(site: SiteConfig) -> str:
+    """The python that runs rbhelper.py on the site (``remote_python``)."""
+    return site.remote_python or "python3"
 
 
 def _jsonl(head: str, lines: Any) -> str:
@@ -104,6 +112,7 @@ def _context(job: Job, site: SiteConfig) -> dict[str, Any]:
         "job_name": f"rb{plan.remote_id}-{plan.stage}", "nodes": a.nodes,
         "tasks_per_node": a.tasks_per_node, "threads": a.threads, "slots": a.slots,
         "walltime": a.walltime, "partition": site.partition, "account": site.account,
+        "python": job.python,
         "moab_resources": f"nodes={a.nodes}:ppn={a.cores_per_node},walltime={a.walltime}",
         "pre_chunks": _chunk_ctx(job, Phase.PRE), "cmd_chunks": _chunk_ctx(job, Phase.CMD),
         "post_chunks": _chunk_ctx(job, Phase.POST),
@@ -116,7 +125,7 @@ def job_info(job: Job) -> dict[str, Any]:
     permanent = [o for o in plan.outputs if o.permanent]
     return {
         "remote_id": plan.remote_id, "stage": plan.stage, "scheduler": job.scheduler,
-        "job_dir": plan.job_dir, "tasks": plan.counts(),
+        "job_dir": plan.job_dir, "python": job.python, "tasks": plan.counts(),
         "allocation": {"nodes": a.nodes, "walltime": a.walltime, "slots": a.slots,
                        "tasks_per_node": a.tasks_per_node, "threads": a.threads},
         "limits": {"max_bytes": job.limits.max_bytes, "max_line": job.limits.max_line,

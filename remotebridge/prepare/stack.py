@@ -58,7 +58,7 @@ class StackStage(StageBase):
             base = posixpath.join(workdir, f"{tess_id}.{sky_id}.{stack_id}.stk")
             out = b.output(base + ".fits", stack_id)
             stats = b.output(base + ".stats.json", stack_id)
-            argv = ["python3", prog, "--list", lst, "--out", out, "--stats", stats]
+            argv = [b.python, prog, "--list", lst, "--out", out, "--stats", stats]
             b.command(stack_id, argv, threads=ctx.stage_config.threads, cost=cost,
                       log=b.output(base + ".log", stack_id))
             b.home(stack_id, HomeRecord("stackSumSkyfile", {"stack_id": stack_id},

@@ -69,7 +69,7 @@ class WarpStage(StageBase):
                 base = product_base(workdir, exp_name, f"{exp_name}.{sky_id}.wrp")
                 out = b.output(base + ".fits", warp_id)
                 stats = b.output(base + ".stats.json", warp_id)
-                argv = ["python3", prog, "--list", lst, "--ra", repr(ra), "--dec", repr(dec),
+                argv = [b.python, prog, "--list", lst, "--ra", repr(ra), "--dec", repr(dec),
                         "--naxis1", str(n1), "--naxis2", str(n2), "--scale", repr(scale),
                         "--out", out, "--stats", stats]
                 b.command(warp_id, argv, threads=ctx.stage_config.threads, cost=cost,

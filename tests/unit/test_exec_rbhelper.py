@@ -109,3 +109,40 @@ def test_rbhelper_still_runs() -> None:
     assert mod["now_iso"]().endswith("+00:00")
     with pytest.raises(SystemExit):
         mod["parser"]().parse_args([])  # a sub-command is still required
+
+
+class _RunLocally:
+    """A link that runs every command here (site check's helper row)."""
+
+    host = "fe-test"
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def check(self) -> bool:
+        return True
+
+    def run(self, argv: list[str], **_kw: object) -> object:
+        import subprocess
+
+        from remotebridge.ssh import Result
+
+        self.argvs.append(list(argv))
+        r = subprocess.run(argv, capture_output=True, timeout=30)
+        return Result(r.returncode, r.stdout, r.stderr)
+
+
+def test_site_check_helper_runs_remote_python(tmp_path: object) -> None:
+    import sys
+    from typing import Any, cast
+
+    from remotebridge.config import SchedulerKind, SiteConfig
+    from remotebridge.sitecheck import check_frontend
+
+    link = _RunLocally()
+    site = SiteConfig(scheduler=SchedulerKind.LOCAL, remote_root=str(tmp_path),
+                      remote_python=sys.executable)
+    rows = {r.check: r for r in check_frontend(cast(Any, link), site)}
+    assert rows["helper"].ok and rows["helper"].detail.startswith("Python 3.")
+    assert any(sys.executable in argv for argv in link.argvs)
+    assert not any("python3 --version" in " ".join(a) for a in link.argvs)
