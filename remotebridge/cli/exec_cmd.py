@@ -2,7 +2,8 @@
 
 Exit codes: 0 when every run was submitted (or there was nothing to do), 75 when
 a run went to ``auth`` (the link is down) or hit a transient fault, 1 when a run
-failed (scheduler refusal, transfer failure) or went to ``error``.
+failed (scheduler refusal, transfer failure) or went to ``error``, or when a job
+had to be cancelled because its run was taken meanwhile (``cancelled``/``orphan``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def exit_code(outcomes: list[ExecOutcome]) -> int:
     results = {o.result for o in outcomes}
     if results & {"auth", "retry"}:
         return int(ExitCode.TEMPORARY)
-    if results & {"failed", "error"}:
+    if results & {"failed", "error", "cancelled", "orphan"}:
         return int(ExitCode.FAILURE)
     return int(ExitCode.OK)
 

@@ -15,6 +15,13 @@ e. the job is submitted exactly once (see :mod:`remotebridge.exec.submit`);
 f. the run moves ``pending -> run`` with the job id, one attempt more and
    ``last_poll`` = now; the transfer figures go into the note and the history.
 
+The lease is renewed before each long step (b, c/d, e); once it is no longer ours
+exec stops and leaves the run alone. Every transition is guarded by
+``held_by_me()``. If the final ``pending -> run`` fails because another process
+moved the run meanwhile (an operator cancelled it after our lease expired), the job
+just submitted or adopted is cancelled so that no job runs untracked (result
+``cancelled``; ``orphan`` if even the cancel failed: cancel the job by hand).
+
 A first submission and a resubmission (poll moved the run back to ``pending`` after
 writing a retry subset into the folder) take the same path. Outcomes other than
 ``run``: ``auth`` (link down), ``retry`` (a transient fault or a lost lease; the run
@@ -52,7 +59,7 @@ from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, op
 from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.prepare.paths import resolve_uri
-from remotebridge.schedulers import make_scheduler
+from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for
 from remotebridge.states import RunState
 from remotebridge.transfer import Progress, TransferReport, push
@@ -72,7 +79,7 @@ class ExecOutcome:
 
     remote_id: int
     result: str
-    """run | auth | retry | failed | error"""
+    """run | auth | retry | failed | error | cancelled | orphan"""
     job_id: str | None = None
     token: str | None = None
     adopted: bool = False
@@ -211,6 +218,7 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     """Steps b to f for one run on its live front ends."""
     out.hosts = [link.host for link in live]
     specs = folder_files(folder)
+    _renew(engine, run.remote_id)
     report = push(live, specs, bundle_bytes=site.bundle_bytes,
                   jobs_per_link=site.jobs_per_frontend)
     _check_report(report, "job folder")
@@ -222,7 +230,10 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     scheduler = make_scheduler(live[0], site)
     sub = submit_once(engine, scheduler, remote_id=run.remote_id, attempt=run.attempt,
                       stored_token=run.token, script=folder.script)
-    _to_run(engine, out, run, sub)
+    try:
+        _to_run(engine, out, run, sub)
+    except ConcurrentUpdate as exc:
+        _cancel_untracked(engine, scheduler, out, sub, exc.message)
 
 
 def _check_report(report: TransferReport, what: str) -> None:
@@ -240,15 +251,36 @@ def _record_inputs(out: ExecOutcome, pushed: InputPush) -> None:
 def _renew(engine: Engine, rid: int) -> None:
     """Extend our lease before the next long step (ConcurrentUpdate if we lost it)."""
     with write_session(engine) as s:
-        done = s.execute(
-            update(RemoteRun)
-            .where(RemoteRun.remote_id == rid, RemoteRun.state == RunState.PENDING.value,
-                   RemoteRun.owner == statemachine.actor())
-            .values(lease_until=utcnow() + statemachine.DEFAULT_LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-    if done != 1:
-        raise ConcurrentUpdate(rid, RunState.PENDING.value)
+        if not statemachine.renew_lease(s, rid):
+            raise ConcurrentUpdate(rid, RunState.PENDING.value)
+
+
+def _cancel_untracked(engine: Engine, scheduler: Scheduler, out: ExecOutcome,
+                      sub: Submitted, why: str) -> None:
+    """The job exists but the run could not record it: cancel the job, say so."""
+    out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
+    lost = f"job {sub.job_id} (token {sub.token}) could not be recorded ({why})"
+    try:
+        scheduler.cancel(sub.job_id)
+    except (BridgeError, LinkError) as exc:
+        out.result = "orphan"
+        out.message = (f"exec: {lost} and could NOT be cancelled: {exc}; cancel it by "
+                       f"hand on site (its name ends in .{sub.token})")
+    else:
+        out.result, out.message = "cancelled", f"exec: {lost}; the job was cancelled"
+    _note_history(engine, out.remote_id, out.message)
+
+
+def _note_history(engine: Engine, rid: int, note: str) -> None:
+    """A history line on a run that is no longer ours (its state unchanged)."""
+    try:
+        with write_session(engine) as s:
+            state = s.execute(select(RemoteRun.state)
+                              .where(RemoteRun.remote_id == rid)).scalar_one_or_none()
+            if state is not None:
+                statemachine.record(s, rid, state, state, note=note[:2000])
+    except BridgeError:
+        pass  # the outcome still reports it
 
 
 def summary(out: ExecOutcome) -> str:
@@ -273,28 +305,32 @@ def _to_run(engine: Engine, out: ExecOutcome, run: _Run, sub: Submitted) -> None
     note = f"exec: {how} job {sub.job_id} (token {sub.token}); {summary(out)}"
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
-                                job_id=sub.job_id, attempt=run.attempt + 1,
-                                last_poll=utcnow(), fault=0)
+                                where=[statemachine.held_by_me()], job_id=sub.job_id,
+                                attempt=run.attempt + 1, last_poll=utcnow(), fault=0)
         _set_note(s, run.remote_id, note)
     out.result, out.message = "run", note
 
 
 def _to_auth(engine: Engine, out: ExecOutcome, why: str) -> ExecOutcome:
-    note = f"link down: {why}"
-    with write_session(engine) as s:
-        statemachine.transition(s, out.remote_id, RunState.PENDING, RunState.AUTH, note=note)
-        _set_note(s, out.remote_id, note)
-    out.result, out.message = "auth", note
+    _leave(engine, out, RunState.AUTH, f"link down: {why}")
     return out
 
 
 def _to_error(engine: Engine, out: ExecOutcome, fault: int, why: str) -> None:
-    note = f"exec: {why}"
-    with write_session(engine) as s:
-        statemachine.transition(s, out.remote_id, RunState.PENDING, RunState.ERROR, note=note,
-                                fault=fault)
-        _set_note(s, out.remote_id, note)
-    out.result, out.message = "error", note
+    _leave(engine, out, RunState.ERROR, f"exec: {why}", fault=fault)
+
+
+def _leave(engine: Engine, out: ExecOutcome, state: RunState, note: str, **values: Any) -> None:
+    """pending -> auth|error while we hold the lease; a lost lease leaves the run alone."""
+    try:
+        with write_session(engine) as s:
+            statemachine.transition(s, out.remote_id, RunState.PENDING, state, note=note,
+                                    where=[statemachine.held_by_me()], **values)
+            _set_note(s, out.remote_id, note)
+    except ConcurrentUpdate as exc:
+        out.result, out.message = "retry", f"another process took the run: {exc.message}"
+        return
+    out.result, out.message = state.value, note
 
 
 def _leave_pending(engine: Engine, out: ExecOutcome, result: str, why: str) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
@@ -20,6 +22,8 @@ from remotebridge.cli.context import AppContext
 from remotebridge.cli.exec_cmd import exec_cmd
 from remotebridge.config import SiteConfig
 from remotebridge.db import statemachine
+from remotebridge.db.base import utcnow
+from remotebridge.db.bridge import RemoteEvent, RemoteRun
 from remotebridge.db.engine import write_session
 from remotebridge.demo.generate import init_survey
 from remotebridge.errors import TransientLinkError
@@ -240,3 +244,73 @@ def test_cli_json_and_exit_codes(engine: Engine, tmp_path: Path, control: Path) 
     r = runner.invoke(exec_cmd, ["--remote-id", "999"],
                       obj=AppContext(config_path=str(good), db_url=url))
     assert r.exit_code != 0
+
+
+class MeddlingLink(LocalLink):
+    """A link double: when ``at`` (an argv word) runs, another process meddles with the
+    run: ``cancel`` (an operator cancels it after our lease expired) or ``steal`` (its
+    lease passed to another exec)."""
+
+    engine: Engine
+    rid = 0
+    at = "rb-local-submit"
+    how = "cancel"
+
+    def run(self, argv: Sequence[str], **kw: object) -> Result:
+        result = super().run(argv, **kw)  # type: ignore[arg-type]
+        if MeddlingLink.at in argv:
+            MeddlingLink.at = "-done-"
+            with write_session(MeddlingLink.engine) as s:
+                run = s.get(RemoteRun, MeddlingLink.rid)
+                assert run is not None
+                run.lease_until = utcnow() - timedelta(seconds=1)
+                if MeddlingLink.how == "steal":
+                    run.owner, run.lease_until = "other-host:1", utcnow() + timedelta(hours=1)
+                else:
+                    s.flush()
+                    statemachine.cancel(s, MeddlingLink.rid)
+        return result
+
+
+def meddling(engine: Engine, rid: int, at: str, how: str) -> Callable[[SiteConfig], list[Link]]:
+    MeddlingLink.engine, MeddlingLink.rid, MeddlingLink.at, MeddlingLink.how = (
+        engine, rid, at, how)
+    return lambda site: [MeddlingLink(site.local_root)]
+
+
+def test_job_of_a_run_cancelled_meanwhile_is_cancelled(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    (out,) = exec_runs(engine, local_config(tmp_path),
+                       link_factory=meddling(engine, rid, "rb-local-submit", "cancel"))
+    assert out.result == "cancelled" and out.job_id and "cancelled" in out.message
+    assert registry(tmp_path) == [out.job_id]
+    assert wait_done(tmp_path, out.job_id) is JobState.CANCELLED
+    run = get(engine, rid)
+    assert (run.state, run.job_id) == ("cancelled", None)
+    with write_session(engine) as s:
+        notes = [e.note for e in s.query(RemoteEvent).filter_by(remote_id=rid)]
+    assert any(out.job_id in n and "cancelled" in n for n in notes)
+
+
+def test_cli_exits_1_when_a_job_had_to_be_cancelled() -> None:
+    from remotebridge.cli.exec_cmd import exit_code
+    from remotebridge.exec import ExecOutcome
+
+    assert exit_code([ExecOutcome(1, "run"), ExecOutcome(2, "cancelled")]) == 1
+    assert exit_code([ExecOutcome(2, "orphan")]) == 1
+
+
+@pytest.mark.parametrize("at", ["rb-local-submit", "check-inputs"])
+def test_lost_lease_stops_exec_before_the_next_step(engine: Engine, tmp_path: Path,
+                                                    at: str) -> None:
+    """The lease passed to another exec: renewal fails, nothing (more) is submitted."""
+    (rid,) = make_runs(engine, tmp_path)
+    (out,) = exec_runs(engine, local_config(tmp_path),
+                       link_factory=meddling(engine, rid, at, "steal"))
+    run = get(engine, rid)
+    assert (run.state, run.owner) == ("pending", "other-host:1")  # left to its holder
+    if at == "check-inputs":
+        assert out.result == "retry" and "another process" in out.message
+        assert registry(tmp_path) == []  # stopped before the submission
+    else:  # submitted, then pending -> run refused by held_by_me(): the job is cancelled
+        assert out.result == "cancelled" and registry(tmp_path) == [out.job_id]
