@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 
 from remotebridge.config import SiteConfig
 from remotebridge.db import statemachine
@@ -34,6 +35,7 @@ from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.pipeline import STAGE_FULL, STAGE_RUN_TABLES
 from remotebridge.poll.faults import (
     FAULT_ABANDONED,
+    FAULT_DBINFO_REFUSED,
     FAULT_JOB_UNREADABLE,
     FAULT_MALFORMED,
     FAULT_PRODUCT_MISSING,
@@ -231,7 +233,18 @@ def _ids(ids: list[int]) -> str:
 
 def _commit(engine: Engine, run: RunInfo, tables: dict[str, Rows], out: Finished,
             failed: dict[int, int], missing: dict[int, list[str]]) -> int:
-    """The one transaction: results, stage runs, components, and the run's state."""
+    """The one transaction; a row the database refuses despite the checks (a
+    constraint they do not know) rolls it all back and becomes fault 31."""
+    try:
+        return _write(engine, run, tables, out, failed, missing)
+    except (IntegrityError, DataError) as exc:
+        raise PollFault(f"the database refused the dbinfo replay: {exc.orig}"[:1500],
+                        fault=FAULT_DBINFO_REFUSED) from exc
+
+
+def _write(engine: Engine, run: RunInfo, tables: dict[str, Rows], out: Finished,
+           failed: dict[int, int], missing: dict[int, list[str]]) -> int:
+    """Results, stage runs, components, and the run's state, in one transaction."""
     run_table, key = STAGE_RUN_TABLES[run.stage]
     pk = getattr(run_table, key)
     comp = RemoteComponent

@@ -2,20 +2,22 @@
 
 :func:`check_records` refuses the whole replay (fault 31) if any record names a table
 or column the stage does not allow, carries a value of the wrong type or one that
-does not fit its column, repeats a key, or has a key of a stage run that is not the
-component whose dbinfo file it came from. Only then :func:`apply_rows` writes, with
-bound parameters only (SQLAlchemy Core ``insert``/``update`` executemany), inside the
-caller's transaction. On SQLite each table gets ONE executemany of ``INSERT ... ON
-CONFLICT (key) DO UPDATE`` (in-process, so per-row execution is cheap). Elsewhere
-(PostgreSQL): one select of the keys already present per 500 components, then
-the new rows in one bulk INSERT (batched multi-row VALUES by SQLAlchemy's
-insertmanyvalues) and the others in one executemany UPDATE by key. Measured
-(bench/bench_poll.py): psycopg2 runs an ``ON CONFLICT`` executemany row by row,
-about twice as slow as the batched plain INSERT.
+does not fit its column (an over-long string, a NUL, an integer beyond 32 bits, a
+null in a NOT NULL column, a non-finite float such as ``1e999``), repeats a key, or
+has a key of a stage run that is not the component whose dbinfo file it came from.
+Only then :func:`apply_rows` writes, with bound parameters only (SQLAlchemy Core
+``insert``/``update`` executemany), inside the caller's transaction. On SQLite each
+table gets ONE executemany of ``INSERT ... ON CONFLICT (key) DO UPDATE`` (in-process,
+so per-row execution is cheap). Elsewhere (PostgreSQL): one select of the keys
+already present per 500 components, then the new rows in one bulk INSERT (batched
+multi-row VALUES by SQLAlchemy's insertmanyvalues) and the others in one executemany
+UPDATE by key. Measured (bench/bench_poll.py): psycopg2 runs an ``ON CONFLICT``
+executemany row by row, about twice as slow as the batched plain INSERT.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -110,8 +112,12 @@ def _check_fit(table: Table, data: dict[str, Any], where: str) -> None:
                 and not INT_MIN <= value <= INT_MAX:
             raise PollFault(f"{where}: {table.name}.{col}={value} does not fit a 32-bit "
                             "integer", fault=FAULT_DBINFO_REFUSED)
-        if table.c[col].primary_key and value is None:
-            raise PollFault(f"{where}: key {table.name}.{col} is null",
+        if value is None and not table.c[col].nullable:
+            what = "key " if table.c[col].primary_key else ""
+            raise PollFault(f"{where}: {what}{table.name}.{col} is null (the column is "
+                            "NOT NULL)", fault=FAULT_DBINFO_REFUSED)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PollFault(f"{where}: {table.name}.{col}={value} is not a finite number",
                             fault=FAULT_DBINFO_REFUSED)
 
 

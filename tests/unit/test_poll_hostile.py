@@ -83,7 +83,10 @@ def _set(path: str, value: Any) -> Callable[[Record], None]:
     (_set("key.class_id", None), ["key chipProcessedImfile.class_id is null"]),
     (_set("values.hostname", "h" * 65), ["hostname is 65 characters"]),
     (_set("values.n_stars", 2**40), ["does not fit a 32-bit integer"]),
-], ids=["table", "column", "type", "bool", "foreign-key", "null-key", "long", "bigint"])
+    (_set("values.uri", None), ["chipProcessedImfile.uri is null", "NOT NULL"]),
+    (_set("values.fault", None), ["chipProcessedImfile.fault is null"]),
+], ids=["table", "column", "type", "bool", "foreign-key", "null-key", "long", "bigint",
+        "null-uri", "null-fault"])
 def test_refused_records(engine: Engine, tmp_path: Path, change: Callable[[Record], None],
                          words: list[str]) -> None:
     rid, job_dir = finished_job(engine, tmp_path)
@@ -108,6 +111,45 @@ def test_malformed_files(engine: Engine, tmp_path: Path, mutate: Callable[[str],
     path.write_text(mutate(before))
     assert path.read_text() != before
     assert_refused(engine, tmp_path, rid, 32, *words)
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_non_finite_float_refused(engine: Engine, tmp_path: Path, number: str) -> None:
+    """``1e999`` is strict JSON but parses to inf: refused before anything is applied."""
+    rid, job_dir = finished_job(engine, tmp_path)
+    edit_first_record(job_dir, _set("values.bg", 12345.5))
+    path = job_dir / "dbinfo" / "1.dbinfo.jsonl"
+    path.write_text(path.read_text().replace("12345.5", number, 1))
+    assert_refused(engine, tmp_path, rid, 31, "chipProcessedImfile.bg=", "not a finite")
+
+
+def test_database_refusal_is_fault_31(engine: Engine, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row the checks let through but the database refuses (IntegrityError): fault 31,
+    the transaction rolled back, no traceback, the run in error."""
+    from remotebridge.poll import replay
+
+    rid, job_dir = finished_job(engine, tmp_path)
+    edit_first_record(job_dir, _set("values.uri", None))
+    monkeypatch.setattr(replay, "_check_fit", lambda *_a: None)
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.state, o.fault) for o in out] == [("error", "error", 31)], out
+    run = get(engine, rid)
+    assert (run.state, run.fault, run.owner) == ("error", 31, None)
+    assert "the database refused the dbinfo replay" in run.note
+    assert results(engine) == [] and chip_states(engine) == {1: ("new", 0)}
+    assert components(engine, rid) == {1: ("new", 0, 0)}
+
+
+def test_check_fit_refuses_nan() -> None:
+    from remotebridge.db.pipeline import ChipProcessedImfile
+    from remotebridge.poll import PollFault
+    from remotebridge.poll.replay import _check_fit
+
+    table = ChipProcessedImfile.__table__
+    with pytest.raises(PollFault, match="bg=nan is not a finite number"):
+        _check_fit(table, {"bg": float("nan")}, "x")  # type: ignore[arg-type]
+    _check_fit(table, {"bg": None, "n_stars": None}, "x")  # type: ignore[arg-type]
 
 
 def test_summary_claiming_foreign_task(engine: Engine, tmp_path: Path) -> None:
