@@ -23,7 +23,8 @@ CHECK_TIMEOUT = 900.0
 
 
 class MissingInputs(BridgeError):
-    """An input of the manifest cannot be read at home any more (prepare was too long ago)."""
+    """An input of the manifest cannot be read at home any more, or its size changed
+    since prepare (a push would skip it every time): only a new prepare helps."""
 
 
 @dataclass
@@ -46,6 +47,19 @@ def _unreadable(files: Sequence[InputFile]) -> list[str]:
     return [f.local for f in files if not os.access(f.local, os.R_OK)]
 
 
+def _changed(files: Sequence[InputFile]) -> list[str]:
+    """Inputs whose size at home is no longer the size prepare listed."""
+    out = []
+    for f in files:
+        try:
+            size = os.stat(f.local).st_size
+        except OSError:
+            continue  # unreadable: reported by _unreadable
+        if size != f.size:
+            out.append(f"{f.local} ({size} bytes, prepare listed {f.size})")
+    return out
+
+
 def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
                 progress: Progress | None = None) -> InputPush:
     """Check, push what is missing over every live front end, verify (see module doc)."""
@@ -59,6 +73,10 @@ def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
     if gone:
         raise MissingInputs(f"{len(gone)} inputs cannot be read at home, e.g. {gone[0]}",
                             hint="prepare the run again once the files are back")
+    changed = _changed(missing)
+    if changed:
+        raise MissingInputs(f"{len(changed)} inputs changed at home since prepare, "
+                            f"e.g. {changed[0]}", hint="prepare the run again")
     out.report = push(live, [f.spec() for f in missing], bundle_bytes=site.bundle_bytes,
                       jobs_per_link=site.jobs_per_frontend, progress=progress)
     still = check_inputs(live[0], site, folder)

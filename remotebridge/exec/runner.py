@@ -27,7 +27,8 @@ writing a retry subset into the folder) take the same path. Outcomes other than
 ``run``: ``auth`` (link down), ``retry`` (a transient fault or a lost lease; the run
 stays ``pending`` for the next round), ``failed`` (the scheduler refused, a transfer
 failed; stays ``pending``, note says why) and ``error`` (the job folder is unusable
-or an input is gone at home: fault 23 / 21, ``remotetool revert --to new`` once fixed).
+or an input is gone or changed size at home: fault 23 / 21, ``remotetool revert --to new
+ID`` once fixed).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from remotebridge.states import RunState
 from remotebridge.transfer import Progress, TransferReport, push
 
 FAULT_INPUT_MISSING = 21
-"""An input listed in inputs.manifest can no longer be read at home."""
+"""An input listed in inputs.manifest can no longer be read at home, or changed size."""
 
 FAULT_JOB_FOLDER = 23
 """The local job folder is missing or unreadable."""
@@ -192,7 +193,8 @@ def _exec_claimed(engine: Engine, config: Config, rid: int, links: _Links,
     except JobFolderError as exc:
         _to_error(engine, out, FAULT_JOB_FOLDER, exc.message)
     except MissingInputs as exc:
-        _to_error(engine, out, FAULT_INPUT_MISSING, exc.message)
+        _to_error(engine, out, FAULT_INPUT_MISSING,
+                  f"{exc.message}; hint: remotetool revert --to new {rid}")
     except LinkDown as exc:
         if site is not None:
             links.forget(site)

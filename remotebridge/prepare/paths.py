@@ -4,7 +4,8 @@ Rules are the site's ordered ``path_rules`` (first matching prefix wins); a loca
 path no rule matches is mirrored under ``<remote_root>/home<local path>``. URIs with
 a scheme (``file://``, ``neb://``) are first resolved to a local path by a pluggable
 resolver registry. Every path is checked for characters the line-oriented job files
-cannot carry (tab, newline, NUL): such a name is refused, never mangled.
+cannot carry (tab, newline, NUL) and for segments that are not normalised (``//``,
+``/./``, ``/../``, which transfer refuses later): such a name is refused, never mangled.
 """
 
 from __future__ import annotations
@@ -77,7 +78,16 @@ def check_name(path: str, component: int | None = None) -> str:
     if not path.startswith("/"):
         raise PrepareError("not an absolute path", component=component, path=path,
                            fault=FAULT_BAD_NAME)
+    if _not_normal(path):
+        raise PrepareError("path is not normalised (an empty, '.' or '..' segment)",
+                           component=component, path=path, fault=FAULT_BAD_NAME)
     return path
+
+
+def _not_normal(path: str) -> bool:
+    """True for ``//``, ``/./`` or ``/../`` segments (also at the end: ``/x/..``)."""
+    parts = path.split("/")[1:]
+    return any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", "..")
 
 
 class PathTranslator:

@@ -314,3 +314,20 @@ def test_lost_lease_stops_exec_before_the_next_step(engine: Engine, tmp_path: Pa
         assert registry(tmp_path) == []  # stopped before the submission
     else:  # submitted, then pending -> run refused by held_by_me(): the job is cancelled
         assert out.result == "cancelled" and registry(tmp_path) == [out.job_id]
+
+
+def test_input_changed_at_home_goes_to_error_not_retried(engine: Engine, tmp_path: Path) -> None:
+    (rid,) = make_runs(engine, tmp_path)
+    manifest = (tmp_path / "jobs" / f"remote_{rid}" / "inputs.manifest").read_text()
+    local = next(ln.split("\t")[0] for ln in manifest.splitlines()[2:]
+                 if ln.split("\t")[4] == "0")  # a survey file in tmp_path, not a program
+    assert local.startswith(str(tmp_path))
+    with open(local, "ab") as fh:
+        fh.write(b"grown since prepare")
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "error" and "changed at home" in out.message
+    assert f"remotetool revert --to new {rid}" in out.message
+    run = get(engine, rid)
+    assert (run.state, run.fault, run.owner) == ("error", 21, None)
+    assert registry(tmp_path) == []
+    assert exec_runs(engine, local_config(tmp_path)) == []  # not retried every round

@@ -60,3 +60,16 @@ def test_unsafe_names_refused() -> None:
         with pytest.raises(PrepareError, match="tab, newline or NUL") as exc:
             check_name(bad, component=3)
         assert exc.value.component == 3
+
+
+@pytest.mark.parametrize("bad", ["/data//x.fits", "/data/./x.fits", "/data/../etc/x",
+                                 "/data/x/..", "/data/x/.", "//data/x.fits"])
+def test_names_not_normalised_refused(bad: str) -> None:
+    with pytest.raises(PrepareError, match="not normalised") as exc:
+        check_name(bad, component=4)
+    assert (exc.value.component, exc.value.fault) == (4, 15)
+
+
+@pytest.mark.parametrize("good", ["/data/x.fits", "/data/.hidden", "/data/..x/a..b", "/"])
+def test_normalised_names_pass(good: str) -> None:
+    assert check_name(good) == good
