@@ -45,7 +45,7 @@ from remotebridge.errors import (
     TransferError,
 )
 from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_OTHER, PollFault
-from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run
+from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.prepare.paths import resolve_uri
@@ -128,9 +128,21 @@ def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
     for run in runs:
         by_site.setdefault(run.site, []).append(run)
     outcomes: list[PollOutcome] = []
-    for name, site_runs in by_site.items():
-        outcomes += _poll_site(engine, config.site(name or None), site_runs, links)
+    try:
+        for name, site_runs in by_site.items():
+            outcomes += _poll_site(engine, config.site(name or None), site_runs, links)
+    finally:
+        _release_all(engine, runs)
     return outcomes
+
+
+def _release_all(engine: Engine, runs: list[RunInfo]) -> None:
+    """Give back every lease of the round still ours (a no-op for the runs that moved),
+    so that one unexpected error does not leave the others leased."""
+    if runs:
+        with write_session(engine) as s:
+            for run in runs:
+                statemachine.release(s, run.remote_id)
 
 
 def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
@@ -199,10 +211,6 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
         return _outcome(run, state.value, "deferred", RunState.RUN, note=str(exc))
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
         return _defer(engine, run, state.value, str(exc))
-    except Exception:
-        with write_session(engine) as s:
-            statemachine.release(s, run.remote_id)
-        raise
     action = "retry" if done.state is RunState.PENDING else "full"
     return _outcome(run, state.value, action, done.state, note=done.note, **done.tally(),
                     seconds=time.perf_counter() - t0)
@@ -217,7 +225,7 @@ def _outcome(run: RunInfo, job_state: str, action: str, state: RunState,
 def _touch(engine: Engine, run: RunInfo) -> None:
     """Record the poll and give the lease back (the run stays in ``run``)."""
     with write_session(engine) as s:
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
+        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id, *guard(run))
                   .values(last_poll=utcnow()).execution_options(synchronize_session=False))
         statemachine.release(s, run.remote_id)
 
@@ -232,24 +240,32 @@ def _defer(engine: Engine, run: RunInfo, job_state: str, why: str) -> PollOutcom
     return _outcome(run, job_state, "deferred", RunState.RUN, note=why[:2000])
 
 
-def _auth(engine: Engine, run: RunInfo, job_state: str, exc: LinkDown) -> PollOutcome:
-    note = f"poll: link down: {exc}"[:2000]
+def _move(engine: Engine, run: RunInfo, wanted: RunState, note: str, **values: Any) -> None:
+    """run -> ``wanted`` guarded by the lease and the polled job id (ConcurrentUpdate
+    when either is gone), with the note on the run."""
     with write_session(engine) as s:
-        statemachine.transition(s, run.remote_id, RunState.RUN, RunState.AUTH, note=note,
-                                last_poll=utcnow())
+        statemachine.transition(s, run.remote_id, RunState.RUN, wanted, note=note,
+                                where=guard(run), last_poll=utcnow(), **values)
         s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
                   .values(note=note).execution_options(synchronize_session=False))
+
+
+def _auth(engine: Engine, run: RunInfo, job_state: str, exc: LinkDown) -> PollOutcome:
+    note = f"poll: link down: {exc}"[:2000]
+    try:
+        _move(engine, run, RunState.AUTH, note)
+    except ConcurrentUpdate as lost:
+        return _outcome(run, job_state, "deferred", RunState.RUN, note=str(lost))
     return _outcome(run, job_state, "auth", RunState.AUTH, note=note)
 
 
 def _error(engine: Engine, run: RunInfo, job_state: str, fault: int, message: str
            ) -> PollOutcome:
     note = f"poll: {message}"[:2000]
-    with write_session(engine) as s:
-        statemachine.transition(s, run.remote_id, RunState.RUN, RunState.ERROR, note=note,
-                                fault=fault or FAULT_OTHER, last_poll=utcnow())
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
-                  .values(note=note).execution_options(synchronize_session=False))
+    try:
+        _move(engine, run, RunState.ERROR, note, fault=fault or FAULT_OTHER)
+    except ConcurrentUpdate as lost:
+        return _outcome(run, job_state, "deferred", RunState.RUN, note=str(lost))
     return _outcome(run, job_state, "error", RunState.ERROR, fault=fault or FAULT_OTHER,
                     note=note)
 
