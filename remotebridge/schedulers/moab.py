@@ -20,6 +20,7 @@ before it ran) and ``Vacated`` (cancelled after it started) are CANCELLED.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -107,8 +108,15 @@ class MoabScheduler(Scheduler):
     states = MOAB_STATES
 
     def submit_argv(self, script_path: str, name: str, token: str) -> list[str]:
-        """``msub -N <name>.<token> [-q partition] [-A account] SCRIPT``."""
+        """``msub -N <name>.<token> -v RB_TOKEN=.. [-d folder] [-q ..] [-A ..] SCRIPT``.
+
+        ``-d`` makes the script's folder the job's working directory (like Slurm's
+        ``--chdir``), so ``job.moab.out`` lands there, not in the login directory.
+        """
         argv = ["msub", "-N", job_name(name, token), "-v", f"RB_TOKEN={token}"]
+        folder = posixpath.dirname(script_path)
+        if folder:
+            argv += ["-d", folder]
         if self.site.partition:
             argv += ["-q", self.site.partition]
         if self.site.account:

@@ -136,3 +136,19 @@ def test_fake_refused_submission(moab: MoabScheduler) -> None:
 
 def test_probe(moab: MoabScheduler) -> None:
     assert "<Data>" in moab.probe().out
+
+
+def test_submit_argv_sets_the_working_directory(tmp_path: Path) -> None:
+    sched = MoabScheduler(LocalLink(tmp_path), SiteConfig(scheduler=SchedulerKind.MOAB))
+    argv = sched.submit_argv("/scratch/rb/remote_7/job.sh", "rb7", "tokW")
+    assert argv[argv.index("-d") + 1] == "/scratch/rb/remote_7"
+    assert argv[-1] == "/scratch/rb/remote_7/job.sh"
+    assert "-d" not in sched.submit_argv("job.sh", "rb7", "tokW")
+
+
+def test_fake_submit_runs_in_the_job_folder(moab: MoabScheduler) -> None:
+    a = moab.submit("job dir/job.sh", "x", "tokD")
+    out = moab.link.run(["checkjob", "--format=XML", a]).out
+    (job,) = list(iter_jobs(out))
+    assert isinstance(moab.link, LocalLink)
+    assert job["IWD"] == str((moab.link.root / "job dir").resolve())

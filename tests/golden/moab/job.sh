@@ -1,6 +1,6 @@
 #!/bin/bash
 # remotebridge.job v1 remote_id=42 stage=chip scheduler=moab
-# Submitted by 'cd <job folder> && msub job.sh': job.moab.out lands in the job folder.
+# Submitted by 'msub -d <job folder> <job folder>/job.sh': job.moab.out lands in the job folder.
 #MSUB -N rb42-chip
 #MSUB -l nodes=1:ppn=4,walltime=01:00:00
 #MSUB -j oe
