@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ class RunInfo:
     """The remote job folder (from job.json)."""
     submissions: int = 0
     """``remoteRun.attempt``: how many times exec has submitted the run."""
+    since: datetime | None = None
+    """When the run last entered ``run`` (its latest history event into ``run``;
+    ``remoteRun.updated`` moves with every lease, so it cannot say)."""
 
 
 @dataclass(kw_only=True)

@@ -11,7 +11,10 @@ with a lease so that two cron processes never poll the same run. Per site, ONE
   never taken as done, **except** when the job folder holds ``job_summary.jsonl``:
   the job wrote it as its very last step, and schedulers forget finished jobs (Slurm
   after ``MinJobAge``, Moab after its purge time). Stale summaries cannot fool this:
-  poll deletes the summary before a run goes back for a retry;
+  poll deletes the summary before a run goes back for a retry. Nor when the job's
+  walltime (local allocation.json) plus :data:`UNKNOWN_MARGIN` has passed since the
+  run entered ``run`` (its last ``remoteEvent`` into ``run``): the summary is then made from
+  ``status/`` and unfinished tasks count as failed;
 * job terminal -> :func:`remotebridge.poll.finish.finish_run`;
 * bad remote data (:class:`~remotebridge.poll.faults.PollFault`) -> ``error`` with
   the fault code, nothing applied;
@@ -29,12 +32,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from remotebridge.config import Config, SiteConfig
 from remotebridge.db import statemachine
 from remotebridge.db.base import utcnow
-from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.bridge import RemoteEvent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
 from remotebridge.errors import (
     ConcurrentUpdate,
@@ -112,9 +115,13 @@ def _claim(engine: Engine, ids: list[int]) -> list[RunInfo]:
         got = statemachine.claim(s, RunState.RUN, limit=len(ids), remote_ids=ids)
         runs = s.execute(select(RemoteRun).where(RemoteRun.remote_id.in_(got))
                          .order_by(RemoteRun.remote_id)).scalars().all()
+        since: dict[int, datetime] = dict(s.execute(
+            select(RemoteEvent.remote_id, func.max(RemoteEvent.at))
+            .where(RemoteEvent.remote_id.in_(got), RemoteEvent.to_state == RunState.RUN.value)
+            .group_by(RemoteEvent.remote_id)).all())
         return [RunInfo(r.remote_id, r.stage, r.site, r.job_id,
                         Path(resolve_uri(r.path_base)) / f"remote_{r.remote_id}",
-                        submissions=r.attempt or 0)
+                        submissions=r.attempt or 0, since=since.get(r.remote_id))
                 for r in runs]
 
 
@@ -167,11 +174,45 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
         return outcomes + [_defer(engine, r, "", str(exc)) for r in ready]
     for run in ready:
         state = states[run.job_id or ""]
-        if state.terminal or (state is JobState.UNKNOWN and run.job_dir in present):
+        if _ended(run, state, present):
             outcomes.append(_finish(engine, site, links, run, state))
         else:
             outcomes.append(_waiting(engine, run, state))
     return outcomes
+
+
+UNKNOWN_MARGIN = timedelta(minutes=10)
+"""How long past its walltime a job the scheduler forgot is taken as ended."""
+
+
+def _ended(run: RunInfo, state: JobState, present: set[str]) -> bool:
+    """Terminal; or UNKNOWN with a job summary, or past walltime + margin since the run
+    entered ``run`` (its last history event into ``run``): the job cannot be running any more."""
+    if state.terminal:
+        return True
+    if state is not JobState.UNKNOWN:
+        return False
+    if run.job_dir in present:
+        return True
+    wall = walltime_seconds(run.folder)
+    return wall is not None and run.since is not None and \
+        utcnow() - run.since > timedelta(seconds=wall) + UNKNOWN_MARGIN
+
+
+def walltime_seconds(folder: Path) -> int | None:
+    """The job's walltime from the local allocation.json (or job.json); None if unknown."""
+    try:
+        wall = json.loads((folder / "allocation.json").read_text(encoding="utf-8"))
+        if type(wall.get("walltime_seconds")) is int:
+            return int(wall["walltime_seconds"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        text = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+        h, m, sec = (int(x) for x in text["allocation"]["walltime"].split(":"))
+        return h * 3600 + m * 60 + sec
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _live(site: SiteConfig, links: list[Link]) -> list[Link]:

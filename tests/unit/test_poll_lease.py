@@ -28,6 +28,13 @@ def _set_run(engine: Engine, rid: int, **values: Any) -> None:
         s.execute(update(RemoteRun).where(RemoteRun.remote_id == rid).values(**values))
 
 
+def _submitted_long_ago(engine: Engine, rid: int, when: Any) -> None:
+    from remotebridge.db.bridge import RemoteEvent
+
+    with write_session(engine) as s:
+        s.execute(update(RemoteEvent).where(RemoteEvent.remote_id == rid).values(at=when))
+
+
 def _nothing_applied(engine: Engine, rid: int) -> None:
     assert results(engine) == []
     assert chip_states(engine) == {1: ("new", 0)}
@@ -105,3 +112,43 @@ def test_unexpected_error_releases_the_round(engine: Engine, tmp_path: Path,
         poll_runs(engine, config(tmp_path), force=True)
     run = get(engine, rid)
     assert (run.state, run.owner, run.lease_until) == ("run", None, None)
+
+
+def test_unknown_past_walltime_is_finished(engine: Engine, tmp_path: Path) -> None:
+    """The scheduler forgot the job and there is no summary: waiting until the walltime
+    plus the margin has passed, then the summary is made from status/."""
+    import shutil
+    from datetime import timedelta
+
+    from remotebridge.db.base import utcnow
+
+    rid, job_dir = finished_job(engine, tmp_path)
+    job_id = get(engine, rid).job_id or ""
+    shutil.rmtree(tmp_path / "remote side" / ".rb_local_jobs" / job_id)
+    (job_dir / "job_summary.jsonl").unlink()
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.job_state) for o in out] == [("waiting", "unknown")]
+    assert runner.walltime_seconds(tmp_path / "jobs" / f"remote_{rid}") is not None
+    _submitted_long_ago(engine, rid, utcnow() - timedelta(days=2))
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.job_state, o.state) for o in out] == [("full", "unknown", "full")]
+    assert len(results(engine)) == 2
+
+
+def test_unknown_past_walltime_unfinished_tasks_fail(engine: Engine, tmp_path: Path) -> None:
+    """Same, but no task had finished: the tasks count as failed (normal retry)."""
+    import shutil
+    from datetime import timedelta
+
+    from remotebridge.db.base import utcnow
+
+    rid, job_dir = finished_job(engine, tmp_path)
+    job_id = get(engine, rid).job_id or ""
+    shutil.rmtree(tmp_path / "remote side" / ".rb_local_jobs" / job_id)
+    (job_dir / "job_summary.jsonl").unlink()
+    shutil.rmtree(job_dir / "status")
+    (job_dir / "status").mkdir()
+    _submitted_long_ago(engine, rid, utcnow() - timedelta(days=2))
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [(o.action, o.state, o.retry) for o in out] == [("retry", "pending", [1])], out
+    assert components(engine, rid) == {1: ("failed", 1, 0)}
