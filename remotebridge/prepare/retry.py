@@ -84,13 +84,14 @@ def retry_subset(local_job_dir: str | Path, task_ids: Collection[int], attempt: 
     lim = info["limits"]
     limits = Limits(lim["max_bytes"], lim["max_line"], lim["max_args"], lim["slots"])
     plan = Plan(stage=head["stage"], remote_id=head["remote_id"], job_dir=info["job_dir"])
-    job = Job(plan, allocation, [], scheduler=info["scheduler"], limits=limits)
+    job = Job(plan, allocation, [], scheduler=info["scheduler"], limits=limits,
+              python=info.get("python", "python3"))
     files: dict[str, str] = {}
     for phase in Phase:
         ids = [t for t in wanted if tasks[t][0] is phase]
         one = Limits(limits.max_bytes, limits.max_line, limits.max_args,
                      1 if phase is Phase.PRE else limits.slots)
-        for chunk in make_chunks(f"{phase.value}.a{attempt}", ids, one):
+        for chunk in make_chunks(f"{phase.value}.a{attempt}", ids, one, python=job.python):
             job.chunks.append((phase, chunk))
             files[f"chunks/{chunk.name}.conf"] = chunk.text()
             files[f"chunks/{chunk.name}.tasks.jsonl"] = (
