@@ -6,7 +6,12 @@ import click
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
+from remotebridge.db import statemachine
+from remotebridge.db.engine import read_session
 from remotebridge.poll import PollOutcome, poll_runs, poll_until
+
+ERROR_HINT = ("inspect the run ('remotetool show ID'); 'remotetool revert ID' retries "
+              "the poll once fixed")
 
 
 def _line(o: PollOutcome) -> str:
@@ -22,6 +27,24 @@ def _line(o: PollOutcome) -> str:
     elif o.note:
         text += f": {o.note}"
     return text
+
+
+def _report_errors(app: AppContext, outcomes: list[PollOutcome]) -> None:
+    """Runs sent to error: one line each on stderr, even under --quiet and --json."""
+    for o in outcomes:
+        if o.action == "error":
+            note = o.note.removeprefix("poll: ")
+            app.err.print(f"remotetool: error: remote run {o.remote_id}: fault {o.fault}: "
+                          f"{note}\n  hint: {ERROR_HINT.replace('ID', str(o.remote_id))}",
+                          highlight=False, soft_wrap=True, markup=False)
+
+
+def exit_code(outcomes: list[PollOutcome]) -> int:
+    """75 if a run went to auth, else 1 if one went to error, else 0."""
+    actions = {o.action for o in outcomes}
+    if "auth" in actions:
+        return int(ExitCode.TEMPORARY)
+    return int(ExitCode.FAILURE) if "error" in actions else int(ExitCode.OK)
 
 
 @click.command()
@@ -40,12 +63,19 @@ def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
     end) and its dbinfo records are checked and replayed in one transaction; the run
     goes to 'full'. Failed components are retried (run back to 'pending' for exec) up
     to max_attempts, then abandoned. Bad remote data: 'error' with a fault code
-    (docs/poll.md). Link down: 'auth', exit 75. Quiet when nothing changed.
+    (docs/poll.md), reported on stderr even with --quiet, exit 1. Link down:
+    'auth', exit 75 (wins over 1). Quiet when nothing changed.
     """
+    if remote_id is not None:
+        with read_session(app.engine) as s:
+            statemachine.get_run(s, remote_id)  # NotFoundError (exit 3)
+
     def show(round_: list[PollOutcome]) -> None:
         for o in round_:
-            if o.changed or (o.action == "deferred" and app.interactive):
+            if o.action != "error" and (o.changed or (o.action == "deferred"
+                                                      and app.interactive)):
                 app.info(_line(o))
+        _report_errors(app, round_)
 
     if wait is None:
         outcomes = poll_runs(app.engine, app.config, remote_id=remote_id, label=label,
@@ -56,5 +86,6 @@ def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
                               label=label, force=force, on_round=show)
     if app.json:
         app.emit([o.to_dict() for o in outcomes])
-    if any(o.action == "auth" for o in outcomes):
-        raise click.exceptions.Exit(int(ExitCode.TEMPORARY))
+    code = exit_code(outcomes)
+    if code:
+        raise click.exceptions.Exit(code)
