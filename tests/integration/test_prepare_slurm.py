@@ -159,7 +159,8 @@ def test_prepared_chip_run_runs_under_slurm(engine: Engine, tmp_path: Path,
     init_survey(engine, tmp_path / "survey", exposures=2, chips=4, size=64)
     rid = new_run(engine, tmp_path)
     cfg = cfgmod.build({"site": {"hpc": {
-        "kind": "ssh", "scheduler": "slurm", "remote_root": str(tmp_path / "scratch"),
+        "kind": "ssh", "scheduler": "slurm", "frontends": ["fe1"],
+        "remote_root": str(tmp_path / "scratch"),
         "cores_per_node": CPUS, "max_nodes": 1, "partition": "batch",
         "multiprog_max_bytes": 200}}, "stage": {"chip": {"threads": 1}}})
     with engine.begin() as conn:
