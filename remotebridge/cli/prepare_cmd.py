@@ -77,7 +77,8 @@ def review(app: AppContext, remote_id: int) -> None:
     with read_session(app.engine) as s:
         run = s.get(RemoteRun, remote_id)
         if run is None:
-            raise NotFoundError(f"no remote run with remote_id {remote_id}")
+            raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                                hint="see 'remotetool list'")
         folder = os.path.join(resolve_uri(run.path_base), f"remote_{remote_id}")
     data = review_folder(folder)
     data["state"] = run.state
