@@ -34,10 +34,9 @@ def mask_url(url: str | URL) -> str:
 
 def _user_password_span(text: str) -> tuple[int, int] | None:
     """Where the password of ``user:password@host`` is in ``text`` (None if it has none)."""
+    # without a scheme (a mistyped URL) the user part, if any, starts the text
     start = text.find("://")
-    if start < 0:
-        return None
-    start += 3
+    start = 0 if start < 0 else start + 3
     end = text.find("?", start)
     end = len(text) if end < 0 else end
     # the last '@' before the query ends the user part: a password may hold '@' or '/'
