@@ -151,3 +151,21 @@ def test_review_of_an_unknown_run_has_a_hint(tmp_path: Path, isolated_env: str) 
     assert res.exit_code == ExitCode.NOT_FOUND
     assert res.stderr.splitlines() == ["remotetool: error: no remote run with remote_id 999",
                                        "  hint: see 'remotetool list'"]
+
+
+def test_the_examples_and_the_readme_show_a_password_free_database_url(
+        isolated_env: str) -> None:
+    from remotebridge import config
+    from remotebridge.db.url import has_password
+
+    root = Path(__file__).resolve().parents[2]
+    example = config.load(str(root / "ops" / "config.example.toml"))
+    assert example.database.url == "postgresql:///?service=gpc1"
+    service = (root / "ops" / "pg_service.conf.example").read_text()
+    assert "[gpc1]" in service and "password" not in service.replace("# ", "").split("[gpc1]")[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    urls = [line.split('"')[1] for line in section.splitlines() if line.startswith("url = ")]
+    assert urls and not any(has_password(u) for u in urls)
+    assert urls[0] == example.database.url, "the password-free way comes first"
+    assert section.index("~/.pgpass") < section.index("[site.lanl]")
