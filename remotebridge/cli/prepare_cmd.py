@@ -43,7 +43,8 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
     """
     ids = _targets(app, remote_id, label)
     if remote_id is not None and not ids:
-        raise NotFoundError(f"no remote run with remote_id {remote_id}")
+        raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                            hint="see 'remotetool list'")
     done, failed = [], []
     for rid in ids:
         try:

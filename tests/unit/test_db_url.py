@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from remotebridge.cli import remotetool
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.db.url import EXPECTED_FORMS, mask_url, scrub
+from remotebridge.db.url import EXPECTED_FORMS, has_password, mask_url, scrub
 
 SECRET = "Zq8secretW"
 
@@ -143,10 +143,13 @@ def test_the_default_location_is_created_by_db_upgrade(isolated_env: str) -> Non
     assert rt("list").exit_code == 0
 
 
-def test_review_of_an_unknown_run_has_a_hint(tmp_path: Path, isolated_env: str) -> None:
+@pytest.mark.parametrize("command", [["review", "999"], ["prepare", "--remote-id", "999"],
+                                     ["show", "999"]])
+def test_an_unknown_run_has_a_hint(tmp_path: Path, isolated_env: str,
+                                   command: list[str]) -> None:
     url = f"sqlite:///{tmp_path}/rb.db"
     assert rt("--db", url, "db", "upgrade").exit_code == 0
-    res = CliRunner().invoke(remotetool.main, ["--db", url, "review", "999"],
+    res = CliRunner().invoke(remotetool.main, ["--db", url, *command],
                              prog_name="remotetool")
     assert res.exit_code == ExitCode.NOT_FOUND
     assert res.stderr.splitlines() == ["remotetool: error: no remote run with remote_id 999",
@@ -156,8 +159,6 @@ def test_review_of_an_unknown_run_has_a_hint(tmp_path: Path, isolated_env: str) 
 def test_the_examples_and_the_readme_show_a_password_free_database_url(
         isolated_env: str) -> None:
     from remotebridge import config
-    from remotebridge.db.url import has_password
-
     root = Path(__file__).resolve().parents[2]
     example = config.load(str(root / "ops" / "config.example.toml"))
     assert example.database.url == "postgresql:///?service=gpc1"
