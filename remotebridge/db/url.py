@@ -52,9 +52,10 @@ def scrub(message: str, url: str) -> str:
     database names, which the driver then quotes in its errors.
     """
     secrets = [m.group(2) for m in _QUERY_PASSWORD_VALUE.finditer(url)]
-    span = _user_password_span(_QUERY_PASSWORD.sub(rf"\g<1>{MASK}", url))
+    rest = _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", url)
+    span = _user_password_span(rest)
     if span is not None:
-        secrets.append(_QUERY_PASSWORD.sub(rf"\g<1>{MASK}", url)[span[0]:span[1]])
+        secrets.append(rest[span[0]:span[1]])
     parts = {p for s in secrets for p in (s, *re.split(r"[@/:?&=#]", s))}
     for part in sorted(parts, key=len, reverse=True):
         if len(part) >= 3:  # shorter pieces would mask ordinary words
