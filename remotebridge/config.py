@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import stat
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +199,12 @@ class Config:
         return self.stages.get(name) or StageConfig(name=name, **STAGE_DEFAULTS.get(name, {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``config show`` (enums as strings)."""
-        return _plain(dataclasses.asdict(self))
+        """Plain data for ``config show`` (enums as strings, the database password masked)."""
+        from remotebridge.db.url import mask_url
+
+        data = _plain(dataclasses.asdict(self))
+        data["database"]["url"] = mask_url(self.database.url)
+        return data
 
 
 def _plain(value: Any) -> Any:
@@ -246,8 +252,13 @@ def resolve_path(explicit: str | None) -> Path:
     return Path(env) if env else default_config_path()
 
 
-def load(explicit: str | None = None, *, db_override: str | None = None) -> Config:
-    """Read, validate and return the effective configuration."""
+def load(explicit: str | None = None, *, db_override: str | None = None,
+         warn: Callable[[str], None] | None = None) -> Config:
+    """Read, validate and return the effective configuration.
+
+    ``warn`` receives a one-line warning when the file holds a database password and
+    others may read it (the command still runs, as libpq does for ``.pgpass``).
+    """
     path = resolve_path(explicit)
     raw: dict[str, Any] = {}
     if path.exists():
@@ -255,9 +266,30 @@ def load(explicit: str | None = None, *, db_override: str | None = None) -> Conf
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from exc
+        message = exposed_password(path, raw)
+        if message and warn is not None:
+            warn(message)
     elif explicit or os.environ.get("REMOTEBRIDGE_CONFIG"):
         raise ConfigError("file does not exist", path=str(path), hint="check the path")
     return build(raw, str(path), db_override=db_override)
+
+
+def exposed_password(path: Path, raw: dict[str, Any]) -> str | None:
+    """A warning when ``path`` holds a database password and group or others may read it."""
+    from remotebridge.db.url import has_password  # the CLI has it loaded already
+
+    database = raw.get("database")
+    url = database.get("url") if isinstance(database, dict) else None
+    if not isinstance(url, str) or not has_password(url):
+        return None
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    return (f"{path} holds a database password and is readable by group or others; "
+            f"run 'chmod 600 {path}' (or leave the password out: see README 'Configuration')")
 
 
 def build(raw: dict[str, Any], path: str = "", *, db_override: str | None = None) -> Config:

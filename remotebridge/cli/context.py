@@ -7,19 +7,19 @@ Commands stay thin: they parse options, call the library, and print through
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from remotebridge import config as config_mod
-from remotebridge.db.engine import make_engine
+from remotebridge.db.engine import make_engine, sqlite_file
+from remotebridge.db.url import parse_url
 
 
 @dataclass
@@ -36,7 +36,18 @@ class AppContext:
     @cached_property
     def config(self) -> config_mod.Config:
         """The effective configuration (--config, $REMOTEBRIDGE_CONFIG, XDG)."""
-        return config_mod.load(self.config_path, db_override=self.db_url)
+        return config_mod.load(self.config_path, db_override=self.db_url, warn=_warn)
+
+    @cached_property
+    def db_source(self) -> str:
+        """Where the database URL comes from, for messages that ask to fix it."""
+        if self.db_url:
+            return "--db"
+        if os.environ.get("REMOTEBRIDGE_DB"):
+            return "$REMOTEBRIDGE_DB"
+        if self.config.database.url:
+            return f"[database] url in {self.config.path}"
+        return "the default location"
 
     @cached_property
     def engine(self) -> Engine:
@@ -44,18 +55,21 @@ class AppContext:
         from remotebridge.db.migrate import SCHEMA_REVISION, require_current
         from remotebridge.errors import SchemaOutdated
 
-        url = make_url(self.config.database.effective_url())
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-                and not Path(url.database).expanduser().exists():
+        text = self.config.database.effective_url()
+        database = sqlite_file(parse_url(text, self.db_source))
+        if database is not None and not database.exists() \
+                and (not self.config.database.url or database.parent.is_dir()):
             # connecting would create an empty file: a failing command changes nothing
             raise SchemaOutdated(None, SCHEMA_REVISION)
-        engine = make_engine(self.config.database.effective_url(), echo=self.config.database.echo)
+        engine = make_engine(text, echo=self.config.database.echo, source=self.db_source)
         require_current(engine)
         return engine
 
     def raw_engine(self) -> Engine:
-        """An engine without the schema check (for ``db upgrade``)."""
-        return make_engine(self.config.database.effective_url(), echo=self.config.database.echo)
+        """An engine without the schema check (for ``db upgrade``); only the default
+        SQLite location has its folder created."""
+        return make_engine(self.config.database.effective_url(), echo=self.config.database.echo,
+                           create_folder=not self.config.database.url, source=self.db_source)
 
     @property
     def interactive(self) -> bool:
@@ -73,6 +87,13 @@ class AppContext:
         """A human-only line (suppressed by --quiet and --json)."""
         if not self.quiet and not self.json:
             self.console.print(text, highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, in the format of the error lines."""
+    ctx = click.get_current_context(silent=True)
+    prog = (ctx.find_root().info_name if ctx else None) or "remotetool"
+    click.echo(f"{prog}: warning: {message}", err=True)
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -43,7 +43,8 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
     """
     ids = _targets(app, remote_id, label)
     if remote_id is not None and not ids:
-        raise NotFoundError(f"no remote run with remote_id {remote_id}")
+        raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                            hint="see 'remotetool list'")
     done, failed = [], []
     for rid in ids:
         try:
@@ -77,7 +78,8 @@ def review(app: AppContext, remote_id: int) -> None:
     with read_session(app.engine) as s:
         run = s.get(RemoteRun, remote_id)
         if run is None:
-            raise NotFoundError(f"no remote run with remote_id {remote_id}")
+            raise NotFoundError(f"no remote run with remote_id {remote_id}",
+                                hint="see 'remotetool list'")
         folder = os.path.join(resolve_uri(run.path_base), f"remote_{remote_id}")
     data = review_folder(folder)
     data["state"] = run.state

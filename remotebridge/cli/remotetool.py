@@ -16,7 +16,7 @@ from remotebridge import define, runs
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.db import statemachine
-from remotebridge.db.engine import write_session
+from remotebridge.db.engine import shown_url, write_session
 from remotebridge.states import RunState
 
 STAGE_CHOICE = click.Choice(["chip", "cam", "warp", "stack"])
@@ -193,7 +193,7 @@ def upgrade(app: AppContext) -> None:
 
     engine = app.raw_engine()
     before, after = migrate.upgrade(engine)
-    url = engine.url.render_as_string(hide_password=True)
+    url = shown_url(engine)
     app.emit({"url": url, "before": before, "after": after},
              None if before == after else f"{url}: schema {before or 'empty'} -> {after}")
 
@@ -206,7 +206,7 @@ def status(app: AppContext) -> None:
 
     engine = app.raw_engine()
     current, head = migrate.current_revision(engine), migrate.head_revision()
-    url = engine.url.render_as_string(hide_password=True)
+    url = shown_url(engine)
     app.emit({"url": url, "current": current, "head": head, "up_to_date": current == head},
              f"{url}: schema {current or 'empty'} (code needs {head})")
 

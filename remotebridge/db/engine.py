@@ -10,48 +10,88 @@ PostgreSQL needs nothing special: row locks and ``FOR UPDATE SKIP LOCKED`` do th
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from remotebridge.db.url import bad_url, mask_url, parse_url, scrub
 from remotebridge.errors import ConfigError, DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
 _NOT_TRANSIENT = ("does not exist", "authentication failed", "no password supplied")
 _READ_ONLY = "rb_read_only"
+#: the masked URL text of each engine, for messages
+_SHOWN: weakref.WeakKeyDictionary[Engine, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for ``url`` with the per-dialect settings described above."""
+def make_engine(url: str, *, echo: bool = False, create_folder: bool = False,
+                source: str = "") -> Engine:
+    """Create an engine for ``url`` with the per-dialect settings described above.
+
+    A SQLite file's folder must exist unless ``create_folder`` (only the default
+    location is created: a typo in ``--db`` must not leave folders behind). ``source``
+    names where the URL came from, for the error messages.
+    """
+    parsed = parse_url(url, source)
     try:
-        return _make_engine(url, echo)
+        engine = _make_engine(parsed, echo, create_folder)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"not a usable database URL: {url!r} ({exc})",
-                          hint="use sqlite:///PATH or postgresql://USER@HOST/DB") from exc
+        # the reason names a dialect or a module, never the URL itself
+        raise bad_url(url, source, f"({exc})") from exc
+    _SHOWN[engine] = (mask_url(url), url)
+    return engine
 
 
-def _make_engine(url: str, echo: bool) -> Engine:
-    parsed = make_url(url)
+def shown_url(engine: Engine) -> str:
+    """The URL the engine was made from, as it may be printed (password masked).
+
+    Masking the text as given, not SQLAlchemy's re-rendering of it, hides a password
+    even when it holds an unescaped '@' or '/' that the parser took for the host.
+    """
+    return _SHOWN[engine][0] if engine in _SHOWN else mask_url(engine.url)
+
+
+def _make_engine(parsed: URL, echo: bool, create_folder: bool) -> Engine:
     if parsed.drivername == "postgresql":
         # The design card names psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-        url = parsed.render_as_string(hide_password=False)
+    url = parsed.render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database, echo)
+        database = sqlite_file(parsed)
+        if database is not None:
+            _sqlite_folder(database, parsed, create_folder)
+        return _sqlite_engine(url, echo)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 10}
     return create_engine(url, echo=echo, **kwargs)
 
 
-def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database)).expanduser()
+
+
+def _sqlite_folder(database: Path, url: URL, create: bool) -> None:
+    """Create the database's folder, or refuse a folder that is not there."""
+    folder = database.parent
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"folder {folder} of database {mask_url(url)} {what}",
+                          hint=f"create it (mkdir -p {folder}), or fix the database URL")
+
+
+def _sqlite_engine(url: str, echo: bool) -> Engine:
     engine = create_engine(
         url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None}
     )
@@ -99,7 +139,8 @@ def _translate_errors(engine: Engine) -> Iterator[None]:
         yield
     except OperationalError as exc:
         msg = str(exc.orig) if exc.orig is not None else str(exc)
-        where = engine.url.render_as_string(hide_password=True)
+        msg = scrub(msg, _SHOWN[engine][1]) if engine in _SHOWN else msg
+        where = shown_url(engine)
         if any(word in msg for word in _NOT_TRANSIENT):
             # retrying will not help: the database or the role is simply wrong
             raise ConfigError(f"database {where}: {msg.strip().splitlines()[0]}",

@@ -153,7 +153,7 @@ def test_every_exit_code_is_documented() -> None:
         ("mysql://u@h/x", ExitCode.CONFIG, "not a usable database URL"),
         ("postgresql://postgres@127.0.0.1:5432/rb_no_such_db", ExitCode.CONFIG,
          "does not exist"),
-        ("sqlite:///{file}/sub.db", ExitCode.FAILURE, "File exists"),
+        ("sqlite:///{file}/sub.db", ExitCode.CONFIG, "is not a folder"),
     ],
 )
 def test_unusable_databases_give_one_line_not_a_traceback(
