@@ -1,7 +1,8 @@
 """The shared plan model: what one remote job will do, independent of the stage.
 
 A :class:`Plan` is built by a stage module (chip, cam, warp, stack) and then turned
-into the job folder by :mod:`remotebridge.prepare.writer`. It holds the tasks in
+into the job folder by :mod:`remotebridge.prepare.job` (file formats:
+:mod:`remotebridge.jobfolder`). It holds the tasks in
 their three phases, the input manifest (files the job needs), the output manifest
 (files the job makes) and the per-component values only home knows (database ids,
 local URIs) that the post phase folds into dbinfo records.
@@ -12,9 +13,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
-
-PLAN_FORMAT = "remotebridge.plan"
-FORMAT_VERSION = 1
 
 
 class Phase(enum.StrEnum):
