@@ -176,7 +176,9 @@ class TsvFormat(FileFormat, Generic[R]):
 
 
 def _cell_text(value: Any) -> str:
-    return str(int(value)) if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value.value) if isinstance(value, enum.Enum) else str(value)
 
 
 def _cell_value(text: str, kind: Any, column: str, path: str, line: int) -> Any:
@@ -190,27 +192,47 @@ def _cell_value(text: str, kind: Any, column: str, path: str, line: int) -> Any:
             raise JobFolderError(f"column {column}: {text[:40]!r} is not a whole number",
                                  path=path, line=line)
         return int(text)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(text)
+        except ValueError:
+            raise JobFolderError(f"column {column}: {text[:40]!r} is not one of "
+                                 f"{', '.join(str(m.value) for m in kind)}", path=path,
+                                 line=line) from None
     return text
 
 
-# --- the rows of the TSV files ---------------------------------------------------------
+# --- the rows of the TSV files (also the plan's inputs and outputs) -------------------
 
 
-@dataclass(frozen=True)
+class Area(enum.StrEnum):
+    """Where a remote file lives."""
+
+    SCRATCH = "scratch"
+    """Purged after a few weeks."""
+
+    PERMANENT = "permanent"
+    """Survives purges (programs, long-lived shared inputs)."""
+
+
+@dataclass(frozen=True, slots=True)
 class InputLine:
-    """One line of ``inputs.manifest``: a file the job needs."""
+    """One line of ``inputs.manifest``: a file the job needs, where it is at home, where
+    it must be remotely, its size."""
 
     local: str
     remote: str
     size: int
-    area: str = "scratch"
-    """``scratch`` (purged) or ``permanent``, as the site's path_rules chose."""
+    area: Area = Area.SCRATCH
+    """As the site's path_rules chose."""
     shared: bool = False
+    """True for files used by many components (detrends, programs, the helper)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutputLine:
-    """One line of ``outputs.manifest``: a file the job makes."""
+    """One line of ``outputs.manifest``: a file the job makes, and where it goes at home
+    if it comes home."""
 
     remote: str
     local: str

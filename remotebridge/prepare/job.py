@@ -74,10 +74,8 @@ def remote_python(site: SiteConfig) -> str:
 
 
 def _manifests(plan: Plan) -> dict[str, str]:
-    ins = (jf.InputLine(f.local, f.remote, f.size, f.area.value, f.shared)
-           for f in plan.inputs.values())
-    outs = (jf.OutputLine(f.remote, f.local, f.permanent, f.stage_id) for f in plan.outputs)
-    return {jf.INPUTS.name: jf.INPUTS.text(ins), jf.OUTPUTS.name: jf.OUTPUTS.text(outs),
+    return {jf.INPUTS.name: jf.INPUTS.text(plan.inputs.values()),
+            jf.OUTPUTS.name: jf.OUTPUTS.text(plan.outputs),
             jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 

@@ -56,6 +56,7 @@ def test_inputs_manifest_round_trips(tmp_path: Path) -> None:
     (INPUTS_OK + "/d/b\t/s/b\tbig\tscratch\t0\n", ":5:", "column size: 'big'"),
     (INPUTS_OK + "/d/b\t/s/b\t1\tscratch\tyes\n", ":5:", "column shared: 'yes' is not 0 or 1"),
     (INPUTS_OK + "/d/b\n", ":5:", "1 columns, expected 5"),
+    (INPUTS_OK + "/d/b\t/s/b\t1\tattic\t0\n", ":5:", "column area: 'attic' is not one of"),
     (INPUTS_OK + "/d/b\t/s/b\t1\tscratch\t0\textra\n", ":5:", "6 columns, expected 5"),
 ])
 def test_inputs_manifest_refused_naming_file_and_line(tmp_path: Path, text: str, where: str,
