@@ -291,6 +291,18 @@ def test_rbhelper_literals_equal_the_job_folder_constants() -> None:
     assert every == {rbhelper.VERSION}, "rbhelper reads and writes one version of each"
 
 
+def test_poll_shell_scripts_use_the_job_folder_names() -> None:
+    """The small sh scripts poll runs on the site name files literally, like rbhelper."""
+    from remotebridge.poll.finish import CLEAN_SCRIPT
+    from remotebridge.poll.remote_files import FETCH_SCRIPT, SUMMARY_EXISTS_SCRIPT
+
+    for name in (jf.SUMMARY.name, jf.PLAN.name, jf.HELPER):
+        assert name in FETCH_SCRIPT
+    assert f"$d/{jf.SUMMARY.name}" in SUMMARY_EXISTS_SCRIPT
+    assert jf.SUMMARY.name in CLEAN_SCRIPT
+    assert jf.STATUS.format(task_id="$t") in CLEAN_SCRIPT
+
+
 def test_header_strings_live_only_in_their_owner() -> None:
     """Every format name is spelled out only in jobfolder.py and remote/rbhelper.py."""
     root = Path(jf.__file__).resolve().parent
