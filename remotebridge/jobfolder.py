@@ -26,6 +26,7 @@ checks that they equal the constants here.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import posixpath
@@ -33,8 +34,8 @@ import re
 import shutil
 import tempfile
 import typing
-from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, astuple, dataclass, fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -157,49 +158,79 @@ class TsvFormat(FileFormat, Generic[R]):
 
     def text(self, rows: Iterable[R]) -> str:
         """The whole file: header, column line, one line per row."""
-        head = [self.comment + "\n", "# " + "\t".join(self.columns) + "\n"]
-        return "".join(head + ["\t".join(_cell_text(v) for v in astuple(r)) + "\n"
+        cols = _schema(self.row).columns
+        head = [self.comment + "\n", "# " + "\t".join(c.name for c in cols) + "\n"]
+        return "".join(head + ["\t".join([c.write(getattr(r, c.name)) for c in cols]) + "\n"
                                for r in rows])
 
     def parse(self, line: str, path: str, number: int) -> R:
         """One row from one line; JobFolderError naming the file, line and column."""
         cells = line.split("\t")
-        specs = fields(self.row)
-        types = typing.get_type_hints(self.row)
-        required = sum(1 for f in specs if f.default is MISSING and f.default_factory is MISSING)
-        if not required <= len(cells) <= len(specs):
-            raise JobFolderError(f"{len(cells)} columns, expected {len(specs)} "
+        schema = _schema(self.row)
+        if not schema.required <= len(cells) <= len(schema.columns):
+            raise JobFolderError(f"{len(cells)} columns, expected {len(schema.columns)} "
                                  f"({', '.join(self.columns)})", path=path, line=number)
-        values = {f.name: _cell_value(c, types[f.name], f.name, path, number)
-                  for f, c in zip(specs, cells, strict=False)}
-        return self.row(**values)
-
-
-def _cell_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    return str(value.value) if isinstance(value, enum.Enum) else str(value)
-
-
-def _cell_value(text: str, kind: Any, column: str, path: str, line: int) -> Any:
-    if kind is bool:
-        if text not in ("0", "1"):
-            raise JobFolderError(f"column {column}: {text[:40]!r} is not 0 or 1", path=path,
-                                 line=line)
-        return text == "1"
-    if kind is int:
-        if not (text.isascii() and text.isdigit()):
-            raise JobFolderError(f"column {column}: {text[:40]!r} is not a whole number",
-                                 path=path, line=line)
-        return int(text)
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
         try:
-            return kind(text)
-        except ValueError:
-            raise JobFolderError(f"column {column}: {text[:40]!r} is not one of "
-                                 f"{', '.join(str(m.value) for m in kind)}", path=path,
-                                 line=line) from None
-    return text
+            return self.row(*[c.read(t) for c, t in zip(schema.columns, cells, strict=False)])
+        except (ValueError, KeyError):
+            raise _bad_cell(schema.columns, cells, path, number) from None
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    read: Callable[[str], Any]
+    """Text -> value; ValueError or KeyError for a bad cell."""
+    write: Callable[[Any], str]
+    expected: str
+    """What a good cell holds, for the error message."""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    columns: tuple[_Column, ...]
+    required: int
+
+
+_BOOLS = {"0": False, "1": True}
+
+
+def _read_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
+def _column(name: str, kind: Any) -> _Column:
+    if kind is bool:
+        return _Column(name, _BOOLS.__getitem__, lambda v: "1" if v else "0", "0 or 1")
+    if kind is int:
+        return _Column(name, _read_int, str, "a whole number")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _Column(name, kind, lambda v: str(v.value),
+                       "one of " + ", ".join(str(m.value) for m in kind))
+    return _Column(name, str, str, "text")
+
+
+@functools.cache
+def _schema(row: type[DataclassInstance]) -> _Schema:
+    """The columns of a row dataclass (its fields, in order) and how many are required."""
+    specs = fields(row)
+    types = typing.get_type_hints(row)
+    required = sum(1 for f in specs if f.default is MISSING and f.default_factory is MISSING)
+    return _Schema(tuple(_column(f.name, types[f.name]) for f in specs), required)
+
+
+def _bad_cell(columns: Sequence[_Column], cells: list[str], path: str,
+              number: int) -> JobFolderError:
+    """The error for the first cell of a line that its column refuses."""
+    for col, text in zip(columns, cells, strict=False):
+        try:
+            col.read(text)
+        except (ValueError, KeyError):
+            return JobFolderError(f"column {col.name}: {text[:40]!r} is not {col.expected}",
+                                  path=path, line=number)
+    return JobFolderError("bad line", path=path, line=number)
 
 
 # --- the rows of the TSV files (also the plan's inputs and outputs) -------------------
