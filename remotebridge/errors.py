@@ -128,6 +128,20 @@ class PrepareError(BridgeError):
         self.fault = fault
 
 
+class JobFolderError(BridgeError):
+    """A file of a local job folder is missing, unreadable, of another format or version,
+    or holds a bad line; the message names the file (and the line, when there is one)."""
+
+    hint = ("prepare the run again ('remotetool revert --to new ID' then "
+            "'remotetool prepare')")
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, hint: str = "") -> None:
+        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(f"{where}{message}", hint=hint)
+        self.path = path
+        self.line = line
+
+
 # --- the link to the remote site --------------------------------------------------
 
 

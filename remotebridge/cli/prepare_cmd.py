@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 from sqlalchemy import select
 
@@ -12,8 +10,7 @@ from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import read_session
 from remotebridge.errors import NotFoundError, PrepareError
-from remotebridge.prepare import prepare_run, review_folder, review_job
-from remotebridge.prepare.paths import resolve_uri
+from remotebridge.prepare import prepare_run, review_job, review_run
 from remotebridge.prepare.review import human
 from remotebridge.states import RunState
 
@@ -80,7 +77,7 @@ def review(app: AppContext, remote_id: int) -> None:
         if run is None:
             raise NotFoundError(f"no remote run with remote_id {remote_id}",
                                 hint="see 'remotetool list'")
-        folder = os.path.join(resolve_uri(run.path_base), f"remote_{remote_id}")
-    data = review_folder(folder)
+        path_base = run.path_base
+    data = review_run(path_base, remote_id)
     data["state"] = run.state
     app.emit(data, human(data))

@@ -9,43 +9,18 @@ on the remote side and poll may have brought home (``status/``, ``dbinfo/``,
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from remotebridge.errors import BridgeError
+from remotebridge import jobfolder as jf
+from remotebridge.errors import JobFolderError
+from remotebridge.jobfolder import InputLine as InputFile
 from remotebridge.transfer import FileSpec
 
-JOB_MADE_DIRS = frozenset({"status", "dbinfo"})
-"""Top-level folders of the job folder that the job writes on the remote side."""
-
-JOB_MADE_FILES = ("job_summary.jsonl",)
-JOB_MADE_PREFIXES = ("job.", "rb_local.")
-JOB_MADE_SUFFIXES = (".out", ".err")
-
-INPUTS_HEADER = "# remotebridge.inputs v1"
-OUTPUTS_HEADER = "# remotebridge.outputs v1"
-
-
-class JobFolderError(BridgeError):
-    """The local job folder is missing or unreadable (prepare it again)."""
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One line of ``inputs.manifest``."""
-
-    local: str
-    remote: str
-    size: int
-    area: str = "scratch"
-    shared: bool = False
-
-    def spec(self) -> FileSpec:
-        """The transfer spec (local -> remote, expected size)."""
-        return FileSpec(self.local, self.remote, self.size)
+__all__ = ["InputFile", "JobFolder", "JobFolderError", "folder_files", "open_folder",
+           "output_locals", "read_inputs"]
 
 
 @dataclass(frozen=True)
@@ -58,47 +33,39 @@ class JobFolder:
     @property
     def script(self) -> str:
         """The remote path of the batch script."""
-        return posixpath.join(self.job_dir, "job.sh")
+        return posixpath.join(self.job_dir, jf.SCRIPT.name)
 
     @property
     def helper(self) -> str:
         """The remote path of ``rbhelper.py``."""
-        return posixpath.join(self.job_dir, "rbhelper.py")
+        return posixpath.join(self.job_dir, jf.HELPER)
 
     @property
     def manifest(self) -> str:
         """The remote path of ``inputs.manifest``."""
-        return posixpath.join(self.job_dir, "inputs.manifest")
+        return posixpath.join(self.job_dir, jf.INPUTS.name)
 
 
 def open_folder(local: str | os.PathLike[str]) -> JobFolder:
     """Read ``job.json`` of the folder; JobFolderError when it is not a prepared folder."""
     path = Path(local)
-    try:
-        info = json.loads((path / "job.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise JobFolderError(f"cannot read {path / 'job.json'}: {exc}",
-                             hint="prepare the run again ('remotetool revert --to new ID' then "
-                                  "'remotetool prepare')") from exc
-    job_dir = info.get("job_dir") if isinstance(info, dict) else None
-    if not isinstance(job_dir, str) or not job_dir.startswith("/"):
-        raise JobFolderError(f"{path / 'job.json'} names no absolute job_dir")
-    return JobFolder(path, posixpath.normpath(job_dir))
+    return JobFolder(path, jf.remote_job_dir(path))
 
 
 def _job_made(rel: str, outputs: set[str], full: str) -> bool:
     top, _, rest = rel.partition("/")
-    if rest and top in JOB_MADE_DIRS:
+    if rest and top in jf.REMOTE_MADE_DIRS:
         return True
-    if not rest and (top in JOB_MADE_FILES or (top.startswith(JOB_MADE_PREFIXES)
-                                               and top.endswith(JOB_MADE_SUFFIXES))):
+    if not rest and (top in jf.REMOTE_MADE_FILES
+                     or (top.startswith(jf.SCHEDULER_OUTPUT_PREFIXES)
+                         and top.endswith(jf.SCHEDULER_OUTPUT_SUFFIXES))):
         return True
     return full in outputs
 
 
 def folder_files(folder: JobFolder) -> list[FileSpec]:
     """Every file exec pushes: the folder's files mapped under ``job_dir`` (sorted)."""
-    outputs = {o for o in output_locals(folder.local)}
+    outputs = set(output_locals(folder.local))
     specs: list[FileSpec] = []
     for dirpath, dirnames, filenames in os.walk(folder.local):
         dirnames.sort()
@@ -113,31 +80,13 @@ def folder_files(folder: JobFolder) -> list[FileSpec]:
 
 
 def output_locals(local: Path) -> list[str]:
-    """The local paths of ``outputs.manifest`` (empty when there is none)."""
-    try:
-        lines = (local / "outputs.manifest").read_text(encoding="utf-8").splitlines()
-    except OSError:
+    """The local paths of ``outputs.manifest`` (empty when there is none; JobFolderError
+    when it is not a remotebridge outputs manifest)."""
+    if not (local / jf.OUTPUTS.name).exists():
         return []
-    return [ln.split("\t")[1] for ln in lines[1:]
-            if ln and not ln.startswith("#") and ln.count("\t") >= 1]
+    return [o.local for o in jf.read_outputs(local)]
 
 
 def read_inputs(local: Path) -> list[InputFile]:
-    """The lines of ``inputs.manifest`` (JobFolderError for a wrong header)."""
-    try:
-        lines = (local / "inputs.manifest").read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise JobFolderError(f"cannot read {local / 'inputs.manifest'}: {exc}") from exc
-    if not lines or lines[0].strip() != INPUTS_HEADER:
-        raise JobFolderError(f"{local / 'inputs.manifest'}: not a remotebridge.inputs v1 file")
-    files = []
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) < 3 or not parts[2].isdigit():
-            raise JobFolderError(f"{local / 'inputs.manifest'}:{n}: bad line")
-        area = parts[3] if len(parts) > 3 else "scratch"
-        shared = len(parts) > 4 and parts[4] == "1"
-        files.append(InputFile(parts[0], parts[1], int(parts[2]), area, shared))
-    return files
+    """The lines of ``inputs.manifest`` (JobFolderError naming the file and line)."""
+    return jf.read_inputs(local)

@@ -16,7 +16,7 @@ from remotebridge.config import SiteConfig
 from remotebridge.errors import BridgeError, TransferError
 from remotebridge.exec.folder import InputFile, JobFolder, read_inputs
 from remotebridge.ssh import Link
-from remotebridge.transfer import Progress, TransferReport, push
+from remotebridge.transfer import FileSpec, Progress, TransferReport, push
 
 CHECK_TIMEOUT = 900.0
 """Seconds the remote check may take (it stats every input once)."""
@@ -77,7 +77,8 @@ def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
     if changed:
         raise MissingInputs(f"{len(changed)} inputs changed at home since prepare, "
                             f"e.g. {changed[0]}", hint="prepare the run again")
-    out.report = push(live, [f.spec() for f in missing], bundle_bytes=site.bundle_bytes,
+    specs = [FileSpec(f.local, f.remote, f.size) for f in missing]
+    out.report = push(live, specs, bundle_bytes=site.bundle_bytes,
                       jobs_per_link=site.jobs_per_frontend, progress=progress)
     still = check_inputs(live[0], site, folder)
     if still:

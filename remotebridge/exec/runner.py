@@ -33,7 +33,6 @@ ID`` once fixed).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,7 +58,7 @@ from remotebridge.errors import (
 from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, open_folder
 from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
 from remotebridge.exec.submit import Submitted, submit_once
-from remotebridge.prepare.paths import resolve_uri
+from remotebridge.jobfolder import local_folder
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for
 from remotebridge.states import RunState
@@ -172,7 +171,7 @@ def _load(engine: Engine, rid: int) -> _Run:
         run = s.get(RemoteRun, rid)
         if run is None:
             raise NotFoundError(f"no remote run with remote_id {rid}")
-        folder = os.path.join(resolve_uri(run.path_base), f"remote_{rid}")
+        folder = str(local_folder(run.path_base, rid))
         return _Run(rid, run.site, folder, run.attempt or 0, run.submit_token)
 
 

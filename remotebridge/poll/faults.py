@@ -20,7 +20,10 @@ Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
 
 from __future__ import annotations
 
-from remotebridge.errors import BridgeError
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from remotebridge.errors import BridgeError, JobFolderError
 
 FAULT_DBINFO_REFUSED = 31
 FAULT_MALFORMED = 32
@@ -38,3 +41,14 @@ class PollFault(BridgeError):
         super().__init__(message, hint=hint or "inspect the run ('remotetool show ID'); "
                          "'remotetool revert ID' retries the poll once fixed")
         self.fault = fault
+
+
+@contextmanager
+def local_folder_fault() -> Iterator[None]:
+    """Turn a :class:`~remotebridge.errors.JobFolderError` (the local job folder is not
+    what prepare wrote; the message names the file and line) into fault 35."""
+    try:
+        yield
+    except JobFolderError as exc:
+        raise PollFault(f"the local job folder: {exc.message}",
+                        fault=FAULT_JOB_UNREADABLE) from exc

@@ -23,7 +23,6 @@ whose run was resubmitted meanwhile, changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -33,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
+from remotebridge import jobfolder
 from remotebridge.config import SiteConfig
 from remotebridge.db import statemachine
 from remotebridge.db.base import utcnow
@@ -47,6 +47,7 @@ from remotebridge.poll.faults import (
     FAULT_MALFORMED,
     FAULT_PRODUCT_MISSING,
     PollFault,
+    local_folder_fault,
 )
 from remotebridge.poll.products import pull_products, read_outputs
 from remotebridge.poll.remote_files import (
@@ -122,18 +123,9 @@ class Finished(Tally):
 
 def read_plan_tasks(folder: Path) -> dict[int, tuple[int, str]]:
     """``{task_id: (stage_id, phase)}`` from the local (trusted) plan.jsonl."""
-    out: dict[int, tuple[int, str]] = {}
-    try:
-        with open(folder / "plan.jsonl", encoding="utf-8") as fh:
-            fh.readline()
-            for line in fh:
-                if line.strip():
-                    rec = json.loads(line)
-                    out[rec["task_id"]] = (rec["stage_id"], rec["phase"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise PollFault(f"the local plan {folder}/plan.jsonl cannot be read: {exc}",
-                        fault=FAULT_JOB_UNREADABLE) from exc
-    return out
+    with local_folder_fault():
+        plan = jobfolder.read_jsonl(folder, jobfolder.PLAN)
+    return {rec["task_id"]: (rec["stage_id"], rec["phase"]) for rec in plan.records}
 
 
 def _pending_components(engine: Engine, remote_id: int) -> dict[int, int]:
@@ -163,7 +155,7 @@ def _succeeded(plan: dict[int, tuple[int, str]], summary: dict[int, TaskResult],
 
 
 def _dbinfo_name(stage_id: int) -> str:
-    return f"dbinfo/{stage_id}.dbinfo.jsonl"
+    return jobfolder.DBINFO.path(stage_id=stage_id)
 
 
 def _records(files: dict[str, bytes | None], ok: set[int],

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remotebridge import jobfolder
 from remotebridge.config import SiteConfig
 from remotebridge.errors import BridgeError, UnsafeArchive
-from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_UNSAFE_ARCHIVE, PollFault
+from remotebridge.jobfolder import OutputLine as Product
+from remotebridge.poll.faults import FAULT_UNSAFE_ARCHIVE, PollFault, local_folder_fault
 from remotebridge.ssh.base import Link
 from remotebridge.transfer import (
     UNKNOWN_SIZE,
@@ -32,21 +34,9 @@ from remotebridge.transfer import (
 )
 from remotebridge.transfer.bundles import Bundle
 
-OUTPUTS_HEADER = "# remotebridge.outputs v1"
-
 
 class Deferred(BridgeError):
     """Something worth trying again at the next poll (the run stays in ``run``)."""
-
-
-@dataclass(frozen=True)
-class Product:
-    """One line of outputs.manifest."""
-
-    remote: str
-    local: str
-    permanent: bool
-    stage_id: int
 
 
 @dataclass
@@ -60,22 +50,10 @@ class PullOutcome:
 
 
 def read_outputs(job_folder: Path) -> list[Product]:
-    """The products listed in the local job folder's outputs.manifest."""
-    try:
-        lines = (job_folder / "outputs.manifest").read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise PollFault(f"{job_folder}/outputs.manifest cannot be read: {exc}",
-                        fault=FAULT_JOB_UNREADABLE) from exc
-    if not lines or lines[0] != OUTPUTS_HEADER:
-        raise PollFault(f"{job_folder}/outputs.manifest: not a remotebridge.outputs v1 file",
-                        fault=FAULT_JOB_UNREADABLE)
-    out = []
-    for line in lines[1:]:
-        if line.startswith("#") or not line:
-            continue
-        remote, local, permanent, stage_id = line.split("\t")[:4]
-        out.append(Product(remote, local, permanent == "1", int(stage_id)))
-    return out
+    """The products listed in the local job folder's outputs.manifest (fault 35 when it
+    is not what prepare wrote)."""
+    with local_folder_fault():
+        return jobfolder.read_outputs(job_folder)
 
 
 def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Product],

@@ -19,14 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from remotebridge import jobfolder
 from remotebridge.errors import RemoteCommandFailed
 from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_MALFORMED, PollFault
 from remotebridge.ssh.base import Link
 
-VERSION = 1
-SUMMARY = "job_summary.jsonl"
-SUMMARY_FORMAT = "remotebridge.job_summary"
-DBINFO_FORMAT = "remotebridge.dbinfo"
+VERSION = jobfolder.VERSION
+SUMMARY = jobfolder.SUMMARY.name
+SUMMARY_FORMAT = jobfolder.SUMMARY.format
+DBINFO_FORMAT = jobfolder.DBINFO.format
 MAX_FILE_BYTES = 64 << 20
 """Largest file fetched (a 61000-task summary is about 9 MB)."""
 MAX_LINE_BYTES = 64 << 10
@@ -143,7 +144,8 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
 
 
-def parse_jsonl(data: bytes, name: str, fmt: str) -> tuple[dict[str, Any], list[Any]]:
+def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION
+                ) -> tuple[dict[str, Any], list[Any]]:
     """Header and records of a versioned JSON Lines file from the remote side."""
     if len(data) > MAX_FILE_BYTES:
         raise PollFault(f"{name}: {len(data)} bytes, more than {MAX_FILE_BYTES}",
@@ -164,9 +166,9 @@ def parse_jsonl(data: bytes, name: str, fmt: str) -> tuple[dict[str, Any], list[
     header = parsed[0]
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise PollFault(f"{name} line 1: not a {fmt} header", fault=FAULT_MALFORMED)
-    if type(header.get("version")) is not int or header["version"] != VERSION:
+    if type(header.get("version")) is not int or header["version"] != version:
         raise PollFault(f"{name} line 1: {fmt} version {header.get('version')!r} is not "
-                        f"supported (this poll reads version {VERSION})", fault=FAULT_MALFORMED)
+                        f"supported (this poll reads version {version})", fault=FAULT_MALFORMED)
     return header, parsed[1:]
 
 
@@ -188,7 +190,7 @@ _OPT_STR = ("start", "end", "host")
 
 def parse_summary(data: bytes, name: str = SUMMARY) -> dict[int, TaskResult]:
     """``{task_id: TaskResult}`` from a job summary, every field type-checked."""
-    header, records = parse_jsonl(data, name, SUMMARY_FORMAT)
+    header, records = parse_jsonl(data, name, SUMMARY_FORMAT, jobfolder.SUMMARY.version)
     if header.get("tasks") != len(records) or type(header.get("tasks")) is not int:
         raise PollFault(f"{name} line 1: header says {header.get('tasks')!r} tasks, the file "
                         f"holds {len(records)}", fault=FAULT_MALFORMED)
@@ -229,13 +231,13 @@ _RECORD_KEYS = {"v", "table", "key", "values"}
 
 def parse_dbinfo(data: bytes, name: str) -> list[dict[str, Any]]:
     """The records of one dbinfo file, each shaped ``{v, table, key, values}``."""
-    _header, records = parse_jsonl(data, name, DBINFO_FORMAT)
+    _header, records = parse_jsonl(data, name, DBINFO_FORMAT, jobfolder.DBINFO.version)
     for number, rec in enumerate(records, start=2):
         where = f"{name} line {number}"
         if not isinstance(rec, dict) or set(rec) != _RECORD_KEYS:
             raise PollFault(f"{where}: a record must be an object with exactly "
                             f"{sorted(_RECORD_KEYS)}", fault=FAULT_MALFORMED)
-        if rec["v"] != VERSION or not _is_int(rec["v"]):
+        if rec["v"] != jobfolder.DBINFO.version or not _is_int(rec["v"]):
             raise PollFault(f"{where}: record version {rec['v']!r} is not supported",
                             fault=FAULT_MALFORMED)
         if not isinstance(rec["table"], str) or not isinstance(rec["key"], dict) \

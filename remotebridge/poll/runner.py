@@ -24,7 +24,6 @@ with a lease so that two cron processes never poll the same run. Per site, ONE
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -47,11 +46,11 @@ from remotebridge.errors import (
     SchedulerError,
     TransferError,
 )
-from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_OTHER, PollFault
+from remotebridge.jobfolder import local_folder, remote_job_dir, walltime_seconds
+from remotebridge.poll.faults import FAULT_OTHER, PollFault, local_folder_fault
 from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
 from remotebridge.poll.remote_files import summaries_present
-from remotebridge.prepare.paths import resolve_uri
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for
 from remotebridge.ssh.base import Link
@@ -120,7 +119,7 @@ def _claim(engine: Engine, ids: list[int]) -> list[RunInfo]:
             .where(RemoteEvent.remote_id.in_(got), RemoteEvent.to_state == RunState.RUN.value)
             .group_by(RemoteEvent.remote_id)).all())
         return [RunInfo(r.remote_id, r.stage, r.site, r.job_id,
-                        Path(resolve_uri(r.path_base)) / f"remote_{r.remote_id}",
+                        local_folder(r.path_base, r.remote_id),
                         submissions=r.attempt or 0, since=since.get(r.remote_id))
                 for r in runs]
 
@@ -199,22 +198,6 @@ def _ended(run: RunInfo, state: JobState, present: set[str]) -> bool:
         utcnow() - run.since > timedelta(seconds=wall) + UNKNOWN_MARGIN
 
 
-def walltime_seconds(folder: Path) -> int | None:
-    """The job's walltime from the local allocation.json (or job.json); None if unknown."""
-    try:
-        wall = json.loads((folder / "allocation.json").read_text(encoding="utf-8"))
-        if type(wall.get("walltime_seconds")) is int:
-            return int(wall["walltime_seconds"])
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        text = json.loads((folder / "job.json").read_text(encoding="utf-8"))
-        h, m, sec = (int(x) for x in text["allocation"]["walltime"].split(":"))
-        return h * 3600 + m * 60 + sec
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 def _live(site: SiteConfig, links: list[Link]) -> list[Link]:
     """The front ends that run a command right now (a cut front end is left out)."""
     live = [link for link in links if link.check()]
@@ -225,16 +208,8 @@ def _live(site: SiteConfig, links: list[Link]) -> list[Link]:
 
 
 def _job_dir(folder: Path) -> str:
-    try:
-        text = (folder / "job.json").read_text(encoding="utf-8")
-        job_dir = json.loads(text)["job_dir"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PollFault(f"the local job folder {folder} cannot be read: {exc}",
-                        fault=FAULT_JOB_UNREADABLE) from exc
-    if not isinstance(job_dir, str) or not job_dir.startswith("/"):
-        raise PollFault(f"{folder}/job.json: job_dir is not an absolute path",
-                        fault=FAULT_JOB_UNREADABLE)
-    return job_dir
+    with local_folder_fault():
+        return remote_job_dir(folder)
 
 
 def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInfo,

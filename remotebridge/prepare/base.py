@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from remotebridge import jobfolder
 from remotebridge.config import SiteConfig, StageConfig
 from remotebridge.db.bridge import RemoteComponent
 from remotebridge.errors import PrepareError
@@ -37,8 +38,8 @@ from remotebridge.prepare.plan import (
 FAULT_MISSING_INPUT = 11
 FAULT_NO_DETREND = 12
 FAULT_NO_COMPONENTS = 16
-HELPER = "rbhelper.py"
-LIST_HEADER = "# remotebridge.list v1\n"
+HELPER = jobfolder.HELPER
+LIST_HEADER = jobfolder.LIST.comment + "\n"
 """First line of list files (the demo programs skip lines starting with #)."""
 
 #: table -> {"key": {column: type}, "values": {column: type}}
@@ -196,14 +197,15 @@ class PlanBuilder:
         plan = self.plan
         if not any(t.phase is Phase.CMD for t in plan.tasks):
             raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
-        pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", "outdirs.list"], 1, 1.0)
+        pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", jobfolder.OUTDIRS.name], 1, 1.0)
         plan.tasks.insert(0, pre)
         for stage_id in sorted(plan.home):
             self._post_task(stage_id)
         return plan
 
     def _post_task(self, stage_id: int) -> None:
-        home, out = f"home/{stage_id}.home.jsonl", f"dbinfo/{stage_id}.dbinfo.jsonl"
+        home = jobfolder.HOME.path(stage_id=stage_id)
+        out = jobfolder.DBINFO.path(stage_id=stage_id)
         argv = [self.python, HELPER, "dbinfo", "--home", home, "--out", out]
         self.plan.tasks.append(Task(self._next_id, stage_id, Phase.POST, argv, 1, 1.0))
         self._next_id += 1

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge import jobfolder
 from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import CamProcessedExp, CamRun, ChipProcessedImfile, ChipRun, RawExp
 from remotebridge.errors import PrepareError
@@ -62,7 +63,8 @@ class CamStage(StageBase):
                                    fault=FAULT_NO_COMPONENTS)
             lines = [f"{b.input(u, cam_id)}\t{b.input(stats_of(u), cam_id)}\n"
                      for u in chips[chip_id]]
-            lst = b.job_file(f"lists/cam.{cam_id}.list", LIST_HEADER + "".join(lines))
+            lst = b.job_file(jobfolder.LIST.path(stage="cam", id=cam_id),
+                             LIST_HEADER + "".join(lines))
             base = product_base(workdir, exp_name, f"{exp_name}.cm")
             out, stats = b.output(base + ".fits", cam_id), b.output(base + ".stats.json", cam_id)
             argv = [b.python, prog, "--list", lst, "--out", out, "--stats", stats]

@@ -14,9 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 
 from remotebridge.errors import PrepareError
+from remotebridge.jobfolder import MULTIPROG
 
 FAULT_TOO_LONG = 14
-HEADER = "# remotebridge.multiprog v1 chunk={name} tasks={count}\n"
+HEADER = MULTIPROG.comment + " chunk={name} tasks={count}\n"
 
 
 @dataclass(frozen=True)

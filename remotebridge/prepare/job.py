@@ -1,19 +1,21 @@
 """Assemble a plan into the job folder's files (in memory): manifests, chunks, script.
 
-Nothing here touches the database or the disk; :mod:`remotebridge.prepare.writer`
+Nothing here touches the database or the disk; :func:`remotebridge.jobfolder.write_folder`
 writes the result atomically, and ``--pretend`` only summarises it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from remotebridge import jobfolder as jf
 from remotebridge.config import SiteConfig
 from remotebridge.prepare import allocation as alloc_mod
 from remotebridge.prepare.chunking import Chunk, Limits, make_chunks
-from remotebridge.prepare.plan import FORMAT_VERSION, PLAN_FORMAT, Phase, Plan
+from remotebridge.prepare.plan import Phase, Plan
 from remotebridge.prepare.render import render
 from remotebridge.remote import helper_path
 
@@ -32,18 +34,6 @@ class Job:
     """The site's ``remote_python`` the chunk lines and the script run the helper with."""
 
 
-def header(fmt: str, **extra: Any) -> str:
-    """A JSON Lines header line."""
-    return json.dumps({"format": fmt, "version": FORMAT_VERSION, **extra})
-
-
-def json_doc(fmt: str, body: dict[str, Any]) -> str:
-    """Pretty JSON whose first line carries the format and version."""
-    rest = json.dumps(body, indent=2, default=str)[1:].lstrip("\n")
-    head = json.dumps({"format": fmt, "version": FORMAT_VERSION})[:-1]
-    return head + ("," if body else "") + "\n" + (rest if body else "}") + "\n"
-
-
 def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> Job:
     """Cut chunks, render the script and lay out every file of the job folder."""
     limits = Limits(site.multiprog_max_bytes, site.multiprog_max_line,
@@ -52,26 +42,30 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
               python=remote_python(site))
     serial = {t.task_id: json.dumps(t.record()) for t in plan.tasks}
     files = job.files
-    files["plan.jsonl"] = _jsonl(header(PLAN_FORMAT, remote_id=plan.remote_id,
-                                        stage=plan.stage, tasks=len(plan.tasks)),
-                                 serial.values())
+    files[jf.PLAN.name] = jf.jsonl_text(jf.PLAN, serial.values(), remote_id=plan.remote_id,
+                                        stage=plan.stage, tasks=len(plan.tasks))
     for phase in Phase:
         ids = [t.task_id for t in plan.tasks if t.phase is phase]
         one = Limits(limits.max_bytes, limits.max_line, limits.max_args,
                      1 if phase is Phase.PRE else limits.slots)
         for chunk in make_chunks(phase.value, ids, one, python=job.python):
             job.chunks.append((phase, chunk))
-            files[f"chunks/{chunk.name}.conf"] = chunk.text()
-            files[f"chunks/{chunk.name}.tasks.jsonl"] = _jsonl(
-                header("remotebridge.tasks", chunk=chunk.name), (serial[i] for i in chunk.task_ids))
+            files.update(chunk_files(chunk, (serial[i] for i in chunk.task_ids)))
     files.update(_manifests(plan))
     files.update(_homes(plan))
     files.update(plan.job_files)
-    files["allocation.json"] = json_doc("remotebridge.allocation", allocation.to_dict())
-    files["job.sh"] = render(site.scheduler.value, _context(job, site))
-    files["rbhelper.py"] = helper_path().read_text(encoding="utf-8")
-    files["job.json"] = json_doc("remotebridge.job", job_info(job))
+    files[jf.ALLOCATION.name] = jf.json_doc(jf.ALLOCATION, allocation.to_dict())
+    files[jf.SCRIPT.name] = render(site.scheduler.value, _context(job, site))
+    files[jf.HELPER] = helper_path().read_text(encoding="utf-8")
+    files[jf.JOB.name] = jf.json_doc(jf.JOB, job_info(job))
     return job
+
+
+def chunk_files(chunk: Chunk, task_lines: Iterable[str]) -> dict[str, str]:
+    """The multi-prog file of one chunk and its task file (``task_lines``: JSON texts)."""
+    return {jf.MULTIPROG.path(chunk=chunk.name): chunk.text(),
+            jf.TASKS.path(chunk=chunk.name): jf.jsonl_text(jf.TASKS, task_lines,
+                                                           chunk=chunk.name)}
 
 
 def remote_python(site: SiteConfig) -> str:
@@ -79,35 +73,27 @@ def remote_python(site: SiteConfig) -> str:
     return site.remote_python or "python3"
 
 
-def _jsonl(head: str, lines: Any) -> str:
-    return head + "\n" + "".join(line + "\n" for line in lines)
-
-
 def _manifests(plan: Plan) -> dict[str, str]:
-    ins = ["# remotebridge.inputs v1\n", "# local\tremote\tsize\tarea\tshared\n"]
-    ins += [f"{f.local}\t{f.remote}\t{f.size}\t{f.area.value}\t{int(f.shared)}\n"
-            for f in plan.inputs.values()]
-    outs = ["# remotebridge.outputs v1\n", "# remote\tlocal\tpermanent\tstage_id\n"]
-    outs += [f"{f.remote}\t{f.local}\t{int(f.permanent)}\t{f.stage_id}\n" for f in plan.outputs]
-    dirs = ["# remotebridge.dirs v1\n"] + [d + "\n" for d in sorted(plan.out_dirs)]
-    return {"inputs.manifest": "".join(ins), "outputs.manifest": "".join(outs),
-            "outdirs.list": "".join(dirs)}
+    return {jf.INPUTS.name: jf.INPUTS.text(plan.inputs.values()),
+            jf.OUTPUTS.name: jf.OUTPUTS.text(plan.outputs),
+            jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 
 def _homes(plan: Plan) -> dict[str, str]:
-    head = header("remotebridge.home", stage=plan.stage)
-    return {f"home/{sid}.home.jsonl": _jsonl(head, (json.dumps(r.record()) for r in recs))
+    return {jf.HOME.path(stage_id=sid): jf.jsonl_text(jf.HOME, (json.dumps(r.record())
+                                                                for r in recs), stage=plan.stage)
             for sid, recs in plan.home.items()}
 
 
 def _chunk_ctx(job: Job, phase: Phase) -> list[dict[str, Any]]:
-    return [{"name": c.name, "conf": f"chunks/{c.name}.conf", "tasks": c.task_ids,
+    return [{"name": c.name, "conf": jf.MULTIPROG.path(chunk=c.name), "tasks": c.task_ids,
              "count": len(c.task_ids)} for p, c in job.chunks if p is phase]
 
 
 def _context(job: Job, site: SiteConfig) -> dict[str, Any]:
     a, plan = job.allocation, job.plan
     return {
+        "script_format": jf.SCRIPT.format, "script_version": jf.SCRIPT.version,
         "remote_id": plan.remote_id, "stage": plan.stage, "job_dir": plan.job_dir,
         "job_name": f"rb{plan.remote_id}-{plan.stage}", "nodes": a.nodes,
         "tasks_per_node": a.tasks_per_node, "threads": a.threads, "slots": a.slots,

@@ -1,7 +1,8 @@
 """The shared plan model: what one remote job will do, independent of the stage.
 
 A :class:`Plan` is built by a stage module (chip, cam, warp, stack) and then turned
-into the job folder by :mod:`remotebridge.prepare.writer`. It holds the tasks in
+into the job folder by :mod:`remotebridge.prepare.job` (file formats:
+:mod:`remotebridge.jobfolder`). It holds the tasks in
 their three phases, the input manifest (files the job needs), the output manifest
 (files the job makes) and the per-component values only home knows (database ids,
 local URIs) that the post phase folds into dbinfo records.
@@ -13,8 +14,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-PLAN_FORMAT = "remotebridge.plan"
-FORMAT_VERSION = 1
+from remotebridge.jobfolder import Area, InputLine, OutputLine
+
+__all__ = ["Area", "HomeRecord", "InputFile", "OutputFile", "Phase", "Plan", "Task"]
 
 
 class Phase(enum.StrEnum):
@@ -28,16 +30,6 @@ class Phase(enum.StrEnum):
 
     POST = "post"
     """Turn stats files into dbinfo records (one task per component)."""
-
-
-class Area(enum.StrEnum):
-    """Where a remote file lives."""
-
-    SCRATCH = "scratch"
-    """Purged after a few weeks."""
-
-    PERMANENT = "permanent"
-    """Survives purges (programs, long-lived shared inputs)."""
 
 
 @dataclass(slots=True)
@@ -59,26 +51,11 @@ class Task:
                 "argv": self.argv, "threads": self.threads, "cost": self.cost, "log": self.log}
 
 
-@dataclass(slots=True)
-class InputFile:
-    """A file the job needs: where it is at home, where it must be remotely, its size."""
+InputFile = InputLine
+"""A file the job needs: exactly a line of inputs.manifest."""
 
-    local: str
-    remote: str
-    size: int
-    area: Area = Area.SCRATCH
-    shared: bool = False
-    """True for files used by many components (detrends, programs, the helper)."""
-
-
-@dataclass(slots=True)
-class OutputFile:
-    """A file the job makes, and where it goes at home if it comes home."""
-
-    remote: str
-    local: str
-    permanent: bool
-    stage_id: int = 0
+OutputFile = OutputLine
+"""A file the job makes: exactly a line of outputs.manifest."""
 
 
 @dataclass(slots=True)

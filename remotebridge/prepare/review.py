@@ -15,11 +15,12 @@ from typing import Any
 
 from rich.markup import escape
 
+from remotebridge import jobfolder as jf
 from remotebridge.errors import NotFoundError
 from remotebridge.prepare.job import Job, job_info
 
 HEAD_LINES = 5
-LISTS = ["plan.jsonl", "inputs.manifest", "outputs.manifest", "outdirs.list"]
+LISTS = [jf.PLAN.name, jf.INPUTS.name, jf.OUTPUTS.name, jf.OUTDIRS.name]
 
 
 def _head(text: str, n: int = HEAD_LINES) -> list[str]:
@@ -33,23 +34,29 @@ def _build(info: dict[str, Any], allocation: dict[str, Any], script: str,
         chunk["limit"] = limit
         chunk["fill"] = round(chunk["bytes"] / limit, 3)
     first = [c["name"] for c in info["chunks"] if c["phase"] == "cmd"][:1]
-    names = LISTS + [f"chunks/{n}.conf" for n in first]
+    names = LISTS + [jf.MULTIPROG.path(chunk=n) for n in first]
     return {**info, "allocation_detail": allocation, "job_script": script,
             "heads": {name: reader(name) for name in names}}
 
 
 def review_job(job: Job) -> dict[str, Any]:
     """Review data for a job assembled in memory (``prepare --pretend``)."""
-    alloc = json.loads(job.files["allocation.json"])
-    return _build(job_info(job), alloc, job.files["job.sh"],
+    alloc = json.loads(job.files[jf.ALLOCATION.name])
+    return _build(job_info(job), alloc, job.files[jf.SCRIPT.name],
                   lambda name: _head(job.files.get(name, "")))
 
 
+def review_run(path_base: str, remote_id: int) -> dict[str, Any]:
+    """Review data of a run's job folder (found under its ``path_base``)."""
+    return review_folder(jf.local_folder(path_base, remote_id))
+
+
 def review_folder(folder: str | Path) -> dict[str, Any]:
-    """Review data read from a written job folder."""
+    """Review data read from a written job folder (JobFolderError when job.json or
+    allocation.json is not what prepare wrote)."""
     root = Path(folder)
-    if not (root / "job.json").is_file():
-        raise NotFoundError(f"no job folder at {root} (job.json missing)",
+    if not (root / jf.JOB.name).is_file():
+        raise NotFoundError(f"no job folder at {root} ({jf.JOB.name} missing)",
                             hint="run 'remotetool prepare' first")
 
     def reader(name: str) -> list[str]:
@@ -59,9 +66,10 @@ def review_folder(folder: str | Path) -> dict[str, Any]:
         with path.open(encoding="utf-8") as fh:
             return [line.rstrip("\n") for line in itertools.islice(fh, HEAD_LINES)]
 
-    info = json.loads((root / "job.json").read_text(encoding="utf-8"))
-    alloc = json.loads((root / "allocation.json").read_text(encoding="utf-8"))
-    return {"folder": str(root), **_build(info, alloc, (root / "job.sh").read_text(), reader)}
+    info = jf.read_doc(root, jf.JOB)
+    alloc = jf.read_doc(root, jf.ALLOCATION)
+    script = (root / jf.SCRIPT.name).read_text(encoding="utf-8")
+    return {"folder": str(root), **_build(info, alloc, script, reader)}
 
 
 def human(data: dict[str, Any]) -> str:

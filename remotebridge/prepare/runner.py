@@ -15,8 +15,6 @@ the run in ``new`` for the next cron round. ``pretend`` writes nothing anywhere.
 from __future__ import annotations
 
 import gc
-import os
-import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from remotebridge import jobfolder
 from remotebridge.config import Config, SchedulerKind, SiteConfig, SiteKind
 from remotebridge.db import statemachine
 from remotebridge.db.bridge import RemoteRun
@@ -33,9 +32,8 @@ from remotebridge.prepare import allocation as alloc_mod
 from remotebridge.prepare.base import StageBase, StageContext
 from remotebridge.prepare.chunking import Limits
 from remotebridge.prepare.job import Job, assemble, job_info
-from remotebridge.prepare.paths import PathTranslator, resolve_uri
+from remotebridge.prepare.paths import PathTranslator
 from remotebridge.prepare.registry import get_stage
-from remotebridge.prepare.writer import write_folder
 from remotebridge.states import RunState
 
 FAULT_OTHER = 19
@@ -85,7 +83,7 @@ def prepare_run(engine: Engine, config: Config, remote_id: int, pretend: bool = 
     try:
         job, folder = build_job(engine, config, remote_id, program or default_program)
         if not pretend:
-            write_folder(Path(folder), job.files)
+            jobfolder.write_folder(Path(folder), job.files)
             _finish(engine, remote_id, job)
     except PrepareError as exc:
         if not pretend:
@@ -142,7 +140,7 @@ def build_job(engine: Engine, config: Config, remote_id: int, program: Any) -> t
             raise NotFoundError(f"no remote run with remote_id {remote_id}")
         site = config.site(run.site or None) if run.site else config.site()
         stage = get_stage(run.stage)
-        folder = os.path.join(resolve_uri(run.path_base), f"remote_{remote_id}")
+        folder = str(jobfolder.local_folder(run.path_base, remote_id))
         ctx = _context(session, config, site, remote_id, run.stage, folder, program)
         cost, source = _cost(stage, ctx)
         ctx.options["cost"] = cost
@@ -164,7 +162,7 @@ def _context(session: Any, config: Config, site: SiteConfig, remote_id: int, sta
     root = remote_root(site)
     return StageContext(
         session=session, remote_id=remote_id, site=site, stage_config=config.stage(stage),
-        job_dir=posixpath.join(root, f"remote_{remote_id}"), local_job_dir=folder,
+        job_dir=jobfolder.remote_folder(root, remote_id), local_job_dir=folder,
         paths=PathTranslator(site, root),
         limits=Limits(site.multiprog_max_bytes, site.multiprog_max_line,
                       site.multiprog_max_args, 1),

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge import jobfolder
 from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import StackInputSkyfile, StackRun, StackSumSkyfile, WarpSkyfile
 from remotebridge.errors import PrepareError
@@ -54,7 +55,7 @@ class StackStage(StageBase):
                 raise PrepareError("stack run has no good warp inputs", component=stack_id,
                                    fault=FAULT_NO_COMPONENTS)
             lines = "".join(b.input(u, stack_id) + "\n" for u in warps[stack_id])
-            lst = b.job_file(f"lists/stack.{stack_id}.list", LIST_HEADER + lines)
+            lst = b.job_file(jobfolder.LIST.path(stage="stack", id=stack_id), LIST_HEADER + lines)
             base = posixpath.join(workdir, f"{tess_id}.{sky_id}.{stack_id}.stk")
             out = b.output(base + ".fits", stack_id)
             stats = b.output(base + ".stats.json", stack_id)

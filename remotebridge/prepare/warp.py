@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
+from remotebridge import jobfolder
 from remotebridge.config import STAGE_DEFAULTS
 from remotebridge.db.pipeline import (
     CamRun,
@@ -64,7 +65,7 @@ class WarpStage(StageBase):
                 raise PrepareError("warp run has no good chip results or no skycells",
                                    component=warp_id, fault=FAULT_NO_COMPONENTS)
             lines = "".join(b.input(u, warp_id) + "\n" for u in chips[chip_id])
-            lst = b.job_file(f"lists/warp.{warp_id}.list", LIST_HEADER + lines)
+            lst = b.job_file(jobfolder.LIST.path(stage="warp", id=warp_id), LIST_HEADER + lines)
             for sky_id, ra, dec, n1, n2, scale in cells[warp_id]:
                 base = product_base(workdir, exp_name, f"{exp_name}.{sky_id}.wrp")
                 out = b.output(base + ".fits", warp_id)

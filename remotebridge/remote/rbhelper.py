@@ -40,6 +40,20 @@ import time
 from typing import Optional
 
 VERSION = 1
+# The job folder's names and headers, as literals: this file is shipped to the site
+# alone. They must equal the constants of remotebridge/jobfolder.py (the one owner of
+# the formats); tests/unit/test_jobfolder.py checks that they do.
+PLAN_FILE = "plan.jsonl"
+PLAN_FORMAT = "remotebridge.plan"
+TASKS_FILE = "chunks/{chunk}.tasks.jsonl"
+TASKS_FORMAT = "remotebridge.tasks"
+HOME_FORMAT = "remotebridge.home"
+DBINFO_FORMAT = "remotebridge.dbinfo"
+SUMMARY_FILE = "job_summary.jsonl"
+SUMMARY_FORMAT = "remotebridge.job_summary"
+STATUS_FILE = "status/{task_id}.json"
+DIRS_HEADER = "# remotebridge.dirs v1"
+INPUTS_HEADER = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
 
@@ -85,7 +99,7 @@ def jsonl_text(fmt: str, records: list, **extra: object) -> str:
 
 def find_task(chunk: str, task_id: int) -> dict:
     """The task record with ``task_id`` in the chunk's task file."""
-    for rec in read_jsonl(os.path.join("chunks", chunk + ".tasks.jsonl"), "remotebridge.tasks"):
+    for rec in read_jsonl(TASKS_FILE.format(chunk=chunk), TASKS_FORMAT):
         if rec["task_id"] == task_id:
             return rec
     raise SystemExit(f"rbhelper: task {task_id} is not in chunk {chunk}")
@@ -115,8 +129,9 @@ def cmd_task(args: argparse.Namespace) -> int:
     status = {"task_id": task["task_id"], "stage_id": task["stage_id"], "phase": task["phase"],
               "chunk": args.chunk, "rc": rc, "start": start, "end": now_iso(),
               "elapsed": round(time.time() - t0, 3), "host": socket.gethostname()}
-    os.makedirs("status", exist_ok=True)
-    atomic_write(os.path.join("status", f"{task['task_id']}.json"), json.dumps(status) + "\n")
+    path = STATUS_FILE.format(task_id=task["task_id"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, json.dumps(status) + "\n")
     return 0
 
 
@@ -124,11 +139,11 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 
 def cmd_mkdirs(args: argparse.Namespace) -> int:
-    """Make every directory of a ``remotebridge.dirs`` list."""
+    """Make every directory of a directory list (``DIRS_HEADER``)."""
     with open(args.list, encoding="utf-8") as fh:
         first = fh.readline().strip()
-        if first != "# remotebridge.dirs v1":
-            raise SystemExit(f"rbhelper: {args.list}: not a remotebridge.dirs v1 file")
+        if first != DIRS_HEADER:
+            raise SystemExit(f"rbhelper: {args.list}: not a {DIRS_HEADER[2:]} file")
         for line in fh:
             path = line.rstrip("\n")
             if path:
@@ -163,10 +178,10 @@ def build_record(table: str, key: dict, values: dict, stats_path: str, from_stat
 def cmd_dbinfo(args: argparse.Namespace) -> int:
     """Build a component's dbinfo file, or append one record."""
     if args.home:
-        homes = read_jsonl(args.home, "remotebridge.home")
+        homes = read_jsonl(args.home, HOME_FORMAT)
         recs = [build_record(h["table"], h["key"], h["values"], h["stats"], h["from_stats"])
                 for h in homes]
-        atomic_write(args.out, jsonl_text("remotebridge.dbinfo", recs))
+        atomic_write(args.out, jsonl_text(DBINFO_FORMAT, recs))
         return 0
     rec = build_record(args.table, json.loads(args.key_json), json.loads(args.values_json),
                        args.stats or "", [s for s in args.from_stats.split(",") if s])
@@ -180,7 +195,7 @@ def append_line(path: str, line: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_size == 0:
-            os.write(fd, (jsonl_text("remotebridge.dbinfo", [])).encode())
+            os.write(fd, (jsonl_text(DBINFO_FORMAT, [])).encode())
         os.write(fd, line.encode())
     finally:
         os.close(fd)
@@ -191,10 +206,10 @@ def append_line(path: str, line: str) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Write job_summary.jsonl: every task of plan.jsonl with its recorded status."""
-    tasks = read_jsonl("plan.jsonl", "remotebridge.plan")
+    tasks = read_jsonl(PLAN_FILE, PLAN_FORMAT)
     recs, counts = [], {"ok": 0, "failed": 0, "missing": 0}
     for t in tasks:
-        st = load_stats(os.path.join("status", f"{t['task_id']}.json"))
+        st = load_stats(STATUS_FILE.format(task_id=t["task_id"]))
         rec = {"task_id": t["task_id"], "phase": t["phase"], "stage_id": t["stage_id"],
                "rc": None, "start": None, "end": None, "host": None}
         if st is None:
@@ -203,7 +218,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
             rec.update({k: st.get(k) for k in ("rc", "start", "end", "host")})
             counts["ok" if st.get("rc") == 0 else "failed"] += 1
         recs.append(rec)
-    atomic_write(args.out, jsonl_text("remotebridge.job_summary", recs, tasks=len(recs),
+    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, recs, tasks=len(recs),
                                       **counts))
     sys.stdout.write(json.dumps(counts) + "\n")
     return 0
@@ -215,8 +230,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_check_inputs(args: argparse.Namespace) -> int:
     """Print the remote path of every input that is missing or of the wrong size."""
     with open(args.manifest, encoding="utf-8") as fh:
-        if fh.readline().strip() != "# remotebridge.inputs v1":
-            raise SystemExit(f"rbhelper: {args.manifest}: not a remotebridge.inputs v1 file")
+        if fh.readline().strip() != INPUTS_HEADER:
+            raise SystemExit(f"rbhelper: {args.manifest}: not a {INPUTS_HEADER[2:]} file")
         out = sys.stdout
         for line in fh:
             if not line.strip() or line.startswith("#"):
@@ -246,7 +261,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--key-json", default="{}")
     d.add_argument("--values-json", default="{}")
     d.add_argument("--from-stats", default="")
-    sub.add_parser("summary").add_argument("--out", default="job_summary.jsonl")
+    sub.add_parser("summary").add_argument("--out", default=SUMMARY_FILE)
     sub.add_parser("check-inputs").add_argument("manifest")
     return p
 

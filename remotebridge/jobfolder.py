@@ -1,0 +1,512 @@
+"""The job folder of a remote run: the one owner of its files (docs/formats.md).
+
+Every file prepare writes into ``remote_<id>/``, and every file the job writes there
+on the remote side, is described here once: its name, its format name and version,
+and how its first line carries them (:class:`Style`). Everything else reads and
+writes job-folder files through this module:
+
+* **names and headers**: the :class:`FileFormat` constants (:data:`PLAN`,
+  :data:`INPUTS`, :data:`OUTPUTS`, ...). A TSV file's columns are the fields of its
+  row dataclass (:class:`InputLine`, :class:`OutputLine`): a v2 column is one field
+  there (and the format's ``version``), written and read by the same code;
+* **atomic writes**: :func:`atomic_write` (temporary file + ``rename``) and
+  :func:`write_folder` (a whole folder published by one rename);
+* **strict reads**: :func:`read_doc`, :func:`read_jsonl`, :func:`read_rows`,
+  :func:`read_lines` check the format and version of the first line and the shape of
+  every other line, and raise :class:`~remotebridge.errors.JobFolderError` naming the
+  file and line otherwise;
+* **paths**: :func:`local_folder` and :func:`remote_folder` (``remote_<id>`` is built
+  only by :func:`folder_name`).
+
+``remotebridge/remote/rbhelper.py`` runs on the site and must stay standalone, so it
+repeats the names and headers it needs as literals; tests/unit/test_jobfolder.py
+checks that they equal the constants here.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from remotebridge.errors import JobFolderError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+VERSION = 1
+"""The version every format of the job folder is at."""
+
+FOLDER_PREFIX = "remote_"
+
+
+class Style(enum.Enum):
+    """How a file carries its format name and version."""
+
+    JSONL = "jsonl"
+    """First line ``{"format": "remotebridge.<name>", "version": 1, ...}``, one JSON
+    object per further line."""
+
+    JSON = "json"
+    """One pretty JSON document whose first line opens with format and version."""
+
+    TSV = "tsv"
+    """First line ``# remotebridge.<name> v1``, then ``# col<TAB>col...``, then rows."""
+
+    LINES = "lines"
+    """First line ``# remotebridge.<name> v1`` (maybe followed by ``key=value``
+    words), then one item per line."""
+
+    SCRIPT = "script"
+    """The batch script: the ``# remotebridge.<name> v1 ...`` line follows the shebang."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileFormat:
+    """One kind of file of the job folder."""
+
+    name: str
+    """Path inside the job folder; ``{placeholders}`` are filled by :meth:`path`."""
+    format: str
+    style: Style
+    version: int = VERSION
+
+    def path(self, **parts: object) -> str:
+        """The job-relative path of one file of this kind."""
+        return self.name.format(**parts)
+
+    @property
+    def comment(self) -> str:
+        """The comment header line of a TSV/lines/script file (no newline)."""
+        return f"# {self.format} v{self.version}"
+
+    def header(self, **extra: Any) -> str:
+        """The JSON header line of a JSON Lines file (no newline)."""
+        return json.dumps({"format": self.format, "version": self.version, **extra})
+
+    def check_comment(self, first: str, path: str) -> None:
+        """Refuse a comment header of another format or version."""
+        m = _COMMENT.match(first.rstrip())
+        if not m or m.group(1) != self.format:
+            raise JobFolderError(f"not a {self.format} file (first line {first[:80]!r})",
+                                 path=path, line=1)
+        self._check_version(int(m.group(2)), path)
+
+    def check_header(self, head: Any, path: str) -> None:
+        """Refuse a JSON header (or document) of another format or version."""
+        if not isinstance(head, dict) or head.get("format") != self.format:
+            raise JobFolderError(f"not a {self.format} file (no such format header)",
+                                 path=path, line=1)
+        version = head.get("version")
+        if type(version) is not int:
+            raise JobFolderError(f"{self.format} header has no integer version", path=path,
+                                 line=1)
+        self._check_version(version, path)
+
+    def _check_version(self, version: int, path: str) -> None:
+        if version != self.version:
+            raise JobFolderError(f"{self.format} version {version} is not supported "
+                                 f"(this remotebridge reads version {self.version})",
+                                 path=path, line=1)
+
+
+_COMMENT = re.compile(r"# (\S+) v(\d+)(?: |$)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonlFormat(FileFormat):
+    """A JSON Lines file; every record must carry ``keys`` with these types."""
+
+    style: Style = Style.JSONL
+    keys: tuple[tuple[str, type], ...] = ()
+
+    def check_record(self, rec: Any, path: str, line: int) -> None:
+        """Refuse a record that is no object or lacks one of ``keys`` (or its type)."""
+        if not isinstance(rec, dict):
+            raise JobFolderError("not a JSON object", path=path, line=line)
+        bad = [k for k, t in self.keys if type(rec.get(k)) is not t]
+        if bad:
+            raise JobFolderError(f"bad or missing field(s) {', '.join(bad)}", path=path,
+                                 line=line)
+
+
+R = TypeVar("R", bound="DataclassInstance")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TsvFormat(FileFormat, Generic[R]):
+    """A tab-separated file whose columns are the fields of ``row`` (in order); trailing
+    columns with a default may be absent from a line."""
+
+    style: Style = Style.TSV
+    row: type[R]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column names, in file order."""
+        return tuple(f.name for f in fields(self.row))
+
+    def text(self, rows: Iterable[R]) -> str:
+        """The whole file: header, column line, one line per row."""
+        cols = _schema(self.row).columns
+        head = [self.comment + "\n", "# " + "\t".join(c.name for c in cols) + "\n"]
+        return "".join(head + ["\t".join([c.write(getattr(r, c.name)) for c in cols]) + "\n"
+                               for r in rows])
+
+    def parse(self, line: str, path: str, number: int) -> R:
+        """One row from one line; JobFolderError naming the file, line and column."""
+        cells = line.split("\t")
+        schema = _schema(self.row)
+        if not schema.required <= len(cells) <= len(schema.columns):
+            raise JobFolderError(f"{len(cells)} columns, expected {len(schema.columns)} "
+                                 f"({', '.join(self.columns)})", path=path, line=number)
+        try:
+            return self.row(*[c.read(t) for c, t in zip(schema.columns, cells, strict=False)])
+        except (ValueError, KeyError):
+            raise _bad_cell(schema.columns, cells, path, number) from None
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    read: Callable[[str], Any]
+    """Text -> value; ValueError or KeyError for a bad cell."""
+    write: Callable[[Any], str]
+    expected: str
+    """What a good cell holds, for the error message."""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    columns: tuple[_Column, ...]
+    required: int
+
+
+_BOOLS = {"0": False, "1": True}
+
+
+def _read_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
+def _column(name: str, kind: Any) -> _Column:
+    if kind is bool:
+        return _Column(name, _BOOLS.__getitem__, lambda v: "1" if v else "0", "0 or 1")
+    if kind is int:
+        return _Column(name, _read_int, str, "a whole number")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _Column(name, kind, lambda v: str(v.value),
+                       "one of " + ", ".join(str(m.value) for m in kind))
+    return _Column(name, str, str, "text")
+
+
+@functools.cache
+def _schema(row: type[DataclassInstance]) -> _Schema:
+    """The columns of a row dataclass (its fields, in order) and how many are required."""
+    specs = fields(row)
+    types = typing.get_type_hints(row)
+    required = sum(1 for f in specs if f.default is MISSING and f.default_factory is MISSING)
+    return _Schema(tuple(_column(f.name, types[f.name]) for f in specs), required)
+
+
+def _bad_cell(columns: Sequence[_Column], cells: list[str], path: str,
+              number: int) -> JobFolderError:
+    """The error for the first cell of a line that its column refuses."""
+    for col, text in zip(columns, cells, strict=False):
+        try:
+            col.read(text)
+        except (ValueError, KeyError):
+            return JobFolderError(f"column {col.name}: {text[:40]!r} is not {col.expected}",
+                                  path=path, line=number)
+    return JobFolderError("bad line", path=path, line=number)
+
+
+# --- the rows of the TSV files (also the plan's inputs and outputs) -------------------
+
+
+class Area(enum.StrEnum):
+    """Where a remote file lives."""
+
+    SCRATCH = "scratch"
+    """Purged after a few weeks."""
+
+    PERMANENT = "permanent"
+    """Survives purges (programs, long-lived shared inputs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputLine:
+    """One line of ``inputs.manifest``: a file the job needs, where it is at home, where
+    it must be remotely, its size."""
+
+    local: str
+    remote: str
+    size: int
+    area: Area = Area.SCRATCH
+    """As the site's path_rules chose."""
+    shared: bool = False
+    """True for files used by many components (detrends, programs, the helper)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line of ``outputs.manifest``: a file the job makes, and where it goes at home
+    if it comes home."""
+
+    remote: str
+    local: str
+    permanent: bool
+    """True: comes home; False: an intermediate left to the scratch purge."""
+    stage_id: int
+
+
+# --- every file of the job folder --------------------------------------------------------
+
+_TASK_KEYS: tuple[tuple[str, type], ...] = (("task_id", int), ("stage_id", int),
+                                            ("phase", str))
+
+JOB = FileFormat(name="job.json", format="remotebridge.job", style=Style.JSON)
+ALLOCATION = FileFormat(name="allocation.json", format="remotebridge.allocation",
+                        style=Style.JSON)
+PLAN = JsonlFormat(name="plan.jsonl", format="remotebridge.plan", keys=_TASK_KEYS)
+INPUTS = TsvFormat(name="inputs.manifest", format="remotebridge.inputs", row=InputLine)
+OUTPUTS = TsvFormat(name="outputs.manifest", format="remotebridge.outputs", row=OutputLine)
+OUTDIRS = FileFormat(name="outdirs.list", format="remotebridge.dirs", style=Style.LINES)
+SCRIPT = FileFormat(name="job.sh", format="remotebridge.job", style=Style.SCRIPT)
+MULTIPROG = FileFormat(name="chunks/{chunk}.conf", format="remotebridge.multiprog",
+                       style=Style.LINES)
+TASKS = JsonlFormat(name="chunks/{chunk}.tasks.jsonl", format="remotebridge.tasks",
+                    keys=_TASK_KEYS)
+HOME = JsonlFormat(name="home/{stage_id}.home.jsonl", format="remotebridge.home")
+LIST = FileFormat(name="lists/{stage}.{id}.list", format="remotebridge.list",
+                  style=Style.LINES)
+SUBSET = FileFormat(name="retry.a{attempt}.tasks", format="remotebridge.subset",
+                    style=Style.LINES)
+# made on the remote side by the job (poll parses them as untrusted data)
+DBINFO = JsonlFormat(name="dbinfo/{stage_id}.dbinfo.jsonl", format="remotebridge.dbinfo")
+SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary")
+STATUS = "status/{task_id}.json"
+"""One task's rc/start/end/host, written by the helper (no header)."""
+
+FORMATS: tuple[FileFormat, ...] = (JOB, ALLOCATION, PLAN, INPUTS, OUTPUTS, OUTDIRS, SCRIPT,
+                                   MULTIPROG, TASKS, HOME, LIST, SUBSET, DBINFO, SUMMARY)
+
+HELPER = "rbhelper.py"
+EXECUTABLE = frozenset({SCRIPT.name, HELPER})
+"""Files written with mode 0755."""
+
+REMOTE_MADE_DIRS = frozenset({"status", "dbinfo"})
+"""Top-level folders the job writes on the remote side."""
+REMOTE_MADE_FILES = frozenset({SUMMARY.name})
+SCHEDULER_OUTPUT_PREFIXES = ("job.", "rb_local.")
+SCHEDULER_OUTPUT_SUFFIXES = (".out", ".err")
+"""The scheduler's output files of job.sh (``job.<jobid>.out``, ``job.moab.out``...)."""
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def folder_name(remote_id: int) -> str:
+    """The name of a run's job folder, at home and on the site."""
+    return f"{FOLDER_PREFIX}{remote_id}"
+
+
+def local_folder(path_base: str, remote_id: int) -> Path:
+    """The run's job folder at home, under its ``path_base`` (a path or a URI)."""
+    # imported here: remotebridge.prepare imports this module
+    from remotebridge.prepare.paths import resolve_uri
+
+    return Path(resolve_uri(path_base)) / folder_name(remote_id)
+
+
+def remote_folder(remote_root: str, remote_id: int) -> str:
+    """The run's job folder on the site, under the site's ``remote_root``."""
+    return posixpath.join(remote_root, folder_name(remote_id))
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def json_doc(fmt: FileFormat, body: Mapping[str, Any]) -> str:
+    """Pretty JSON whose first line carries the format and version."""
+    rest = json.dumps(body, indent=2, default=str)[1:].lstrip("\n")
+    head = json.dumps({"format": fmt.format, "version": fmt.version})[:-1]
+    return head + ("," if body else "") + "\n" + (rest if body else "}") + "\n"
+
+
+def jsonl_text(fmt: FileFormat, lines: Iterable[str], **extra: Any) -> str:
+    """A JSON Lines file: the header (with ``extra``), then ``lines`` (JSON texts)."""
+    return fmt.header(**extra) + "\n" + "".join(line + "\n" for line in lines)
+
+
+def lines_text(fmt: FileFormat, items: Iterable[str]) -> str:
+    """A lines file: the comment header, then one item per line."""
+    return fmt.comment + "\n" + "".join(item + "\n" for item in items)
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_files(folder: Path, files: Mapping[str, str]) -> None:
+    """Write ``files`` (relative name -> text) into ``folder``, each atomically, in order."""
+    made: set[Path] = set()
+    for name, text in files.items():
+        path = folder / name
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        atomic_write(path, text, 0o755 if name in EXECUTABLE else 0o644)
+
+
+def write_folder(target: Path, files: Mapping[str, str]) -> Path:
+    """Write ``files`` as the folder ``target``, published by one rename: they go to
+    ``.<name>.staging-<pid>/`` first; a folder already at ``target`` is moved aside and
+    removed, so a reader never sees a half-written job folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write_files(staging, files)
+        _publish(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --- strict reading -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """A JSON Lines file read: its header, its records, and their lines as written."""
+
+    header: dict[str, Any]
+    records: list[dict[str, Any]]
+    lines: list[str]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFolderError(f"cannot be read: {exc}", path=str(path)) from exc
+
+
+def _json_line(line: str, path: str, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise JobFolderError(f"not valid JSON ({exc})", path=path, line=number) from None
+
+
+def read_doc(folder: Path, fmt: FileFormat) -> dict[str, Any]:
+    """A JSON document (job.json, allocation.json), its format and version checked."""
+    path = folder / fmt.name
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise JobFolderError(f"not valid JSON ({exc.msg})", path=str(path),
+                             line=exc.lineno) from None
+    fmt.check_header(data, str(path))
+    return typing.cast(dict[str, Any], data)
+
+
+def read_jsonl(folder: Path, fmt: JsonlFormat, **parts: object) -> JsonLines:
+    """A JSON Lines file: header checked, every record checked (blank lines skipped)."""
+    path = folder / fmt.path(**parts)
+    where = str(path)
+    lines = _read_text(path).splitlines()
+    header = _json_line(lines[0] if lines else "", where, 1)
+    fmt.check_header(header, where)
+    records, raw = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            rec = _json_line(line, where, number)
+            fmt.check_record(rec, where, number)
+            records.append(rec)
+            raw.append(line)
+    return JsonLines(header, records, raw)
+
+
+def read_rows(folder: Path, fmt: TsvFormat[R]) -> list[R]:
+    """The rows of a TSV file (header checked; ``#`` and blank lines skipped)."""
+    path = folder / fmt.name
+    lines = _read_text(path).splitlines()
+    fmt.check_comment(lines[0] if lines else "", str(path))
+    return [fmt.parse(line, str(path), n) for n, line in enumerate(lines[1:], start=2)
+            if line and not line.startswith("#")]
+
+
+def read_lines(folder: Path, fmt: FileFormat, **parts: object) -> list[str]:
+    """The items of a lines file (header checked; blank lines skipped)."""
+    path = folder / fmt.path(**parts)
+    lines = _read_text(path).splitlines()
+    fmt.check_comment(lines[0] if lines else "", str(path))
+    return [line for line in lines[1:] if line]
+
+
+def read_inputs(folder: Path) -> list[InputLine]:
+    """The lines of ``inputs.manifest``."""
+    return read_rows(folder, INPUTS)
+
+
+def read_outputs(folder: Path) -> list[OutputLine]:
+    """The lines of ``outputs.manifest``."""
+    return read_rows(folder, OUTPUTS)
+
+
+def remote_job_dir(folder: Path) -> str:
+    """The remote job folder named by ``job.json`` (an absolute path, normalised)."""
+    job_dir = read_doc(folder, JOB).get("job_dir")
+    if not isinstance(job_dir, str) or not job_dir.startswith("/"):
+        raise JobFolderError("names no absolute job_dir", path=str(folder / JOB.name))
+    return posixpath.normpath(job_dir)
+
+
+def walltime_seconds(folder: Path) -> int | None:
+    """The job's walltime from allocation.json (else job.json); None when neither says."""
+    try:
+        wall = read_doc(folder, ALLOCATION).get("walltime_seconds")
+        if type(wall) is int:
+            return wall
+    except JobFolderError:
+        pass
+    try:
+        text = read_doc(folder, JOB)["allocation"]["walltime"]
+        h, m, sec = (int(x) for x in text.split(":"))
+        return h * 3600 + m * 60 + sec
+    except (JobFolderError, ValueError, KeyError, TypeError, AttributeError):
+        return None
