@@ -14,7 +14,7 @@ from remotebridge.db.statemachine import (
     claim,
     held_by_me,
     release,
-    renew_lease,
+    renew,
     revert,
     revertauth,
     transition,
@@ -159,11 +159,11 @@ def test_an_expired_lease_cannot_move_a_run_someone_else_took(engine: Engine) ->
     rid = _new_run(engine, RunState.RUN)
     with write_session(engine) as s:
         assert claim(s, RunState.RUN) == [rid]
-        assert renew_lease(s, rid)
+    renew(engine, rid, RunState.RUN)
     with write_session(engine) as s:  # our lease is now someone else's
         s.execute(update(RemoteRun).values(owner="otherhost:1"))
-    with write_session(engine) as s:
-        assert not renew_lease(s, rid)
+    with pytest.raises(ConcurrentUpdate):
+        renew(engine, rid, RunState.RUN)
     with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
         transition(s, rid, RunState.RUN, RunState.FULL, where=[held_by_me()])
     assert _state(engine, rid)[0] == "run"
