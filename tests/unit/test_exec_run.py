@@ -31,7 +31,7 @@ from remotebridge.exec import exec_runs, folder_files, open_folder, token_attemp
 from remotebridge.exec.submit import pending_token
 from remotebridge.schedulers import JobState, LocalScheduler
 from remotebridge.ssh import Link, LocalLink, Result
-from remotebridge.states import RunState
+from remotebridge.states import ExecResult, RunState
 from tests.support import demo_runs
 from tests.support.demo_runs import (
     VENV_BIN,
@@ -296,8 +296,8 @@ def test_cli_exits_1_when_a_job_had_to_be_cancelled() -> None:
     from remotebridge.cli.exec_cmd import exit_code
     from remotebridge.exec import ExecOutcome
 
-    assert exit_code([ExecOutcome(1, "run"), ExecOutcome(2, "cancelled")]) == 1
-    assert exit_code([ExecOutcome(2, "orphan")]) == 1
+    assert exit_code([ExecOutcome(1, ExecResult.RUN), ExecOutcome(2, ExecResult.CANCELLED)]) == 1
+    assert exit_code([ExecOutcome(2, ExecResult.ORPHAN)]) == 1
 
 
 @pytest.mark.parametrize("at", ["rb-local-submit", "check-inputs"])
