@@ -331,3 +331,12 @@ def test_input_changed_at_home_goes_to_error_not_retried(engine: Engine, tmp_pat
     assert (run.state, run.fault, run.owner) == ("error", 21, None)
     assert registry(tmp_path) == []
     assert exec_runs(engine, local_config(tmp_path)) == []  # not retried every round
+
+
+def test_outcome_json_keeps_the_result_string() -> None:
+    from remotebridge.exec import ExecOutcome
+
+    data = ExecOutcome(3, ExecResult.ORPHAN, message="m").to_dict()
+    assert type(data["result"]) is str and data["result"] == "orphan"
+    assert [r.value for r in ExecResult] == ["run", "auth", "retry", "failed", "error",
+                                             "cancelled", "orphan"]
