@@ -99,3 +99,55 @@ class Stage(enum.StrEnum):
 
     STACK = "stack"
     """Combine the warps of one skycell into a deep image."""
+
+
+class ExecResult(enum.StrEnum):
+    """What ``exec`` did with one claimed ``pending`` run (``--json`` ``result``)."""
+
+    RUN = "run"
+    """Submitted (or adopted by its token) and moved to ``run``."""
+
+    AUTH = "auth"
+    """No front end could run a command: the run went to ``auth``."""
+
+    RETRY = "retry"
+    """A passing fault or a lost lease: the run stays ``pending`` for the next round."""
+
+    FAILED = "failed"
+    """The scheduler refused or a transfer failed: stays ``pending``, the note says why."""
+
+    ERROR = "error"
+    """The job folder is unusable or an input is gone: the run went to ``error``."""
+
+    CANCELLED = "cancelled"
+    """The job was submitted but the run could not record it, so the job was cancelled."""
+
+    ORPHAN = "orphan"
+    """Like ``cancelled``, but even the cancel failed: cancel the job by hand."""
+
+
+class PollAction(enum.StrEnum):
+    """What ``poll`` did with one claimed ``run`` run (``--json`` ``action``)."""
+
+    WAITING = "waiting"
+    """The job has not ended; ``last_poll`` was set."""
+
+    FULL = "full"
+    """The job ended and every component is done: the run went to ``full``."""
+
+    RETRY = "retry"
+    """Some components failed and are retried: the run went back to ``pending``."""
+
+    ERROR = "error"
+    """Bad remote data or an unusable job folder: the run went to ``error``."""
+
+    AUTH = "auth"
+    """No front end could run a command: the run went to ``auth``."""
+
+    DEFERRED = "deferred"
+    """A passing problem (or another process took the run): polled again next time."""
+
+    @property
+    def changed(self) -> bool:
+        """True when the run moved (anything but 'still waiting' or 'try later')."""
+        return self not in (PollAction.WAITING, PollAction.DEFERRED)

@@ -24,6 +24,7 @@ from rich.progress import (
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.exec import ExecOutcome, exec_runs, summary
+from remotebridge.states import ExecResult
 from remotebridge.transfer import Progress as ProgressFn
 
 
@@ -46,7 +47,7 @@ def _progress_bar(app: AppContext) -> Iterator[ProgressFn | None]:
 
 
 def _line(o: ExecOutcome) -> str:
-    if o.result == "run":
+    if o.result is ExecResult.RUN:
         how = "adopted" if o.adopted else "submitted"
         return f"{o.remote_id}: pending -> run, job {o.job_id} {how}; {summary(o)}"
     return f"{o.remote_id}: {o.result}: {o.message}"
@@ -55,9 +56,9 @@ def _line(o: ExecOutcome) -> str:
 def exit_code(outcomes: list[ExecOutcome]) -> int:
     """75 if a run went to auth or must be retried, else 1 if one failed, else 0."""
     results = {o.result for o in outcomes}
-    if results & {"auth", "retry"}:
+    if results & {ExecResult.AUTH, ExecResult.RETRY}:
         return int(ExitCode.TEMPORARY)
-    if results & {"failed", "error", "cancelled", "orphan"}:
+    if results & {ExecResult.FAILED, ExecResult.ERROR, ExecResult.CANCELLED, ExecResult.ORPHAN}:
         return int(ExitCode.FAILURE)
     return int(ExitCode.OK)
 
@@ -81,11 +82,11 @@ def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
     if app.json:
         app.emit([o.to_dict() for o in outcomes])
     for o in outcomes:
-        if o.result == "run":
+        if o.result is ExecResult.RUN:
             app.info(_line(o))
         else:
             app.err.print(f"remotetool: run {_line(o)}", highlight=False, soft_wrap=True)
-    if any(o.result == "auth" for o in outcomes) and not app.json:
+    if any(o.result is ExecResult.AUTH for o in outcomes) and not app.json:
         app.err.print("  hint: log in again with 'control-tool start', then run "
                       "'remotetool revertauth'", highlight=False)
     code = exit_code(outcomes)

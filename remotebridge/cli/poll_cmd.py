@@ -6,9 +6,8 @@ import click
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.db import statemachine
-from remotebridge.db.engine import read_session
 from remotebridge.poll import PollOutcome, poll_runs, poll_until
+from remotebridge.states import PollAction
 
 ERROR_HINT = ("inspect the run ('remotetool show ID'); 'remotetool revert ID' retries "
               "the poll once fixed")
@@ -19,7 +18,7 @@ def _line(o: PollOutcome) -> str:
     why = "" if o.action == o.state else f"{o.action}; "
     text = f"remote run {o.remote_id}: run -> {o.state} ({why}job {o.job_id or '-'} " \
            f"{o.job_state or '?'})"
-    if o.action in ("full", "retry"):
+    if o.action in (PollAction.FULL, PollAction.RETRY):
         text += f": {len(o.full)} full, {len(o.retry)} retry, {len(o.abandoned)} abandoned, " \
                 f"{o.records} records, {o.files} files"
     elif o.fault:
@@ -32,7 +31,7 @@ def _line(o: PollOutcome) -> str:
 def _report_errors(app: AppContext, outcomes: list[PollOutcome]) -> None:
     """Runs sent to error: one line each on stderr, even under --quiet and --json."""
     for o in outcomes:
-        if o.action == "error":
+        if o.action is PollAction.ERROR:
             note = o.note.removeprefix("poll: ")
             app.err.print(f"remotetool: error: remote run {o.remote_id}: fault {o.fault}: "
                           f"{note}\n  hint: {ERROR_HINT.replace('ID', str(o.remote_id))}",
@@ -42,9 +41,9 @@ def _report_errors(app: AppContext, outcomes: list[PollOutcome]) -> None:
 def exit_code(outcomes: list[PollOutcome]) -> int:
     """75 if a run went to auth, else 1 if one went to error, else 0."""
     actions = {o.action for o in outcomes}
-    if "auth" in actions:
+    if PollAction.AUTH in actions:
         return int(ExitCode.TEMPORARY)
-    return int(ExitCode.FAILURE) if "error" in actions else int(ExitCode.OK)
+    return int(ExitCode.FAILURE) if PollAction.ERROR in actions else int(ExitCode.OK)
 
 
 @click.command()
@@ -66,14 +65,10 @@ def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
     (docs/poll.md), reported on stderr even with --quiet, exit 1. Link down:
     'auth', exit 75 (wins over 1). Quiet when nothing changed.
     """
-    if remote_id is not None:
-        with read_session(app.engine) as s:
-            statemachine.get_run(s, remote_id)  # NotFoundError (exit 3)
-
     def show(round_: list[PollOutcome]) -> None:
         for o in round_:
-            if o.action != "error" and (o.changed or (o.action == "deferred"
-                                                      and app.interactive)):
+            deferred = o.action is PollAction.DEFERRED and app.interactive
+            if o.action is not PollAction.ERROR and (o.changed or deferred):
                 app.info(_line(o))
         _report_errors(app, round_)
 

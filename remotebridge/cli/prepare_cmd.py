@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
+from remotebridge.db import statemachine
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import read_session
 from remotebridge.errors import NotFoundError, PrepareError
@@ -16,13 +16,12 @@ from remotebridge.states import RunState
 
 
 def _targets(app: AppContext, remote_id: int | None, label: str | None) -> list[int]:
-    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.NEW.value)
-    if remote_id is not None:
-        query = select(RemoteRun.remote_id).where(RemoteRun.remote_id == remote_id)
-    elif label is not None:
-        query = query.where(RemoteRun.label == label)
+    """The new runs of the label, or the one run named (in any state: prepare says why
+    it cannot take it); NotFoundError for an unknown id."""
+    state, label = (RunState.NEW, label) if remote_id is None else (None, None)
     with read_session(app.engine) as s:
-        return list(s.execute(query.order_by(RemoteRun.remote_id)).scalars())
+        return [c.remote_id for c in statemachine.candidates(s, state, remote_id=remote_id,
+                                                             label=label)]
 
 
 @click.command()
@@ -39,9 +38,6 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
     component and file; 'remotetool revert' sends it back once fixed.
     """
     ids = _targets(app, remote_id, label)
-    if remote_id is not None and not ids:
-        raise NotFoundError(f"no remote run with remote_id {remote_id}",
-                            hint="see 'remotetool list'")
     done, failed = [], []
     for rid in ids:
         try:

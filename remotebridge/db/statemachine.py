@@ -11,6 +11,11 @@ run by setting a short lease (``owner``, ``lease_until``) with the same kind of
 guarded UPDATE, works, and then transitions the run, which clears the lease.
 Claiming selects candidates with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite
 the write transaction itself (``BEGIN IMMEDIATE``) serialises claimers.
+
+The run's bookkeeping lives here: a transition carries its note (cut to
+:data:`NOTE_MAX`) and the figures a command records in its one guarded UPDATE; the
+lease API is :func:`claim`, :func:`renew`, :func:`release` and :func:`held_by_me`;
+:func:`candidates` is the one query for "the runs of this state, label or id".
 """
 
 from __future__ import annotations
@@ -18,18 +23,30 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteEvent, RemoteRun
+from remotebridge.db.engine import write_session
 from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundError
 from remotebridge.states import CANCELLABLE, RunState, is_legal
 
 DEFAULT_LEASE = timedelta(minutes=30)
+
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
+
+NOTE_MAX = 2000
+"""Longest note kept on a run and in its history (remote messages can be long)."""
+
+
+def clip(note: str) -> str:
+    """The note as stored: at most :data:`NOTE_MAX` characters."""
+    return note[:NOTE_MAX]
 
 
 def actor() -> str:
@@ -50,10 +67,10 @@ def get_run(session: Session, remote_id: int) -> RemoteRun:
 def record(
     session: Session, remote_id: int, before: str | None, after: str, note: str = ""
 ) -> None:
-    """Append one line to the run's history."""
+    """Append one line to the run's history (the note cut to :data:`NOTE_MAX`)."""
     session.add(
         RemoteEvent(remote_id=remote_id, from_state=before, to_state=after, actor=actor(),
-                    note=note)
+                    note=clip(note))
     )
 
 
@@ -69,6 +86,8 @@ def transition(
 ) -> None:
     """Move one run from ``expected`` to ``wanted`` with one guarded UPDATE.
 
+    A non-empty ``note`` goes into the run's ``note`` column in the same statement
+    and into its history, both cut to :data:`NOTE_MAX`.
     ``values`` are further columns to set in the same statement (job_id, fault...);
     ``where`` adds conditions to the guard, e.g. ``held_by_me()`` so that a process
     whose lease expired cannot move a run another process now owns, or
@@ -81,6 +100,8 @@ def transition(
         raise IllegalTransition(remote_id, expected.value, wanted.value)
     if wanted in (RunState.AUTH, RunState.ERROR) and "prev_state" not in values:
         values["prev_state"] = expected.value
+    if note:
+        values["note"] = clip(note)
     stmt = (
         update(RemoteRun)
         .where(RemoteRun.remote_id == remote_id, RemoteRun.state == expected.value, *where)
@@ -102,15 +123,22 @@ def lease_free(now: datetime | None = None) -> ColumnElement[bool]:
     return or_(RemoteRun.lease_until.is_(None), RemoteRun.lease_until < (now or utcnow()))
 
 
-def renew_lease(session: Session, remote_id: int, lease: timedelta = DEFAULT_LEASE) -> bool:
-    """Extend this process's lease before a long step; False if it is no longer ours."""
+def renew(engine: Engine, remote_id: int, state: RunState,
+          lease: timedelta = DEFAULT_LEASE) -> None:
+    """Extend this process's lease before a long step, in a short transaction of its own.
+
+    Raises ConcurrentUpdate when the lease is no longer ours (expired and taken, or
+    the run moved out of ``state``): the caller stops and changes nothing.
+    """
     stmt = (
         update(RemoteRun)
-        .where(RemoteRun.remote_id == remote_id, held_by_me())
+        .where(RemoteRun.remote_id == remote_id, RemoteRun.state == state.value, held_by_me())
         .values(lease_until=utcnow() + lease)
         .execution_options(synchronize_session=False)
     )
-    return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    with write_session(engine) as session:
+        if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate(remote_id, state.value)
 
 
 def _explain_miss(session: Session, remote_id: int, expected: RunState) -> None:
@@ -150,19 +178,52 @@ def claim(
     once: each run is claimed by exactly one of them.
     """
     now = utcnow()
-    query = select(RemoteRun.remote_id).where(RemoteRun.state == state.value, lease_free(now))
-    if remote_ids is not None:
-        query = query.where(RemoteRun.remote_id.in_(list(remote_ids)))
-    if label is not None:
-        query = query.where(RemoteRun.label == label)
-    if stage is not None:
-        query = query.where(RemoteRun.stage == stage)
-    query = query.order_by(RemoteRun.remote_id).limit(limit)
+    query = _select(select(RemoteRun.remote_id), state, remote_ids, label, stage)
+    query = query.where(lease_free(now)).limit(limit)
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     candidates = list(session.execute(query).scalars())
     me, until = actor(), now + lease
     return [rid for rid in candidates if _take_lease(session, rid, state, me, until, now)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A run a command may work on: its id, site and last poll."""
+
+    remote_id: int
+    site: str
+    last_poll: datetime | None
+
+
+def _select(query: _Q, state: RunState | None, remote_ids: Sequence[int] | None,
+            label: str | None, stage: str | None = None) -> _Q:
+    """``query`` narrowed to the runs of this state, ids, label and stage, oldest first."""
+    if state is not None:
+        query = query.where(RemoteRun.state == state.value)
+    for col, value in ((RemoteRun.label, label), (RemoteRun.stage, stage)):
+        if value is not None:
+            query = query.where(col == value)
+    if remote_ids is not None:
+        query = query.where(RemoteRun.remote_id.in_(list(remote_ids)))
+    return query.order_by(RemoteRun.remote_id)
+
+
+def candidates(session: Session, state: RunState | None, *, remote_id: int | None = None,
+               label: str | None = None) -> list[Candidate]:
+    """The runs in ``state`` (any state when None) of one id or one label, oldest first.
+
+    The one query behind "which runs are due" of prepare, exec and poll (each then
+    claims them). An explicit ``remote_id`` that names no run raises NotFoundError,
+    so a typo is refused by the library, not only by the CLI.
+    """
+    ids = None if remote_id is None else [remote_id]
+    query = _select(select(RemoteRun.remote_id, RemoteRun.site, RemoteRun.last_poll),
+                    state, ids, label)
+    found = [Candidate(rid, site, last) for rid, site, last in session.execute(query).all()]
+    if remote_id is not None and not found:
+        get_run(session, remote_id)
+    return found
 
 
 def _take_lease(session: Session, remote_id: int, state: RunState, owner: str,
@@ -177,14 +238,28 @@ def _take_lease(session: Session, remote_id: int, state: RunState, owner: str,
     return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
 
 
-def release(session: Session, remote_id: int) -> None:
-    """Give up a lease without changing state (work failed softly; retry later)."""
-    session.execute(
+def release(session: Session, remote_id: int, *, note: str = "",
+            state: RunState | None = None, where: Sequence[ColumnElement[bool]] = (),
+            **values: Any) -> bool:
+    """Give up our lease without changing state (work failed softly; retry later).
+
+    ``values`` (e.g. ``last_poll``) are set in the same guarded UPDATE and ``where``
+    adds to its guard. A non-empty ``note`` is set on the run and, with the run's
+    ``state`` given, recorded as a history line ``state -> state``; all only while
+    the lease is ours. Returns whether it was.
+    """
+    if note:
+        values["note"] = clip(note)
+    stmt = (
         update(RemoteRun)
-        .where(RemoteRun.remote_id == remote_id, RemoteRun.owner == actor())
-        .values(owner=None, lease_until=None)
+        .where(RemoteRun.remote_id == remote_id, held_by_me(), *where)
+        .values(owner=None, lease_until=None, **values)
         .execution_options(synchronize_session=False)
     )
+    mine = bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    if mine and note and state is not None:
+        record(session, remote_id, state.value, state.value, note)
+    return mine
 
 
 def revertauth(session: Session, label: str | None = None,

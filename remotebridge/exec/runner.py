@@ -36,9 +36,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
 from remotebridge.config import Config, SiteConfig
 from remotebridge.db import statemachine
@@ -60,8 +60,8 @@ from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.jobfolder import local_folder
 from remotebridge.schedulers import Scheduler, make_scheduler
-from remotebridge.ssh import Link, links_for
-from remotebridge.states import RunState
+from remotebridge.ssh import Link, links_for, live_frontends
+from remotebridge.states import ExecResult, RunState
 from remotebridge.transfer import Progress, TransferReport, push
 
 FAULT_INPUT_MISSING = 21
@@ -78,8 +78,7 @@ class ExecOutcome:
     """What exec did with one run."""
 
     remote_id: int
-    result: str
-    """run | auth | retry | failed | error | cancelled | orphan"""
+    result: ExecResult
     job_id: str | None = None
     token: str | None = None
     adopted: bool = False
@@ -95,7 +94,14 @@ class ExecOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
-        return asdict(self)
+        return {**asdict(self), "result": self.result.value}
+
+
+class _Verdict(NamedTuple):
+    """How the work on one run ended: its result and the message (the run's note)."""
+
+    result: ExecResult
+    message: str
 
 
 class _Links:
@@ -108,17 +114,13 @@ class _Links:
     def live(self, site: SiteConfig) -> tuple[list[Link], str]:
         """(front ends that run a command now, why none do)."""
         if site.name not in self.cache:
-            links = list(self.factory(site))
-            live = [link for link in links if link.check()]
-            why = "" if live else (
-                "no front end of site '" + site.name + "' can run a command ("
-                + ", ".join(link.host for link in links) + ")")
-            self.cache[site.name] = (live, why)
+            self.cache[site.name] = live_frontends(site, self.factory)
         return self.cache[site.name]
 
-    def forget(self, site: SiteConfig) -> None:
+    def forget(self, site: SiteConfig | None) -> None:
         """Check the site again for the next run (a link failed meanwhile)."""
-        self.cache.pop(site.name, None)
+        if site is not None:
+            self.cache.pop(site.name, None)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,9 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
     """
     links = _Links(link_factory)
     outcomes: list[ExecOutcome] = []
-    for rid in _candidates(engine, remote_id, label):
+    with read_session(engine) as s:
+        due = statemachine.candidates(s, RunState.PENDING, remote_id=remote_id, label=label)
+    for rid in (c.remote_id for c in due):
         if limit is not None and len(outcomes) >= limit:
             break
         with write_session(engine) as s:
@@ -150,20 +154,6 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
                 continue
         outcomes.append(_exec_claimed(engine, config, rid, links, progress))
     return outcomes
-
-
-def _candidates(engine: Engine, remote_id: int | None, label: str | None) -> list[int]:
-    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.PENDING.value)
-    if remote_id is not None:
-        query = query.where(RemoteRun.remote_id == remote_id)
-    if label is not None:
-        query = query.where(RemoteRun.label == label)
-    with read_session(engine) as s:
-        ids = list(s.execute(query.order_by(RemoteRun.remote_id)).scalars())
-        if remote_id is not None and not ids and s.get(RemoteRun, remote_id) is None:
-            raise NotFoundError(f"no remote run with remote_id {remote_id}",
-                                hint="see 'remotetool list'")
-    return ids
 
 
 def _load(engine: Engine, rid: int) -> _Run:
@@ -179,7 +169,18 @@ def _exec_claimed(engine: Engine, config: Config, rid: int, links: _Links,
                   progress: Progress | None) -> ExecOutcome:
     """Work on one run we hold the lease of; every path ends the lease."""
     t0 = time.monotonic()
-    out = ExecOutcome(rid, "retry")
+    out = ExecOutcome(rid, ExecResult.RETRY)
+    try:
+        out.result, out.message = _attempt(engine, config, out, links, progress)
+    finally:
+        out.seconds = round(time.monotonic() - t0, 3)
+    return out
+
+
+def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
+             progress: Progress | None) -> _Verdict:
+    """Steps a to f; the figures go into ``out``, the verdict is returned."""
+    rid = out.remote_id
     site: SiteConfig | None = None
     try:
         run = _load(engine, rid)
@@ -187,54 +188,52 @@ def _exec_claimed(engine: Engine, config: Config, rid: int, links: _Links,
         folder = open_folder(run.folder)
         live, why = links.live(site)
         if not live:
-            return _to_auth(engine, out, why)
-        _push_and_submit(engine, site, run, folder, live, out, progress)
+            return _leave(engine, rid, RunState.AUTH, f"link down: {why}")
+        return _push_and_submit(engine, site, run, folder, live, out, progress)
     except JobFolderError as exc:
-        _to_error(engine, out, FAULT_JOB_FOLDER, exc.message)
+        return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}",
+                      fault=FAULT_JOB_FOLDER)
     except MissingInputs as exc:
-        _to_error(engine, out, FAULT_INPUT_MISSING,
-                  f"{exc.message}; hint: remotetool revert --to new {rid}")
+        return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}; hint: remotetool "
+                      f"revert --to new {rid}", fault=FAULT_INPUT_MISSING)
     except LinkDown as exc:
-        if site is not None:
-            links.forget(site)
-        _to_auth(engine, out, exc.message)
-    except ConcurrentUpdate as exc:
-        out.message = f"another process took the run: {exc.message}"  # not ours to touch
+        links.forget(site)
+        return _leave(engine, rid, RunState.AUTH, f"link down: {exc.message}")
+    except ConcurrentUpdate as exc:  # not ours to touch
+        return _Verdict(ExecResult.RETRY, f"another process took the run: {exc.message}")
     except TransientLinkError as exc:
-        if site is not None:
-            links.forget(site)
-        _leave_pending(engine, out, "retry", exc.message)
+        links.forget(site)
+        return _stay(engine, rid, ExecResult.RETRY, exc.message)
     except (SchedulerError, TransferError, LinkError) as exc:
-        _leave_pending(engine, out, "failed", exc.message)
+        return _stay(engine, rid, ExecResult.FAILED, exc.message)
     except BaseException:
         _release(engine, rid)
         raise
-    finally:
-        out.seconds = round(time.monotonic() - t0, 3)
-    return out
 
 
 def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFolder,
-                     live: list[Link], out: ExecOutcome, progress: Progress | None) -> None:
+                     live: list[Link], out: ExecOutcome, progress: Progress | None
+                     ) -> _Verdict:
     """Steps b to f for one run on its live front ends."""
     out.hosts = [link.host for link in live]
     specs = folder_files(folder)
-    _renew(engine, run.remote_id)
+    statemachine.renew(engine, run.remote_id, RunState.PENDING)
     report = push(live, specs, bundle_bytes=site.bundle_bytes,
                   jobs_per_link=site.jobs_per_frontend)
     _check_report(report, "job folder")
     out.folder_files = report.files
-    _renew(engine, run.remote_id)
+    statemachine.renew(engine, run.remote_id, RunState.PENDING)
     pushed = push_inputs(live, site, folder, progress=progress)
     _record_inputs(out, pushed)
-    _renew(engine, run.remote_id)
+    statemachine.renew(engine, run.remote_id, RunState.PENDING)
     scheduler = make_scheduler(live[0], site)
     sub = submit_once(engine, scheduler, remote_id=run.remote_id, attempt=run.attempt,
                       stored_token=run.token, script=folder.script)
+    out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
     try:
-        _to_run(engine, out, run, sub)
+        return _to_run(engine, run, sub, summary(out))
     except ConcurrentUpdate as exc:
-        _cancel_untracked(engine, scheduler, out, sub, exc.message)
+        return _cancel_untracked(engine, scheduler, run.remote_id, sub, exc.message)
 
 
 def _check_report(report: TransferReport, what: str) -> None:
@@ -249,27 +248,20 @@ def _record_inputs(out: ExecOutcome, pushed: InputPush) -> None:
     out.rate_mb_s = round(pushed.report.rate_mb_s, 3)
 
 
-def _renew(engine: Engine, rid: int) -> None:
-    """Extend our lease before the next long step (ConcurrentUpdate if we lost it)."""
-    with write_session(engine) as s:
-        if not statemachine.renew_lease(s, rid):
-            raise ConcurrentUpdate(rid, RunState.PENDING.value)
-
-
-def _cancel_untracked(engine: Engine, scheduler: Scheduler, out: ExecOutcome,
-                      sub: Submitted, why: str) -> None:
+def _cancel_untracked(engine: Engine, scheduler: Scheduler, rid: int, sub: Submitted,
+                      why: str) -> _Verdict:
     """The job exists but the run could not record it: cancel the job, say so."""
-    out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
     lost = f"job {sub.job_id} (token {sub.token}) could not be recorded ({why})"
     try:
         scheduler.cancel(sub.job_id)
     except (BridgeError, LinkError) as exc:
-        out.result = "orphan"
-        out.message = (f"exec: {lost} and could NOT be cancelled: {exc}; cancel it by "
-                       f"hand on site (its name ends in .{sub.token})")
+        verdict = _Verdict(ExecResult.ORPHAN,
+                           f"exec: {lost} and could NOT be cancelled: {exc}; cancel it by "
+                           f"hand on site (its name ends in .{sub.token})")
     else:
-        out.result, out.message = "cancelled", f"exec: {lost}; the job was cancelled"
-    _note_history(engine, out.remote_id, out.message)
+        verdict = _Verdict(ExecResult.CANCELLED, f"exec: {lost}; the job was cancelled")
+    _note_history(engine, rid, verdict.message)
+    return verdict
 
 
 def _note_history(engine: Engine, rid: int, note: str) -> None:
@@ -279,7 +271,7 @@ def _note_history(engine: Engine, rid: int, note: str) -> None:
             state = s.execute(select(RemoteRun.state)
                               .where(RemoteRun.remote_id == rid)).scalar_one_or_none()
             if state is not None:
-                statemachine.record(s, rid, state, state, note=note[:2000])
+                statemachine.record(s, rid, state, state, note=note)
     except BridgeError:
         pass  # the outcome still reports it
 
@@ -295,53 +287,37 @@ def summary(out: ExecOutcome) -> str:
     return text
 
 
-def _set_note(session: Any, rid: int, note: str) -> None:
-    session.execute(update(RemoteRun).where(RemoteRun.remote_id == rid)
-                    .values(note=note[:2000]).execution_options(synchronize_session=False))
-
-
-def _to_run(engine: Engine, out: ExecOutcome, run: _Run, sub: Submitted) -> None:
-    out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
+def _to_run(engine: Engine, run: _Run, sub: Submitted, figures: str) -> _Verdict:
+    """pending -> run with the job id, one attempt more and the figures in the note."""
     how = "adopted by token" if sub.adopted else "submitted"
-    note = f"exec: {how} job {sub.job_id} (token {sub.token}); {summary(out)}"
+    note = f"exec: {how} job {sub.job_id} (token {sub.token}); {figures}"
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
                                 where=[statemachine.held_by_me()], job_id=sub.job_id,
                                 attempt=run.attempt + 1, last_poll=utcnow(), fault=0)
-        _set_note(s, run.remote_id, note)
-    out.result, out.message = "run", note
+    return _Verdict(ExecResult.RUN, note)
 
 
-def _to_auth(engine: Engine, out: ExecOutcome, why: str) -> ExecOutcome:
-    _leave(engine, out, RunState.AUTH, f"link down: {why}")
-    return out
+_LEFT_FOR = {RunState.AUTH: ExecResult.AUTH, RunState.ERROR: ExecResult.ERROR}
 
 
-def _to_error(engine: Engine, out: ExecOutcome, fault: int, why: str) -> None:
-    _leave(engine, out, RunState.ERROR, f"exec: {why}", fault=fault)
-
-
-def _leave(engine: Engine, out: ExecOutcome, state: RunState, note: str, **values: Any) -> None:
+def _leave(engine: Engine, rid: int, state: RunState, note: str, **values: Any) -> _Verdict:
     """pending -> auth|error while we hold the lease; a lost lease leaves the run alone."""
     try:
         with write_session(engine) as s:
-            statemachine.transition(s, out.remote_id, RunState.PENDING, state, note=note,
+            statemachine.transition(s, rid, RunState.PENDING, state, note=note,
                                     where=[statemachine.held_by_me()], **values)
-            _set_note(s, out.remote_id, note)
     except ConcurrentUpdate as exc:
-        out.result, out.message = "retry", f"another process took the run: {exc.message}"
-        return
-    out.result, out.message = state.value, note
+        return _Verdict(ExecResult.RETRY, f"another process took the run: {exc.message}")
+    return _Verdict(_LEFT_FOR[state], note)
 
 
-def _leave_pending(engine: Engine, out: ExecOutcome, result: str, why: str) -> None:
+def _stay(engine: Engine, rid: int, result: ExecResult, why: str) -> _Verdict:
+    """The run stays ``pending``: lease given back, the note on the run and in its history."""
     note = f"exec ({result}): {why}"
     with write_session(engine) as s:
-        statemachine.release(s, out.remote_id)
-        statemachine.record(s, out.remote_id, RunState.PENDING.value,
-                            RunState.PENDING.value, note=note[:2000])
-        _set_note(s, out.remote_id, note)
-    out.result, out.message = result, note
+        statemachine.release(s, rid, note=note, state=RunState.PENDING)
+    return _Verdict(result, note)
 
 
 def _release(engine: Engine, rid: int) -> None:

@@ -39,7 +39,6 @@ from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteComponent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.pipeline import STAGE_FULL, STAGE_RUN_TABLES
-from remotebridge.errors import ConcurrentUpdate
 from remotebridge.poll.faults import (
     FAULT_ABANDONED,
     FAULT_DBINFO_REFUSED,
@@ -177,7 +176,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     plan = read_plan_tasks(run.folder)
     pending = _pending_components(engine, run.remote_id)
     names = [SUMMARY] + [_dbinfo_name(sid) for sid in sorted(pending)]
-    renew(engine, run)
+    statemachine.renew(engine, run.remote_id, RunState.RUN)
     files = fetch_files(links[0], run.job_dir, names, make_summary=True,
                         python=site.remote_python or "python3")
     if files.get(SUMMARY) is None:
@@ -190,7 +189,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     stage = get_stage(run.stage)
     check_records(run.stage, stage.dbinfo_schema, items)  # refuse before installing anything
     ok -= set(missing)
-    renew(engine, run)
+    statemachine.renew(engine, run.remote_id, RunState.RUN)
     pulled = pull_products(site, links, read_outputs(run.folder), ok)
     for sid, paths in pulled.missing.items():
         missing.setdefault(sid, []).extend(paths)
@@ -198,7 +197,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     tables = check_records(run.stage, stage.dbinfo_schema,
                            [it for it in items if it[0] in ok])
     failed = {sid: pending[sid] + 1 for sid in pending if sid not in ok}
-    renew(engine, run)
+    statemachine.renew(engine, run.remote_id, RunState.RUN)
     retry = sorted(sid for sid, att in failed.items() if att < site.max_attempts)
     out = Finished(RunState.FULL, full=sorted(ok), retry=retry,
                    abandoned=sorted(set(failed) - set(retry)), files=pulled.files,
@@ -219,14 +218,6 @@ def guard(run: RunInfo) -> list[Any]:
     """Extra conditions of every poll transition: this process still holds the lease,
     and the run still has the job that was polled (not a resubmission)."""
     return [statemachine.held_by_me(), RemoteRun.job_id == run.job_id]
-
-
-def renew(engine: Engine, run: RunInfo) -> None:
-    """Extend the lease before a long step; ConcurrentUpdate when it is no longer ours
-    (expired and taken, or the run moved): the caller stops and changes nothing."""
-    with write_session(engine) as s:
-        if not statemachine.renew_lease(s, run.remote_id):
-            raise ConcurrentUpdate(run.remote_id, RunState.RUN.value)
 
 
 def _clean_remote(link: Link, job_dir: str, task_ids: list[int]) -> None:
@@ -291,6 +282,4 @@ def _write(engine: Engine, run: RunInfo, tables: dict[str, Rows], out: Finished,
         extra: dict[str, Any] = {"last_poll": utcnow()}
         statemachine.transition(s, run.remote_id, RunState.RUN, out.state, note=out.note,
                                 where=guard(run), **extra)
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
-                  .values(note=out.note).execution_options(synchronize_session=False))
     return written

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 
 from remotebridge.config import Config, SiteConfig
 from remotebridge.db import statemachine
@@ -52,23 +52,23 @@ from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, g
 from remotebridge.poll.products import Deferred
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.schedulers import JobState, make_scheduler
-from remotebridge.ssh import links_for
+from remotebridge.ssh import links_for, live_frontends
 from remotebridge.ssh.base import Link
-from remotebridge.states import RunState
+from remotebridge.states import PollAction, RunState
 
 LinksFor = Callable[[SiteConfig], list[Link]]
 
 
 @dataclass
 class PollOutcome(Tally):
-    """What one poll did to one run. ``action``: waiting | full | retry | error | auth |
-    deferred. The :class:`Tally` fields count what finishing the run did."""
+    """What one poll did to one run (``action``). The :class:`Tally` fields count what
+    finishing the run did."""
 
     remote_id: int
     site: str
     job_id: str | None
     job_state: str
-    action: str
+    action: PollAction
     state: str
     fault: int = 0
     note: str = ""
@@ -77,12 +77,12 @@ class PollOutcome(Tally):
     @property
     def changed(self) -> bool:
         """True when the run moved (anything but 'still waiting' or 'try later')."""
-        return self.action not in ("waiting", "deferred")
+        return self.action.changed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for --json, in the documented order (docs/poll.md): the run's
         fields, then the tally, then ``seconds``."""
-        data = asdict(self)
+        data = {**asdict(self), "action": self.action.value}
         head = {k: v for k, v in data.items() if k not in TALLY_FIELDS and k != "seconds"}
         return {**head, **{k: data[k] for k in TALLY_FIELDS}, "seconds": data["seconds"]}
 
@@ -93,18 +93,13 @@ def _due(last_poll: datetime | None, interval: int, now: datetime) -> bool:
 
 def select_due(engine: Engine, config: Config, *, remote_id: int | None = None,
                label: str | None = None, force: bool = False) -> list[int]:
-    """Ids of the runs in ``run`` whose poll is due (all of the selection with ``force``)."""
-    query = select(RemoteRun.remote_id, RemoteRun.site, RemoteRun.last_poll).where(
-        RemoteRun.state == RunState.RUN.value)
-    if remote_id is not None:
-        query = query.where(RemoteRun.remote_id == remote_id)
-    if label is not None:
-        query = query.where(RemoteRun.label == label)
+    """Ids of the runs in ``run`` whose poll is due (all of the selection with ``force``);
+    NotFoundError when ``remote_id`` names no run."""
     now = utcnow()
     with read_session(engine) as s:
-        rows = s.execute(query.order_by(RemoteRun.remote_id)).all()
-    return [rid for rid, site, last in rows
-            if force or _due(last, config.site(site or None).poll_interval, now)]
+        runs = statemachine.candidates(s, RunState.RUN, remote_id=remote_id, label=label)
+    return [c.remote_id for c in runs
+            if force or _due(c.last_poll, config.site(c.site or None).poll_interval, now)]
 
 
 def _claim(engine: Engine, ids: list[int]) -> list[RunInfo]:
@@ -163,7 +158,7 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
     if not ready:
         return outcomes
     try:
-        links = _live(site, links_of(site))
+        links = _live(site, links_of)
         states = make_scheduler(links[0], site).status([r.job_id or "" for r in ready])
         present = summaries_present(links[0], [r.job_dir for r in ready
                                                if states[r.job_id or ""] is JobState.UNKNOWN])
@@ -198,12 +193,12 @@ def _ended(run: RunInfo, state: JobState, present: set[str]) -> bool:
         utcnow() - run.since > timedelta(seconds=wall) + UNKNOWN_MARGIN
 
 
-def _live(site: SiteConfig, links: list[Link]) -> list[Link]:
-    """The front ends that run a command right now (a cut front end is left out)."""
-    live = [link for link in links if link.check()]
+def _live(site: SiteConfig, links_of: LinksFor) -> list[Link]:
+    """The front ends that run a command right now (a cut front end is left out);
+    LinkDown when none does."""
+    live, why = live_frontends(site, links_of)
     if not live:
-        raise LinkDown(f"no front end of site {site.name} answers "
-                       f"({', '.join(link.host for link in links)})")
+        raise LinkDown(why)
     return live
 
 
@@ -224,15 +219,15 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
     except PrepareError as exc:  # the retry subset could not be written
         return _error(engine, run, state.value, FAULT_OTHER, f"retry subset: {exc.message}")
     except ConcurrentUpdate as exc:
-        return _outcome(run, state.value, "deferred", RunState.RUN, note=str(exc))
+        return _outcome(run, state.value, PollAction.DEFERRED, RunState.RUN, note=str(exc))
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
         return _defer(engine, run, state.value, str(exc))
-    action = "retry" if done.state is RunState.PENDING else "full"
+    action = PollAction.RETRY if done.state is RunState.PENDING else PollAction.FULL
     return _outcome(run, state.value, action, done.state, note=done.note, **done.tally(),
                     seconds=time.perf_counter() - t0)
 
 
-def _outcome(run: RunInfo, job_state: str, action: str, state: RunState,
+def _outcome(run: RunInfo, job_state: str, action: PollAction, state: RunState,
              **kw: Any) -> PollOutcome:
     return PollOutcome(run.remote_id, run.site, run.job_id, job_state, action, state.value,
                        **kw)
@@ -241,19 +236,18 @@ def _outcome(run: RunInfo, job_state: str, action: str, state: RunState,
 def _touch(engine: Engine, run: RunInfo) -> None:
     """Record the poll and give the lease back (the run stays in ``run``)."""
     with write_session(engine) as s:
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id, *guard(run))
-                  .values(last_poll=utcnow()).execution_options(synchronize_session=False))
-        statemachine.release(s, run.remote_id)
+        statemachine.release(s, run.remote_id, where=guard(run), last_poll=utcnow())
 
 
 def _waiting(engine: Engine, run: RunInfo, state: JobState) -> PollOutcome:
     _touch(engine, run)
-    return _outcome(run, state.value, "waiting", RunState.RUN)
+    return _outcome(run, state.value, PollAction.WAITING, RunState.RUN)
 
 
 def _defer(engine: Engine, run: RunInfo, job_state: str, why: str) -> PollOutcome:
     _touch(engine, run)
-    return _outcome(run, job_state, "deferred", RunState.RUN, note=why[:2000])
+    return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN,
+                    note=statemachine.clip(why))
 
 
 def _move(engine: Engine, run: RunInfo, wanted: RunState, note: str, **values: Any) -> None:
@@ -262,40 +256,33 @@ def _move(engine: Engine, run: RunInfo, wanted: RunState, note: str, **values: A
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.RUN, wanted, note=note,
                                 where=guard(run), last_poll=utcnow(), **values)
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == run.remote_id)
-                  .values(note=note).execution_options(synchronize_session=False))
 
 
 def _auth(engine: Engine, run: RunInfo, job_state: str, exc: LinkDown) -> PollOutcome:
-    note = f"poll: link down: {exc}"[:2000]
+    note = statemachine.clip(f"poll: link down: {exc}")
     try:
         _move(engine, run, RunState.AUTH, note)
     except ConcurrentUpdate as lost:
-        return _outcome(run, job_state, "deferred", RunState.RUN, note=str(lost))
-    return _outcome(run, job_state, "auth", RunState.AUTH, note=note)
+        return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN, note=str(lost))
+    return _outcome(run, job_state, PollAction.AUTH, RunState.AUTH, note=note)
 
 
 def _error(engine: Engine, run: RunInfo, job_state: str, fault: int, message: str
            ) -> PollOutcome:
-    note = f"poll: {message}"[:2000]
+    note = statemachine.clip(f"poll: {message}")
     try:
         _move(engine, run, RunState.ERROR, note, fault=fault or FAULT_OTHER)
     except ConcurrentUpdate as lost:
-        return _outcome(run, job_state, "deferred", RunState.RUN, note=str(lost))
-    return _outcome(run, job_state, "error", RunState.ERROR, fault=fault or FAULT_OTHER,
+        return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN, note=str(lost))
+    return _outcome(run, job_state, PollAction.ERROR, RunState.ERROR, fault=fault or FAULT_OTHER,
                     note=note)
 
 
 def runs_in_run(engine: Engine, *, remote_id: int | None = None,
                 label: str | None = None) -> int:
     """How many runs of the selection are still in ``run``."""
-    query = select(RemoteRun.remote_id).where(RemoteRun.state == RunState.RUN.value)
-    if remote_id is not None:
-        query = query.where(RemoteRun.remote_id == remote_id)
-    if label is not None:
-        query = query.where(RemoteRun.label == label)
     with read_session(engine) as s:
-        return len(s.execute(query).all())
+        return len(statemachine.candidates(s, RunState.RUN, remote_id=remote_id, label=label))
 
 
 def poll_until(engine: Engine, config: Config, *, wait: float, remote_id: int | None = None,

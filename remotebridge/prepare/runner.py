@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
 from remotebridge import jobfolder
 from remotebridge.config import Config, SchedulerKind, SiteConfig, SiteKind
@@ -124,12 +124,9 @@ def _finish(engine: Engine, remote_id: int, job: Job) -> None:
 
 
 def _fail(engine: Engine, remote_id: int, exc: PrepareError) -> None:
-    note = f"prepare: {exc.message}"[:2000]
     with write_session(engine) as s:
-        statemachine.transition(s, remote_id, RunState.NEW, RunState.ERROR, note=note,
-                                fault=exc.fault or FAULT_OTHER)
-        s.execute(update(RemoteRun).where(RemoteRun.remote_id == remote_id).values(note=note)
-                  .execution_options(synchronize_session=False))
+        statemachine.transition(s, remote_id, RunState.NEW, RunState.ERROR,
+                                note=f"prepare: {exc.message}", fault=exc.fault or FAULT_OTHER)
 
 
 def build_job(engine: Engine, config: Config, remote_id: int, program: Any) -> tuple[Job, str]:

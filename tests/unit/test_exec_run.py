@@ -31,7 +31,7 @@ from remotebridge.exec import exec_runs, folder_files, open_folder, token_attemp
 from remotebridge.exec.submit import pending_token
 from remotebridge.schedulers import JobState, LocalScheduler
 from remotebridge.ssh import Link, LocalLink, Result
-from remotebridge.states import RunState
+from remotebridge.states import ExecResult, RunState
 from tests.support import demo_runs
 from tests.support.demo_runs import (
     VENV_BIN,
@@ -296,8 +296,8 @@ def test_cli_exits_1_when_a_job_had_to_be_cancelled() -> None:
     from remotebridge.cli.exec_cmd import exit_code
     from remotebridge.exec import ExecOutcome
 
-    assert exit_code([ExecOutcome(1, "run"), ExecOutcome(2, "cancelled")]) == 1
-    assert exit_code([ExecOutcome(2, "orphan")]) == 1
+    assert exit_code([ExecOutcome(1, ExecResult.RUN), ExecOutcome(2, ExecResult.CANCELLED)]) == 1
+    assert exit_code([ExecOutcome(2, ExecResult.ORPHAN)]) == 1
 
 
 @pytest.mark.parametrize("at", ["rb-local-submit", "check-inputs"])
@@ -331,3 +331,12 @@ def test_input_changed_at_home_goes_to_error_not_retried(engine: Engine, tmp_pat
     assert (run.state, run.fault, run.owner) == ("error", 21, None)
     assert registry(tmp_path) == []
     assert exec_runs(engine, local_config(tmp_path)) == []  # not retried every round
+
+
+def test_outcome_json_keeps_the_result_string() -> None:
+    from remotebridge.exec import ExecOutcome
+
+    data = ExecOutcome(3, ExecResult.ORPHAN, message="m").to_dict()
+    assert type(data["result"]) is str and data["result"] == "orphan"
+    assert [r.value for r in ExecResult] == ["run", "auth", "retry", "failed", "error",
+                                             "cancelled", "orphan"]

@@ -3,8 +3,10 @@ an unknown --remote-id is NotFoundError (exit 3)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
@@ -12,9 +14,13 @@ from remotebridge.cli.context import AppContext
 from remotebridge.cli.exitcodes import exit_code_for
 from remotebridge.cli.poll_cmd import poll
 from remotebridge.errors import NotFoundError
+from remotebridge.exec import exec_runs
+from remotebridge.poll import PollOutcome, poll_runs, poll_until
+from remotebridge.states import PollAction
 from tests.unit.test_poll_hostile import finished_job
 from tests.unit.test_poll_run import (
     _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+    config,
     get,
     raw_config,
     toml_site,
@@ -45,3 +51,22 @@ def test_unknown_remote_id(engine: Engine, db_url: str, tmp_path: Path) -> None:
     # the program's error handler (cli/base.py) maps it to exit 3
     assert isinstance(r.exception, NotFoundError), (r.exit_code, r.output, r.exception)
     assert exit_code_for(r.exception) == 3
+
+
+def test_unknown_remote_id_is_refused_by_the_library(engine: Engine, tmp_path: Path) -> None:
+    """Not only the CLI: poll_runs, poll_until and exec_runs raise NotFoundError."""
+    cfg = config(tmp_path)
+    with pytest.raises(NotFoundError):
+        poll_runs(engine, cfg, remote_id=999)
+    with pytest.raises(NotFoundError):
+        poll_until(engine, cfg, wait=0, remote_id=999)
+    with pytest.raises(NotFoundError):
+        exec_runs(engine, cfg, remote_id=999)
+
+
+def test_poll_outcome_json_keeps_the_action_string() -> None:
+    out = PollOutcome(1, "demo", "5", "running", PollAction.WAITING, "run")
+    data = out.to_dict()
+    assert type(data["action"]) is str and data["action"] == "waiting"
+    assert json.dumps(data["action"]) == '"waiting"' and not out.changed
+    assert PollOutcome(1, "demo", "5", "completed", PollAction.FULL, "full").changed

@@ -10,11 +10,13 @@ from sqlalchemy import Engine, select, update
 from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.statemachine import (
+    NOTE_MAX,
     cancel,
+    candidates,
     claim,
     held_by_me,
     release,
-    renew_lease,
+    renew,
     revert,
     revertauth,
     transition,
@@ -159,11 +161,11 @@ def test_an_expired_lease_cannot_move_a_run_someone_else_took(engine: Engine) ->
     rid = _new_run(engine, RunState.RUN)
     with write_session(engine) as s:
         assert claim(s, RunState.RUN) == [rid]
-        assert renew_lease(s, rid)
+    renew(engine, rid, RunState.RUN)
     with write_session(engine) as s:  # our lease is now someone else's
         s.execute(update(RemoteRun).values(owner="otherhost:1"))
-    with write_session(engine) as s:
-        assert not renew_lease(s, rid)
+    with pytest.raises(ConcurrentUpdate):
+        renew(engine, rid, RunState.RUN)
     with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
         transition(s, rid, RunState.RUN, RunState.FULL, where=[held_by_me()])
     assert _state(engine, rid)[0] == "run"
@@ -185,3 +187,98 @@ def test_revert_to_new_rebuilds_the_job_folder(engine: Engine) -> None:
     with write_session(engine) as s:
         assert revert(s, rid, RunState.NEW) is RunState.NEW
     assert _state(engine, rid)[0] == "new"
+
+
+def _history(engine: Engine, rid: int) -> list[tuple[str | None, str, str]]:
+    with read_session(engine) as s:
+        rows = s.execute(select(RemoteEvent.from_state, RemoteEvent.to_state, RemoteEvent.note)
+                         .where(RemoteEvent.remote_id == rid)
+                         .order_by(RemoteEvent.event_id)).all()
+        return [(a, b, c) for a, b, c in rows]
+
+
+def _note(engine: Engine, rid: int) -> str:
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None
+        return run.note
+
+
+def test_a_transition_sets_its_note_on_the_run(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:
+        assert claim(s, RunState.PENDING) == [rid]
+        transition(s, rid, RunState.PENDING, RunState.ERROR, note="exec: folder gone",
+                   where=[held_by_me()], fault=23)
+    assert _note(engine, rid) == "exec: folder gone"
+    assert _history(engine, rid) == [("pending", "error", "exec: folder gone")]
+
+
+def test_a_long_note_is_cut_once_to_note_max(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.RUN)
+    with write_session(engine) as s:
+        transition(s, rid, RunState.RUN, RunState.AUTH, note="x" * (NOTE_MAX + 500))
+    assert _note(engine, rid) == "x" * NOTE_MAX
+    assert [len(n) for _, _, n in _history(engine, rid)] == [NOTE_MAX]
+
+
+def test_a_lost_guard_writes_no_note(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:  # another process holds the lease
+        s.execute(update(RemoteRun).values(owner="otherhost:1", note="theirs"))
+    with pytest.raises(ConcurrentUpdate), write_session(engine) as s:
+        transition(s, rid, RunState.PENDING, RunState.AUTH, note="link down: mine",
+                   where=[held_by_me()])
+    with write_session(engine) as s:
+        assert not release(s, rid, note="exec (retry): mine", state=RunState.PENDING)
+    assert _note(engine, rid) == "theirs" and _history(engine, rid) == []
+
+
+def test_release_with_a_note_records_it_while_the_lease_is_ours(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:
+        assert claim(s, RunState.PENDING) == [rid]
+        assert release(s, rid, note="exec (failed): refused", state=RunState.PENDING)
+    assert _state(engine, rid)[0] == "pending"
+    assert _note(engine, rid) == "exec (failed): refused"
+    assert _history(engine, rid) == [("pending", "pending", "exec (failed): refused")]
+    with write_session(engine) as s:
+        assert claim(s, RunState.PENDING) == [rid], "the lease was given back"
+
+
+def test_release_sets_values_under_an_extra_guard(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.RUN)
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).values(job_id="7"))
+        assert claim(s, RunState.RUN) == [rid]
+        assert not release(s, rid, where=[RemoteRun.job_id == "6"], attempt=5)
+        assert release(s, rid, where=[RemoteRun.job_id == "7"], attempt=5)
+    with read_session(engine) as s:
+        run = s.get(RemoteRun, rid)
+        assert run is not None and (run.attempt, run.owner) == (5, None)
+
+
+def test_renew_refuses_a_run_that_left_the_state(engine: Engine) -> None:
+    rid = _new_run(engine, RunState.PENDING)
+    with write_session(engine) as s:
+        assert claim(s, RunState.PENDING) == [rid]
+    renew(engine, rid, RunState.PENDING)
+    with pytest.raises(ConcurrentUpdate):
+        renew(engine, rid, RunState.RUN)
+
+
+def test_candidates_of_a_state_label_or_id(engine: Engine) -> None:
+    a = _new_run(engine, RunState.PENDING, label="A")
+    b = _new_run(engine, RunState.PENDING, label="B")
+    c = _new_run(engine, RunState.RUN, label="A")
+    with read_session(engine) as s:
+        def ids(state: RunState | None, remote_id: int | None = None,
+                label: str | None = None) -> list[int]:
+            return [x.remote_id for x in candidates(s, state, remote_id=remote_id, label=label)]
+        assert ids(RunState.PENDING) == [a, b]
+        assert ids(RunState.PENDING, label="A") == [a]
+        assert ids(RunState.PENDING, remote_id=c) == [], "a known run in another state"
+        assert ids(None, remote_id=c) == [c]
+        assert candidates(s, RunState.RUN)[0].site == "demo"
+        with pytest.raises(NotFoundError):
+            candidates(s, RunState.PENDING, remote_id=c + 1000)
