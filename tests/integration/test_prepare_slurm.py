@@ -32,7 +32,7 @@ from remotebridge.prepare.allocation import AllocationInput, compute
 from remotebridge.prepare.job import assemble
 from remotebridge.prepare.plan import Phase, Plan, Task
 from remotebridge.prepare.writer import write_folder
-from tests.unit.test_prepare_run import new_run, stage_remote
+from tests.support.prepare_runs import new_run, stage_remote
 
 CPUS = 32
 """CPUs the node declares (SlurmdParameters=config_overrides: more than the machine has)."""
