@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.site
+
 
 def sh(*argv):
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=300)
