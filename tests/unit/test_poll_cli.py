@@ -17,10 +17,10 @@ from remotebridge.errors import NotFoundError
 from remotebridge.exec import exec_runs
 from remotebridge.poll import PollOutcome, poll_runs, poll_until
 from remotebridge.states import PollAction
-from tests.unit.test_poll_hostile import finished_job
-from tests.unit.test_poll_run import (
-    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_runs import (
     config,
+    finished_job,
     get,
     raw_config,
     toml_site,
