@@ -233,6 +233,30 @@ def site_user(site: SiteConfig) -> str:
     return recorded or site.user
 
 
+def user_history_file(site_name: str) -> Path:
+    """Where ``control-tool switch-user`` keeps the login users a site was run as before."""
+    return xdg_state_home() / "remotebridge" / f"{site_name}.users"
+
+
+def site_users(site: SiteConfig) -> list[str]:
+    """The current login user, then every earlier one (jobs of all of them are ours)."""
+    try:
+        former = user_history_file(site.name).read_text(encoding="utf-8").split()
+    except OSError:
+        former = []
+    return [u for u in dict.fromkeys([site_user(site), site.user, *former]) if u]
+
+
+def record_former_user(site_name: str, user: str) -> None:
+    """Add ``user`` to the site's former login users (kept for finding their jobs)."""
+    path = user_history_file(site_name)
+    known = path.read_text(encoding="utf-8").split() if path.exists() else []
+    if user and user not in known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(user + "\n")
+
+
 def default_config_path() -> Path:
     """The config file used when neither --config nor $REMOTEBRIDGE_CONFIG is given."""
     return xdg_config_home() / "remotebridge" / "config.toml"

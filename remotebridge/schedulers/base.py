@@ -184,14 +184,25 @@ class Scheduler(abc.ABC):
         """A cheap command showing the scheduler answers (site check)."""
         return ["true"]
 
+    def transient_answer(self, result: Result) -> bool:
+        """True when a failed answer says the scheduler could not be reached for now
+        (a client time-out): a transient fault, never a failed command."""
+        return False
+
+    def _failed(self, result: Result, argv: Sequence[str], what: str) -> Exception:
+        evidence = evidence_of(result, argv, self.link.host)
+        if self.transient_answer(result):
+            return TransientLinkError(f"{self.kind} {what}: scheduler did not answer in time",
+                                      evidence=evidence)
+        return SchedulerError(f"{self.kind} {what} failed", evidence=evidence)
+
     # --- the operations ---------------------------------------------------------------
 
     def _run(self, argv: Sequence[str], what: str, *, retry: bool = True,
              ok_rcs: Iterable[int] = (0,)) -> Result:
         result = self.link.run(argv, check=False, retry=retry)
         if result.rc not in set(ok_rcs):
-            raise SchedulerError(f"{self.kind} {what} failed",
-                                 evidence=evidence_of(result, argv, self.link.host))
+            raise self._failed(result, argv, what)
         return result
 
     def submit(self, script_path_remote: str, name: str, token: str) -> str:
@@ -242,8 +253,7 @@ class Scheduler(abc.ABC):
         argv = self.cancel_argv(job_id)
         result = self.link.run(argv, check=False)
         if result.rc != 0 and not self.cancel_gone(result):
-            raise SchedulerError(f"{self.kind} cancel of {job_id} failed",
-                                 evidence=evidence_of(result, argv, self.link.host))
+            raise self._failed(result, argv, f"cancel of {job_id}")
 
     def probe(self) -> Result:
         """Run :meth:`probe_argv` (raises RemoteCommandFailed if it fails)."""
