@@ -1,9 +1,14 @@
-"""Shared fixtures: the same tests run on SQLite and on PostgreSQL.
+"""Shared fixtures: the same tests run on SQLite and on PostgreSQL; the test tiers.
 
 PostgreSQL is the production database and must be reachable (default
 ``postgresql://postgres@127.0.0.1:5432/test``, override with $RB_TEST_PG_URL): a
 suite that cannot reach it FAILS, it does not skip. Each test session creates its
 own scratch database on that server and drops it at the end.
+
+Tiers (marks, see README "Running the tests"): ``site`` for every test that needs root
+and the test site (tests/site, tests/integration, or any test asking for ``test_site``),
+``postgres`` for every test on PostgreSQL. ``pytest -m "not site"`` needs neither root
+nor the site. Nothing is ever skipped for a missing PostgreSQL or site: such a test fails.
 """
 
 from __future__ import annotations
@@ -11,19 +16,36 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from remotebridge.db import Base
 from remotebridge.db.engine import make_engine
 from remotebridge.db.migrate import upgrade
-from remotebridge.db.pipeline import ChipRun, RawExp
+from tests.site.fixtures import site_alone, test_site  # noqa: F401 - fixtures for every folder
 
 PG_ADMIN_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DB_KINDS = ["sqlite", "postgresql"]
+DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+SITE_FOLDERS = ("site", "integration")
+"""Every test in these folders of tests/ needs root and the test site."""
+SITE_FIXTURES = {"test_site", "site_alone"}
+"""A test elsewhere that asks for one of these needs them too."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tiers: ``site`` (needs root and the test site) by folder or by fixture, and
+    ``postgres`` on every test that asks for the PostgreSQL database."""
+    here = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else ""
+        if folder in SITE_FOLDERS or SITE_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.site)
+        if "pg_url" in item.fixturenames:
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
@@ -84,25 +106,6 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def add_chipruns(engine: Engine, label: str, count: int, *, start: int = 1,
-                 state: str = "new") -> list[int]:
-    """Insert ``count`` exposures with one chipRun each; returns the chip_ids."""
-    t0 = datetime(2026, 1, 1)
-    exps = [{"exp_id": start + i, "exp_name": f"o{start + i:07d}", "dateobs":
-             t0 + timedelta(minutes=i), "filter": "r", "exp_time": 30.0, "ra": 10.0,
-             "decl": 20.0, "camera": "DEMOCAM", "airmass": 1.0, "obs_mode": "SURVEY"}
-            for i in range(count)]
-    runs = [{"chip_id": start + i, "exp_id": start + i, "label": label, "state": state,
-             "workdir": f"/data/{label}", "data_group": label, "fault": 0,
-             "registered": t0, "end_stage": "chip", "tess_id": ""}
-            for i in range(count)]
-    with engine.begin() as conn:
-        if exps:
-            conn.execute(insert(RawExp), exps)
-            conn.execute(insert(ChipRun), runs)
-    return [start + i for i in range(count)]
-
-
 @pytest.fixture
 def isolated_env(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> str:
     """XDG dirs and config pointed into tmp_path, so nothing touches the real home."""
@@ -111,24 +114,3 @@ def isolated_env(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("REMOTEBRIDGE_CONFIG", raising=False)
     monkeypatch.delenv("REMOTEBRIDGE_DB", raising=False)
     return str(tmp_path)
-
-
-def _load_site_plugin() -> object:
-    """The test-site fixtures (tests/site/fixtures.py), loaded once under one module name
-    so that tests/site/conftest.py and this file share the same session fixture."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "rbsite_test_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("site") / "fixtures.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-test_site = _load_site_plugin().test_site  # type: ignore[attr-defined]

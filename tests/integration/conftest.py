@@ -1,9 +1,8 @@
 """Fixtures of the integration tests (the test site's own, ``test_site`` and
-``site_alone``, come from the plugin tests/conftest.py loads)."""
+``site_alone``, come from tests/site/fixtures.py through tests/conftest.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,8 @@ from typing import Any
 import pytest
 
 from remotebridge.ssh import OpenSSHLink
-from tests.integration.sitecfg import open_masters, site_config
 from tests.support.demo_runs import short_dir
-
-site_alone = sys.modules["rbsite_test_fixtures"].site_alone
-"""The test site to this test alone (for tests that count dmz logins or cut links)."""
+from tests.support.sitecfg import open_masters, site_config
 
 
 @pytest.fixture()

@@ -20,7 +20,7 @@ from remotebridge.db.engine import make_engine, read_session
 from remotebridge.db.migrate import upgrade
 from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun
 from remotebridge.demo.generate import init_survey
-from tests.integration.sitecfg import write_config
+from tests.support.sitecfg import write_config
 
 pytestmark = pytest.mark.site
 

@@ -23,9 +23,9 @@ from remotebridge.db.migrate import upgrade
 from remotebridge.demo.generate import init_survey
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for
-from tests.integration.sitecfg import write_config
 from tests.support.demo_runs import define_and_prepare as prepared_run
 from tests.support.demo_runs import run_row, wait_job_end
+from tests.support.sitecfg import write_config
 
 pytestmark = pytest.mark.site
 

@@ -17,7 +17,7 @@ import pytest
 from remotebridge.errors import HostKeyMismatch, LinkDown, TransientLinkError
 from remotebridge.sitecheck import all_ok, check_site, link_down
 from remotebridge.ssh import OpenSSHLink, RetryPolicy, links_for
-from tests.integration.sitecfg import site_config
+from tests.support.sitecfg import site_config
 
 pytestmark = pytest.mark.site
 

@@ -27,7 +27,7 @@ from remotebridge.exec import exec_runs
 from remotebridge.poll import poll_runs, poll_until
 from remotebridge.prepare import prepare_run
 from remotebridge.ssh import links_for
-from tests.integration.sitecfg import open_masters, site_values
+from tests.support.sitecfg import open_masters, site_values
 
 pytestmark = pytest.mark.site
 

@@ -11,8 +11,8 @@ import pytest
 
 from remotebridge.schedulers import JobState, SlurmScheduler, make_scheduler
 from remotebridge.ssh import OpenSSHLink, Result
-from tests.integration.sitecfg import open_masters, site_config
 from tests.support.demo_runs import short_dir
+from tests.support.sitecfg import open_masters, site_config
 
 pytestmark = pytest.mark.site
 

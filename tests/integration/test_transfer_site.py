@@ -20,7 +20,7 @@ import pytest
 
 from remotebridge.ssh import OpenSSHLink
 from remotebridge.transfer import FileSpec, pull, push
-from tests.integration.sitecfg import open_masters, site_config
+from tests.support.sitecfg import open_masters, site_config
 
 pytestmark = pytest.mark.site
 

@@ -102,7 +102,7 @@ def test_status_exit_code_and_text(test_site):
 
 def test_fixture_fails_instead_of_skipping_without_root(monkeypatch):
     """bring_up() must fail the test (not skip) when the site cannot be made."""
-    import rbsite_test_fixtures as fx
+    from tests.site import fixtures as fx
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.fail.Exception, match="needs root"):

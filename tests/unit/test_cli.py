@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from remotebridge.cli import control, remotetool
 from remotebridge.cli.exitcodes import ExitCode
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

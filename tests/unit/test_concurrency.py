@@ -14,7 +14,7 @@ from remotebridge.db.statemachine import claim, transition
 from remotebridge.define import define_by_query
 from remotebridge.errors import ConcurrentUpdate
 from remotebridge.states import RunState
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 WORKERS = 8
 

@@ -117,7 +117,7 @@ def test_relative_path_base_is_stored_absolute(isolated_env: str, tmp_path: Path
     from remotebridge.db.migrate import upgrade
     from remotebridge.define import define_by_query
     from remotebridge.runs import list_runs
-    from tests.conftest import add_chipruns
+    from tests.support.db import add_chipruns
 
     engine = make_engine(f"sqlite:///{tmp_path / 'rb.db'}")
     upgrade(engine)

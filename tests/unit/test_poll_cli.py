@@ -12,9 +12,9 @@ from remotebridge.cli.context import AppContext
 from remotebridge.cli.exitcodes import exit_code_for
 from remotebridge.cli.poll_cmd import poll
 from remotebridge.errors import NotFoundError
-from tests.unit.test_poll_hostile import finished_job
-from tests.unit.test_poll_run import (
-    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_runs import (
+    finished_job,
     get,
     raw_config,
     toml_site,

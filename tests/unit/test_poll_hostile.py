@@ -19,27 +19,17 @@ from sqlalchemy import Engine, inspect
 from remotebridge.config import SiteConfig
 from remotebridge.poll import poll_runs
 from remotebridge.ssh import Link, LocalLink
-from tests.unit.test_poll_run import (
-    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_runs import (
     chip_states,
     components,
     config,
+    finished_job,
     get,
-    prepared_run,
     results,
-    submit,
-    wait_job,
 )
 
 Record = dict[str, Any]
-
-
-def finished_job(engine: Engine, tmp: Path) -> tuple[int, Path]:
-    """A one-exposure chip run whose job has ended; returns its id and remote folder."""
-    rid = prepared_run(engine, tmp, exposures=1)
-    job_id = submit(engine, tmp, rid)
-    assert wait_job(tmp, job_id).value == "completed"
-    return rid, tmp / "remote side" / f"remote_{rid}"
 
 
 def edit_first_record(job_dir: Path, change: Callable[[Record], None]) -> None:
@@ -177,6 +167,7 @@ def test_sql_looking_value_is_data(engine: Engine, tmp_path: Path) -> None:
 
 FAKE_TAR = r"""#!{python}
 import io, sys, tarfile
+from tests.support.poll_runs import finished_job
 sys.stdin.buffer.read()
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode="w") as tf:

@@ -12,12 +12,12 @@ from sqlalchemy import Engine, update
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import write_session
 from remotebridge.poll import finish, poll_runs, runner
-from tests.unit.test_poll_hostile import finished_job
-from tests.unit.test_poll_run import (
-    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
+from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_runs import (
     chip_states,
     components,
     config,
+    finished_job,
     get,
     results,
 )

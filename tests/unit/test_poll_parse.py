@@ -19,7 +19,7 @@ from remotebridge.poll.remote_files import (
 )
 from remotebridge.poll.replay import apply_rows, check_records
 from remotebridge.prepare.chip import ChipStage
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 
 def doc(fmt: str, records: list[Any], **head: Any) -> bytes:

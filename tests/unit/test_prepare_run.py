@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,33 +14,16 @@ from sqlalchemy import Engine, delete, select
 from remotebridge import config as cfgmod
 from remotebridge.cli.context import AppContext
 from remotebridge.cli.prepare_cmd import prepare, review
-from remotebridge.db.bridge import RemoteComponent, RemoteRun
+from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import read_session, write_session
-from remotebridge.db.pipeline import ChipRun, DetrendFile, RawImfile
+from remotebridge.db.pipeline import DetrendFile, RawImfile
 from remotebridge.demo.generate import init_survey
 from remotebridge.errors import IllegalTransition, PrepareError
 from remotebridge.prepare import load_stages, prepare_run
 from remotebridge.prepare.base import validate_dbinfo
 from remotebridge.prepare.chip import ChipStage
 from tests.support.demo_runs import VENV_BIN
-
-
-def site_config(tmp: Path) -> cfgmod.Config:
-    return cfgmod.build({"site": {"demo": {"kind": "local", "scheduler": "local",
-                                           "local_root": str(tmp / "remote side"),
-                                           "cores_per_node": 4}}})
-
-
-def new_run(engine: Engine, tmp: Path, stage: str = "chip") -> int:
-    with write_session(engine) as s:
-        ids = list(s.execute(select(ChipRun.chip_id)).scalars())
-        run = RemoteRun(stage=stage, label="demo", site="demo", state="new",
-                        path_base=str(tmp / "jobs"))
-        s.add(run)
-        s.flush()
-        for i in ids:
-            s.add(RemoteComponent(remote_id=run.remote_id, stage_id=i, stage=stage))
-        return run.remote_id
+from tests.support.prepare_runs import new_run, site_config, stage_remote
 
 
 @pytest.fixture
@@ -55,19 +37,6 @@ def state_of(engine: Engine, rid: int) -> tuple[str, int, str]:
         run = s.get(RemoteRun, rid)
         assert run is not None
         return run.state, run.fault, run.note
-
-
-def stage_remote(folder: Path) -> Path:
-    """Play 'exec': copy the job folder and every input to the remote side."""
-    info = json.loads((folder / "job.json").read_text())
-    job_dir = Path(info["job_dir"])
-    shutil.copytree(folder, job_dir, dirs_exist_ok=True)
-    for line in (folder / "inputs.manifest").read_text().splitlines():
-        if not line.startswith("#"):
-            local, remote = line.split("\t")[:2]
-            Path(remote).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(local, remote)
-    return job_dir
 
 
 def check_inputs(job_dir: Path) -> list[str]:

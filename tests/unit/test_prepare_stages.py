@@ -19,7 +19,8 @@ from remotebridge.db.engine import write_session
 from remotebridge.demo.generate import init_survey
 from remotebridge.prepare import load_stages, prepare_run
 from remotebridge.prepare.base import validate_dbinfo
-from tests.unit.test_prepare_run import VENV_BIN, site_config, stage_remote
+from tests.support.demo_runs import VENV_BIN
+from tests.support.prepare_runs import site_config, stage_remote
 
 TABLES = {"chipProcessedImfile": p.ChipProcessedImfile, "camProcessedExp": p.CamProcessedExp,
           "warpSkyfile": p.WarpSkyfile, "stackSumSkyfile": p.StackSumSkyfile}

@@ -18,7 +18,7 @@ from remotebridge.db.statemachine import cancel, move, revert, revertauth
 from remotebridge.define import define_by_query
 from remotebridge.errors import IllegalTransition, NotFoundError
 from remotebridge.states import CANCELLABLE, RunState, is_legal
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 
 def _reset(engine: Engine) -> None:

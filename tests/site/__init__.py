@@ -1,0 +1,1 @@
+"""The test site's own tests and its pytest fixtures (fixtures.py)."""
