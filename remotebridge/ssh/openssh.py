@@ -16,7 +16,8 @@ every call, the master's included (no ``%`` token in any ControlPath we pass): s
 OpenSSH 9.6 ``%C`` also hashes ``%j`` (the ProxyJump), which ``ProxyCommand=false``
 blanks out, so a ``%C`` of a client call would name another socket than the master's.
 The name is the SHA-1 of local host, remote host name, port, user and ProxyJump as
-``ssh -G`` resolves them (the same recipe as OpenSSH 9.6+'s ``%C``).
+``ssh -G`` resolves them (modelled on OpenSSH 9.6+'s ``%C``; it only has to be the
+same for all our calls, which it is, since they all pass it literally).
 All local processes together open at most ``sessions_per_master`` channels on one
 master (:class:`~remotebridge.ssh.slots.SessionSlots`), because past sshd's MaxSessions
 the client silently makes a new connection.
@@ -144,7 +145,7 @@ def parse_ssh_g(text: str) -> dict[str, str]:
 
 
 def socket_name(conf: dict[str, str]) -> str:
-    """The control socket's file name: SHA-1 hex of ``%l%h%p%r%j`` as OpenSSH 9.6+'s ``%C``.
+    """The control socket's file name: SHA-1 hex of ``%l%h%p%r%j`` (after OpenSSH's ``%C``).
 
     ``%l`` is this machine's host name, the rest come from ``ssh -G`` (``conf``);
     a ProxyJump of ``none`` counts as empty, as in ssh.
