@@ -1,8 +1,10 @@
 """Real-site behaviours the test site reproduces (docs/site-assumptions.md).
 
 * WaitTime: the site's slurm.conf gets ``WaitTime`` from site.ini ``slurm_wait_time``
-  (default 3, written by ``site up``); srun reads it on every call. A chunk's slow task
-  survives only with our ``--wait=0``; a control srun without it shows the site kills.
+  (default 3, written by ``site up``). The job exports that value as ``SLURM_WAIT``
+  (srun's environment name for the same default), so the test does not depend on the
+  daemons having re-read slurm.conf. A chunk's slow task survives only with our
+  ``--wait=0``; a control srun without it shows that the site kills it.
 * MaxSessions: ``site maxsessions 2`` on the front ends; more sessions than that on
   one master are refused, which must read as a transient fault, never as a link down.
 * A master that dies mid-command: its client exits 255 silently; that is a link down.
@@ -62,8 +64,10 @@ def wait_terminal(sched: SlurmScheduler, job_id: str, timeout: float = 120) -> J
 
 
 def live_wait_time(link: OpenSSHLink) -> int:
-    out = link.run(["scontrol", "show", "config"]).out
-    m = re.search(r"^WaitTime\s*=\s*(\d+)", out, re.M)
+    """WaitTime as srun reads it: from slurm.conf itself, on every call (slurmctld's
+    ``scontrol show config`` only changes when the daemons restart)."""
+    out = link.run(["sh", "-c", 'cat -- "$SLURM_CONF"']).out
+    m = re.search(r"^\s*WaitTime\s*=\s*(\d+)", out, re.M | re.I)
     return int(m.group(1)) if m else 0
 
 
@@ -75,14 +79,17 @@ def test_srun_wait_zero_outlives_the_sites_wait_time(fe1: OpenSSHLink) -> None:
     sched = make_scheduler(fe1, fe1.site)
     assert isinstance(sched, SlurmScheduler)
     folder = f"{fe1.site.remote_root}/rb wait test/{uuid.uuid4().hex[:8]}"
-    slow = wait + 8
+    slow = wait + 6
     for name in ("bare", "ours"):
         put_text(fe1, f"{folder}/{name}.conf",
                  f"0 true\n1 sh -c 'sleep {slow} && touch {name}.survived'\n")
     opts = "--kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=1"
+    # SLURM_WAIT is srun's own name for the WaitTime default (srun(1) INPUT ENVIRONMENT
+    # VARIABLES); exported here so that the test holds even while the running daemons
+    # have not re-read slurm.conf. A command-line --wait overrides both.
     put_text(fe1, f"{folder}/job.sh",
              "#!/bin/bash\n#SBATCH --output=job.out\n#SBATCH --time=5\n"
-             "#SBATCH --nodes=1 --ntasks=2\n"
+             f"#SBATCH --nodes=1 --ntasks=2\nexport SLURM_WAIT={wait}\n"
              f"srun {opts} --multi-prog bare.conf || echo bare rc=$?\n"
              f"srun {opts} --wait=0 --multi-prog ours.conf || echo ours rc=$?\n")
     job = sched.submit(f"{folder}/job.sh", "waittest", "w" + uuid.uuid4().hex[:8])
