@@ -70,7 +70,7 @@ def test_switch_user_records_the_user_and_ssh_uses_it(env: Path) -> None:
     after = OpenSSHLink(site, "fe-a")
     opts = after.base_options()
     assert opts[opts.index("-l") + 1] == "bob"
-    assert after.socket_path != before.socket_path  # %C hashes the remote user too
+    assert after.socket_path != before.socket_path  # the socket name hashes the remote user too
     code, out = cli(env, "--json", "switch-user", "carol", "--site", "far")
     assert code == 0 and json.loads(out) == {"site": "far", "user": "carol",
                                              "previous": "bob"}
