@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import stat
 import tomllib
 import types
@@ -128,9 +129,13 @@ class SiteConfig:
     walltime_min: int = field(default=600, metadata=_doc("shortest walltime to ask, seconds"))
     walltime_max: int = field(default=43200, metadata=_doc("longest walltime to ask, seconds"))
     multiprog_max_bytes: int = field(
-        default=60000, metadata=_doc("srun --multi-prog file size limit, bytes")
+        default=60000,
+        metadata=_doc("srun --multi-prog file size limit, bytes (60000 up to Slurm 25.05)"),
     )
-    multiprog_max_line: int = field(default=16384, metadata=_doc("longest multi-prog line"))
+    multiprog_max_line: int = field(
+        default=16382,
+        metadata=_doc("longest multi-prog line with its newline (srun refuses 16383+)"),
+    )
     multiprog_max_args: int = field(default=128, metadata=_doc("most arguments per line"))
     poll_interval: int = field(default=300, metadata=_doc("seconds between polls of a run"))
     max_attempts: int = field(default=3, metadata=_doc("tries per task before abandoning it"))
@@ -239,6 +244,30 @@ def site_user(site: SiteConfig) -> str:
     return recorded or site.user
 
 
+def user_history_file(site_name: str) -> Path:
+    """Where ``control-tool switch-user`` keeps the login users a site was run as before."""
+    return xdg_state_home() / "remotebridge" / f"{site_name}.users"
+
+
+def site_users(site: SiteConfig) -> list[str]:
+    """The current login user, then every earlier one (jobs of all of them are ours)."""
+    try:
+        former = user_history_file(site.name).read_text(encoding="utf-8").split()
+    except OSError:
+        former = []
+    return [u for u in dict.fromkeys([site_user(site), site.user, *former]) if u]
+
+
+def record_former_user(site_name: str, user: str) -> None:
+    """Add ``user`` to the site's former login users (kept for finding their jobs)."""
+    path = user_history_file(site_name)
+    known = path.read_text(encoding="utf-8").split() if path.exists() else []
+    if user and user not in known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(user + "\n")
+
+
 def default_config_path() -> Path:
     """The config file used when neither --config nor $REMOTEBRIDGE_CONFIG is given."""
     return xdg_config_home() / "remotebridge" / "config.toml"
@@ -336,9 +365,30 @@ _POSITIVE = ("cores_per_node", "max_nodes", "sessions_per_master", "multiprog_ma
              "jobs_per_frontend", "walltime_max")
 
 
+#: remote_python goes into every srun --multi-prog line, which knows only single quotes
+#: and backslashes and expands '%': letters, digits and ``_ . / + -`` only
+_MULTIPROG_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
+#: a control character (newline above all) would end an #SBATCH/#MSUB directive line
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_directive_values(site: SiteConfig, path: str, key: str) -> None:
+    """Values we write into job script directives and multi-prog lines."""
+    if not _MULTIPROG_SAFE.match(site.remote_python):
+        raise ConfigError(f"{site.remote_python!r} has characters a multi-prog line cannot "
+                          "carry: use letters, digits and _ . / + - only",
+                          path=path, key=f"{key}.remote_python")
+    for name in ("partition", "account"):
+        if _CONTROL_CHARS.search(getattr(site, name)):
+            raise ConfigError("must not contain a newline or other control character "
+                              "(it would end the #SBATCH/#MSUB line)",
+                              path=path, key=f"{key}.{name}")
+
+
 def _check_site(site: SiteConfig, path: str) -> None:
     """Ranges and required keys that single values cannot express."""
     key = f"site.{site.name}"
+    _check_directive_values(site, path, key)
     for name in _POSITIVE:
         if getattr(site, name) < 1:
             raise ConfigError("must be at least 1", path=path, key=f"{key}.{name}")

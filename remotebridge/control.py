@@ -21,7 +21,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from remotebridge.config import SiteConfig, SiteKind, site_user, user_state_file
+from remotebridge.config import (
+    SiteConfig,
+    SiteKind,
+    record_former_user,
+    site_user,
+    user_state_file,
+)
 from remotebridge.errors import LinkError, Refused, UsageError
 from remotebridge.ssh import Link, OpenSSHLink, links_for
 
@@ -129,6 +135,7 @@ def switch_user(site: SiteConfig, user: str) -> str:
                 f"{', '.join(alive)}",
                 hint=f"close them first: control-tool stop --site {site.name}")
     previous = site_user(site)
+    record_former_user(site.name, previous)  # its jobs stay ours (find by token, Moab)
     path = user_state_file(site.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -83,9 +83,9 @@ def store_token(engine: Engine, remote_id: int, token: str) -> None:
         raise ConcurrentUpdate(remote_id, RunState.PENDING.value)
 
 
-def adopt(scheduler: Scheduler, token: str) -> Submitted | None:
+def adopt(scheduler: Scheduler, token: str, name: str = "") -> Submitted | None:
     """The job already carrying ``token``, if the scheduler knows one."""
-    found = scheduler.find(token)
+    found = scheduler.find(token, name)
     return Submitted(found[-1], token, adopted=True) if found else None
 
 
@@ -97,10 +97,11 @@ def submit_once(engine: Engine, scheduler: Scheduler, *, remote_id: int, attempt
     fresh token is committed and the job submitted (the adapter adopts the job by
     token if the answer is lost). Link faults propagate with the token stored.
     """
+    name = f"rb{remote_id}"
     old = pending_token(stored_token, remote_id, attempt)
-    if old is not None and (found := adopt(scheduler, old)) is not None:
+    if old is not None and (found := adopt(scheduler, old, name)) is not None:
         return found
     token = new_token(remote_id, attempt + 1)
     store_token(engine, remote_id, token)
-    job_id = scheduler.submit(script, name=f"rb{remote_id}", token=token)
-    return Submitted(job_id, token)
+    answer = scheduler.submit_job(script, name=name, token=token)
+    return Submitted(answer.job_id, token, adopted=answer.adopted)

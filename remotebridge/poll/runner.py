@@ -161,7 +161,7 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
         links = _live(site, links_of)
         states = make_scheduler(links[0], site).status([r.job_id or "" for r in ready])
         present = summaries_present(links[0], [r.job_dir for r in ready
-                                               if states[r.job_id or ""] is JobState.UNKNOWN])
+                                               if states[r.job_id or ""] in _ASK_SUMMARY])
     except LinkDown as exc:
         return outcomes + [_auth(engine, r, "", exc) for r in ready]
     except (LinkError, SchedulerError) as exc:
@@ -178,16 +178,20 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
 UNKNOWN_MARGIN = timedelta(minutes=10)
 """How long past its walltime a job the scheduler forgot is taken as ended."""
 
+_ASK_SUMMARY = frozenset({JobState.UNKNOWN, JobState.LISTED})
+"""States whose job may have ended without the scheduler saying so: a summary tells."""
+
 
 def _ended(run: RunInfo, state: JobState, present: set[str]) -> bool:
-    """Terminal; or UNKNOWN with a job summary, or past walltime + margin since the run
-    entered ``run`` (its last history event into ``run``): the job cannot be running any more."""
+    """Terminal; or UNKNOWN/LISTED with a job summary; or UNKNOWN (not listed at all)
+    past walltime + margin since the run entered ``run``. A LISTED job (the scheduler
+    shows it under a state we do not map, e.g. still queued) is never timed out."""
     if state.terminal:
+        return True
+    if state in _ASK_SUMMARY and run.job_dir in present:
         return True
     if state is not JobState.UNKNOWN:
         return False
-    if run.job_dir in present:
-        return True
     wall = walltime_seconds(run.folder)
     return wall is not None and run.since is not None and \
         utcnow() - run.since > timedelta(seconds=wall) + UNKNOWN_MARGIN

@@ -25,7 +25,9 @@ class Limits:
     """The site's multi-prog limits and the allocation's slots."""
 
     max_bytes: int = 60000
-    max_line: int = 16384
+    max_line: int = 16382
+    """Longest line with its newline: srun's buffer is 16 KiB and it refuses a line
+    of 16383 bytes or more (src/srun/multi_prog.c)."""
     max_args: int = 128
     slots: int = 1
 
@@ -100,7 +102,7 @@ def _size_with(chunk: Chunk, line: str) -> int:
 
 
 def _check_line(line: str, limits: Limits, task_id: int) -> None:
-    if len(line) > limits.max_line or len(line.split()) > limits.max_args:
+    if len(line.encode("utf-8")) > limits.max_line or len(line.split()) > limits.max_args:
         raise PrepareError(f"multi-prog line for task {task_id} exceeds the site limits",
                            fault=FAULT_TOO_LONG)
     if len(HEADER.format(name="x" * 12, count=10**6)) + len(line) > limits.max_bytes:

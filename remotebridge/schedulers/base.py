@@ -6,8 +6,10 @@ hooks that build argv lists and parse answers (``submit_argv``/``parse_submit``,
 ``status_argv``/``parse_status``, ``find_argv``/``parse_find``, ``cancel_argv``).
 
 Every scheduler maps its native states to :class:`JobState` with one dict; a native
-state missing from the dict becomes ``UNKNOWN`` with a warning. A job missing from
-every answer is ``UNKNOWN`` too: never assumed done.
+state missing from the dict becomes ``LISTED`` with a warning: the scheduler still
+lists the job, so it is never timed out. A job missing from every answer is
+``UNKNOWN``: never assumed done either, but poll may take it as ended once its
+walltime has long passed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from remotebridge.config import SiteConfig
 from remotebridge.errors import (
@@ -61,8 +64,12 @@ class JobState(enum.StrEnum):
     TIMEOUT = "timeout"
     """Killed at the end of its walltime (or deadline). Terminal."""
 
+    LISTED = "listed"
+    """Listed by the scheduler under a native state not in our tables: it exists (it may
+    still be queued), so it is never taken as ended because time has passed."""
+
     UNKNOWN = "unknown"
-    """No answer mentions the job, or its native state is not in our tables."""
+    """No answer mentions the job (the scheduler forgot it, or never had it)."""
 
     @property
     def terminal(self) -> bool:
@@ -77,14 +84,15 @@ TERMINAL_JOB_STATES: frozenset[JobState] = frozenset(
 
 
 def map_state(native: str, table: Mapping[str, JobState], scheduler: str) -> JobState:
-    """``table[native]``, or UNKNOWN with a warning for a state we do not know."""
+    """``table[native]``, or LISTED with a warning for a state we do not know."""
     key = native.strip()
     if key in table:
         return table[key]
-    message = f"{scheduler}: unknown native job state {native!r}; treating it as UNKNOWN"
+    message = (f"{scheduler}: unknown native job state {native!r}; the job is listed, "
+               "treating it as alive (LISTED)")
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     log.warning(message)
-    return JobState.UNKNOWN
+    return JobState.LISTED
 
 
 def check_token(token: str) -> str:
@@ -104,6 +112,15 @@ def evidence_of(result: Result, argv: Sequence[str], host: str) -> CommandEviden
     """The evidence of a scheduler answer, for a SchedulerError."""
     return CommandEvidence(argv=list(argv), rc=result.rc, stdout=result.out[-4000:],
                            stderr=result.err[-4000:], host=host)
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    """What a submission produced: the job id, and whether it was found by token."""
+
+    job_id: str
+    adopted: bool = False
+    """True when the submit answer was lost and the job was found by its token."""
 
 
 class Scheduler(abc.ABC):
@@ -136,8 +153,12 @@ class Scheduler(abc.ABC):
         """States of the jobs the answer mentions (others are left out)."""
 
     @abc.abstractmethod
-    def find_argv(self, token: str) -> list[str]:
-        """The argv listing jobs whose name or comment carries ``token``."""
+    def find_argv(self, token: str, name: str = "") -> list[str]:
+        """The argv listing jobs (of every user the site was run as) carrying ``token``.
+
+        ``name`` is the name given at submission (the job is ``job_name(name, token)``),
+        "" when not known.
+        """
 
     @abc.abstractmethod
     def parse_find(self, result: Result, token: str) -> list[str]:
@@ -163,18 +184,33 @@ class Scheduler(abc.ABC):
         """A cheap command showing the scheduler answers (site check)."""
         return ["true"]
 
+    def transient_answer(self, result: Result) -> bool:
+        """True when a failed answer says the scheduler could not be reached for now
+        (a client time-out): a transient fault, never a failed command."""
+        return False
+
+    def _failed(self, result: Result, argv: Sequence[str], what: str) -> Exception:
+        evidence = evidence_of(result, argv, self.link.host)
+        if self.transient_answer(result):
+            return TransientLinkError(f"{self.kind} {what}: scheduler did not answer in time",
+                                      evidence=evidence)
+        return SchedulerError(f"{self.kind} {what} failed", evidence=evidence)
+
     # --- the operations ---------------------------------------------------------------
 
     def _run(self, argv: Sequence[str], what: str, *, retry: bool = True,
              ok_rcs: Iterable[int] = (0,)) -> Result:
         result = self.link.run(argv, check=False, retry=retry)
         if result.rc not in set(ok_rcs):
-            raise SchedulerError(f"{self.kind} {what} failed",
-                                 evidence=evidence_of(result, argv, self.link.host))
+            raise self._failed(result, argv, what)
         return result
 
     def submit(self, script_path_remote: str, name: str, token: str) -> str:
-        """Submit the job script; returns the job id.
+        """Submit the job script; returns the job id (see :meth:`submit_job`)."""
+        return self.submit_job(script_path_remote, name, token).job_id
+
+    def submit_job(self, script_path_remote: str, name: str, token: str) -> SubmitAnswer:
+        """Submit the job script; the answer says whether the job was adopted by token.
 
         Never retried blindly: if the link fails after sending, the job may have been
         accepted; we look for it by ``token`` (adopt it) and re-raise if none is found.
@@ -183,12 +219,12 @@ class Scheduler(abc.ABC):
         try:
             result = self._run(argv, "submission", retry=False)
         except TransientLinkError:
-            found = self.find(token)
+            found = self.find(token, name)
             if found:
                 log.warning("submission answer lost; adopted job %s by token", found[-1])
-                return found[-1]
+                return SubmitAnswer(found[-1], adopted=True)
             raise
-        return self.parse_submit(result)
+        return SubmitAnswer(self.parse_submit(result))
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The state of every job in ``job_ids`` (UNKNOWN when no answer mentions it)."""
@@ -204,9 +240,12 @@ class Scheduler(abc.ABC):
                 found.update(self.parse_finished(self._run(more, "history query"), missing))
         return {j: found.get(j, JobState.UNKNOWN) for j in ids}
 
-    def find(self, token: str) -> list[str]:
-        """Ids of jobs carrying ``token`` (to adopt a job whose submit answer was lost)."""
-        argv = self.find_argv(check_token(token))
+    def find(self, token: str, name: str = "") -> list[str]:
+        """Ids of jobs carrying ``token`` (to adopt a job whose submit answer was lost).
+
+        ``name``: the name the job was submitted with, when known (a narrower search).
+        """
+        argv = self.find_argv(check_token(token), name)
         return self.parse_find(self._run(argv, "job search"), token)
 
     def cancel(self, job_id: str) -> None:
@@ -214,8 +253,7 @@ class Scheduler(abc.ABC):
         argv = self.cancel_argv(job_id)
         result = self.link.run(argv, check=False)
         if result.rc != 0 and not self.cancel_gone(result):
-            raise SchedulerError(f"{self.kind} cancel of {job_id} failed",
-                                 evidence=evidence_of(result, argv, self.link.host))
+            raise self._failed(result, argv, f"cancel of {job_id}")
 
     def probe(self) -> Result:
         """Run :meth:`probe_argv` (raises RemoteCommandFailed if it fails)."""

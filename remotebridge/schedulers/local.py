@@ -162,7 +162,7 @@ class LocalScheduler(Scheduler):
                 states[job_id] = map_state(word, LOCAL_STATES, "local")
         return states
 
-    def find_argv(self, token: str) -> list[str]:
+    def find_argv(self, token: str, name: str = "") -> list[str]:
         """Scan the registry for the token."""
         return ["sh", "-c", _FIND, "rb-local-find", self.registry, token]
 

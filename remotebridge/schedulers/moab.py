@@ -14,8 +14,18 @@ Formats (Adaptive Computing's documentation; samples in ``tests/fixtures/moab/``
 * ``canceljob ID`` answers ``job 'ID' cancelled``; for a job Moab no longer knows it
   fails with ``ERROR:  invalid job specified (ID)``, which is not an error for us.
 
-A completed job with a non-zero ``CompletionCode`` is FAILED; ``Removed`` (cancelled
-before it ran) and ``Vacated`` (cancelled after it started) are CANCELLED.
+A completed job with a non-zero ``CompletionCode`` is FAILED, except ``CNCLD`` (a job
+cancelled while it ran) which is CANCELLED; ``Removed`` (cancelled before it ran) and
+``Vacated`` (cancelled after it started) are CANCELLED.
+
+``showq`` lists every user's jobs, and ``DRMJID`` is the resource manager's own number
+(it differs from ``JobID`` on real sites): a job is matched on ``JobID`` only, and only
+when its ``User`` is one we log in as (the remote ``id -un``, asked in the same call,
+and every user the site has been run as, :func:`~remotebridge.config.site_users`).
+
+A Moab client that cannot reach the server prints ``ERROR:  client timed out after N
+seconds`` (or ``cannot connect to Moab server``) and exits non-zero: a transient fault
+(:class:`~remotebridge.errors.TransientLinkError`), not a failed job.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 
+from remotebridge.config import site_users
 from remotebridge.errors import SchedulerError
 from remotebridge.schedulers.base import (
     JobState,
@@ -40,12 +51,14 @@ MOAB_STATES: dict[str, JobState] = {
     "Blocked": JobState.QUEUED,
     "NotQueued": JobState.QUEUED,
     "Staging": JobState.QUEUED,
+    "Staged": JobState.QUEUED,  # handed to another scheduler, not started yet
     "Migrated": JobState.QUEUED,
     "Hold": JobState.HELD,
     "UserHold": JobState.HELD,
     "SystemHold": JobState.HELD,
     "BatchHold": JobState.HELD,
     "Deferred": JobState.HELD,
+    "Allocating": JobState.RUNNING,  # resources being allocated: the job is starting
     "Starting": JobState.RUNNING,
     "Running": JobState.RUNNING,
     "Canceling": JobState.RUNNING,
@@ -53,11 +66,20 @@ MOAB_STATES: dict[str, JobState] = {
     "Completed": JobState.COMPLETED,
     "Removed": JobState.CANCELLED,
     "Vacated": JobState.CANCELLED,
+    "SubmitErr": JobState.FAILED,  # the resource manager refused the job: it never runs
+    "NotRun": JobState.FAILED,  # ended without running
+    "Lost": JobState.UNKNOWN,  # the resource manager lost it: the walltime rule applies
+    "Unknown": JobState.LISTED,  # listed, state not known: never timed out
 }
 """Moab job states (showq/checkjob ``State`` attribute)."""
 
-_STATUS_SCRIPT = "showq --xml || exit $?; showq -c --xml 2>/dev/null; exit 0"
-_CHECKJOB_SCRIPT = 'for j; do checkjob --format=XML "$j" 2>/dev/null; done; exit 0'
+# the login user first (as an element the XML reader keeps), then both listings
+_STATUS_SCRIPT = ('printf \'<rbuser name="%s"/>\\n\' "$(id -un)"; '
+                  "showq --xml || exit $?; showq -c --xml 2>/dev/null; exit 0")
+_CHECKJOB_SCRIPT = ('printf \'<rbuser name="%s"/>\\n\' "$(id -un)"; '
+                    'for j; do checkjob --format=XML "$j" 2>/dev/null; done; exit 0')
+_CLIENT_TIMEOUT = re.compile(r"client timed out after|cannot connect to Moab server|"
+                             r"communication error|server not responding", re.I)
 
 
 def short_id(job_id: str) -> str:
@@ -78,26 +100,38 @@ def iter_jobs(text: str) -> Iterator[dict[str, str]]:
         yield dict(job.attrib)
 
 
+def answer_users(text: str) -> set[str]:
+    """The login user our scripts print first (``<rbuser name=..>``), if any."""
+    return set(re.findall(r'<rbuser name="([^"<>]*)"/>', text)) - {""}
+
+
 def moab_state(attrs: dict[str, str]) -> JobState:
-    """The JobState of one ``<job>``: Completed with a non-zero code is FAILED."""
+    """The JobState of one ``<job>``: Completed with a non-zero code is FAILED, with
+    ``CNCLD`` (cancelled while running) CANCELLED."""
     state = map_state(attrs.get("State", ""), MOAB_STATES, "moab")
     code = attrs.get("CompletionCode", "0").strip() or "0"
+    if state is JobState.COMPLETED and code.upper() == "CNCLD":
+        return JobState.CANCELLED
     if state is JobState.COMPLETED and code != "0":
         return JobState.FAILED
     return state
 
 
-def states_by_id(text: str, job_ids: Sequence[str]) -> dict[str, JobState]:
-    """States of the wanted ids (matched in either id form) in an XML answer."""
+def ours(attrs: dict[str, str], users: set[str]) -> bool:
+    """True when the job's ``User`` is one of ``users`` (no users known: any job)."""
+    return not users or attrs.get("User", "") in users
+
+
+def states_by_id(text: str, job_ids: Sequence[str],
+                 users: set[str] | None = None) -> dict[str, JobState]:
+    """States of the wanted ids (matched on JobID in either id form, never on DRMJID,
+    and only for jobs of ``users``) in an XML answer."""
     wanted = {short_id(j): j for j in job_ids}
     found: dict[str, JobState] = {}
     for attrs in iter_jobs(text):
-        drm = attrs.get("DRMJID", "").split(".")[0]  # "5096381.host.domain"
-        for jid in (attrs.get("JobID", ""), attrs.get("GJID", ""), drm):
-            key = short_id(jid) if jid else ""
-            if key in wanted:
-                found[wanted[key]] = moab_state(attrs)
-                break
+        key = short_id(attrs.get("JobID", "")) if attrs.get("JobID") else ""
+        if key in wanted and ours(attrs, users or set()):
+            found[wanted[key]] = moab_state(attrs)
     return found
 
 
@@ -135,9 +169,17 @@ class MoabScheduler(Scheduler):
         """Live and completed listings in one call."""
         return ["sh", "-c", _STATUS_SCRIPT]
 
+    def users(self, result: Result) -> set[str]:
+        """Users whose jobs are ours: the remote login user and the site's users."""
+        return answer_users(result.out) | set(site_users(self.site))
+
+    def transient_answer(self, result: Result) -> bool:
+        """A Moab client that timed out or could not reach the server."""
+        return bool(_CLIENT_TIMEOUT.search(result.err + result.out))
+
     def parse_status(self, result: Result, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States of the wanted jobs in the showq documents."""
-        return states_by_id(result.out, job_ids)
+        return states_by_id(result.out, job_ids, self.users(result))
 
     def finished_argv(self, job_ids: Sequence[str]) -> list[str] | None:
         """``checkjob --format=XML`` for each job showq no longer lists, in one call."""
@@ -145,16 +187,18 @@ class MoabScheduler(Scheduler):
 
     def parse_finished(self, result: Result, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States from the checkjob documents."""
-        return states_by_id(result.out, job_ids)
+        return states_by_id(result.out, job_ids, self.users(result))
 
-    def find_argv(self, token: str) -> list[str]:
+    def find_argv(self, token: str, name: str = "") -> list[str]:
         """Same listings as status: we filter by job name."""
         return ["sh", "-c", _STATUS_SCRIPT]
 
     def parse_find(self, result: Result, token: str) -> list[str]:
-        """Ids of jobs named ``*.<token>``."""
+        """Ids of our users' jobs named ``*.<token>``."""
+        users = self.users(result)
         ids = [a["JobID"] for a in iter_jobs(result.out)
-               if a.get("JobName", "").endswith("." + token) and a.get("JobID")]
+               if a.get("JobName", "").endswith("." + token) and a.get("JobID")
+               and ours(a, users)]
         return sorted(dict.fromkeys(ids), key=lambda j: (len(short_id(j)), short_id(j)))
 
     def cancel_argv(self, job_id: str) -> list[str]:

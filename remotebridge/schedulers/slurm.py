@@ -4,9 +4,13 @@
   ``--partition``/``--account`` come from the site configuration when set.
 * status: ONE ``squeue -h --me -t all`` call lists every live (and recently ended)
   job of ours; we never pass ``-j`` because ``squeue -j`` with an id slurmctld has
-  forgotten fails with "Invalid job id specified". Jobs it does not list are asked of
-  ``sacct`` in one more call when the site has accounting, else of ``scontrol show job
-  -o``; a job no answer mentions is UNKNOWN, never assumed done.
+  forgotten fails with "Invalid job id specified". Jobs it does not list (ended, or
+  submitted as another user before ``control-tool switch-user``) are asked in one more
+  call of ``sacct -a -j`` when the site has accounting, else of ONE ``scontrol show job
+  -o`` (every job, one RPC: never one call per job, see squeue(1) PERFORMANCE); a job
+  no answer mentions is UNKNOWN, never assumed done.
+* find: by job name across all users (``squeue --name``, ``sacct -a --name``), since
+  the job may have been submitted under the previous login user; cancel is by id.
 * A pending job held by a user or an administrator (reason ``JobHeld*``) is HELD.
 """
 
@@ -36,8 +40,10 @@ SLURM_STATES: dict[str, JobState] = {
     "CONFIGURING": JobState.QUEUED,
     "REQUEUED": JobState.QUEUED,
     "REQUEUE_FED": JobState.QUEUED,
+    "EXPEDITING": JobState.QUEUED,  # 25.11: eligible at once with top priority
     "REQUEUE_HOLD": JobState.HELD,
     "RESV_DEL_HOLD": JobState.HELD,
+    "SPECIAL_EXIT": JobState.HELD,  # "same as REQUEUE_HOLD": a release reruns it
     "RUNNING": JobState.RUNNING,
     "COMPLETING": JobState.RUNNING,
     "RESIZING": JobState.RUNNING,
@@ -51,9 +57,8 @@ SLURM_STATES: dict[str, JobState] = {
     "NODE_FAIL": JobState.FAILED,
     "OUT_OF_MEMORY": JobState.FAILED,
     "PREEMPTED": JobState.FAILED,
-    "SPECIAL_EXIT": JobState.FAILED,
     "CANCELLED": JobState.CANCELLED,
-    "REVOKED": JobState.CANCELLED,
+    "REVOKED": JobState.LISTED,  # federation: the job started on a sibling cluster
     "TIMEOUT": JobState.TIMEOUT,
     "DEADLINE": JobState.TIMEOUT,
 }
@@ -61,23 +66,29 @@ SLURM_STATES: dict[str, JobState] = {
 
 HOLD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
 
-# one remote call for jobs squeue no longer lists: sacct if accounting works, else scontrol
+# one remote call for jobs squeue no longer lists: sacct (every user: -a) if accounting
+# works, else ONE scontrol listing of every job slurmctld still holds
 _FINISHED_SCRIPT = r"""
-ids=$1; shift
-if out=$(sacct -n -P -X -j "$ids" -o JobIDRaw,State 2>/dev/null); then
+if out=$(sacct -a -n -P -X -j "$1" -o JobIDRaw,State 2>/dev/null); then
   printf '@@sacct\n%s\n' "$out"
 else
   printf '@@scontrol\n'
-  for j in "$@"; do scontrol show job -o "$j" 2>/dev/null; done
+  scontrol show job -o 2>/dev/null
 fi
 exit 0
 """
 
-# find: live jobs, then the last two weeks of accounting if there is any
+# find: live jobs of every user by name, then two weeks of accounting (every user)
 _FIND_SCRIPT = r"""
-squeue -h --me -t all -o "$1" || exit $?
-printf '@@sacct\n'
-sacct -n -P -X -S now-14days -o JobIDRaw,JobName 2>/dev/null
+if [ -n "$2" ]; then
+  squeue -h -t all --name="$2" -o "$1" || exit $?
+  printf '@@sacct\n'
+  sacct -a -n -P -X --name="$2" -S now-14days -o JobIDRaw,JobName 2>/dev/null
+else
+  squeue -h -t all -o "$1" || exit $?
+  printf '@@sacct\n'
+  sacct -a -n -P -X -S now-14days -o JobIDRaw,JobName 2>/dev/null
+fi
 exit 0
 """
 
@@ -179,8 +190,7 @@ class SlurmScheduler(Scheduler):
 
     def finished_argv(self, job_ids: Sequence[str]) -> list[str] | None:
         """sacct (or scontrol without accounting) for the jobs squeue forgot."""
-        return ["sh", "-c", _FINISHED_SCRIPT, "rb-slurm-finished", ",".join(job_ids),
-                *job_ids]
+        return ["sh", "-c", _FINISHED_SCRIPT, "rb-slurm-finished", ",".join(job_ids)]
 
     def parse_finished(self, result: Result, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States from the sacct or scontrol section."""
@@ -189,9 +199,10 @@ class SlurmScheduler(Scheduler):
         states.update(parse_scontrol(sections.get("scontrol", "")))
         return {j: states[j] for j in job_ids if j in states}
 
-    def find_argv(self, token: str) -> list[str]:
-        """Live jobs and two weeks of accounting, in one call."""
-        return ["sh", "-c", _FIND_SCRIPT, "rb-slurm-find", SQUEUE_FORMAT]
+    def find_argv(self, token: str, name: str = "") -> list[str]:
+        """Live jobs and two weeks of accounting of every user, in one call."""
+        wanted = job_name(name, token) if name else ""
+        return ["sh", "-c", _FIND_SCRIPT, "rb-slurm-find", SQUEUE_FORMAT, wanted]
 
     def parse_find(self, result: Result, token: str) -> list[str]:
         """Ids whose comment is ``rb:<token>`` or whose name ends in ``.<token>``."""

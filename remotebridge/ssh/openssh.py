@@ -3,7 +3,7 @@
 The key-card holder opens one master per front end (:func:`start_master`: the only
 place that may prompt). Every other call runs ``ssh`` with::
 
-    -o BatchMode=yes -o ControlMaster=no -o ControlPath=<dir>/%C -o ProxyCommand=false
+    -o BatchMode=yes -o ControlMaster=no -o ControlPath=<dir>/<hash> -o ProxyCommand=false
     -o StrictHostKeyChecking=yes [-o UserKnownHostsFile=...] [-F ssh_config]
 
 so nothing ever prompts, and if the master is missing ssh cannot fall back to a new
@@ -11,18 +11,26 @@ login: the ``ProxyCommand=false`` override only matters when the multiplexed ses
 could not be opened, and then it fails at once instead of dialling the DMZ.
 
 Sockets live in a directory only the user can write (refused otherwise, see
-:func:`control_dir`); the socket name is ssh's ``%C`` hash (local host, remote host,
-port, user), resolved with ``ssh -G``. All local processes together open at most
-``sessions_per_master`` channels on one master (:class:`~remotebridge.ssh.slots.SessionSlots`),
-because past sshd's MaxSessions the client silently makes a new connection.
+:func:`control_dir`). The socket name is computed here, once, and passed literally to
+every call, the master's included (no ``%`` token in any ControlPath we pass): since
+OpenSSH 9.6 ``%C`` also hashes ``%j`` (the ProxyJump), which ``ProxyCommand=false``
+blanks out, so a ``%C`` of a client call would name another socket than the master's.
+The name is the SHA-1 of local host, remote host name, port, user and ProxyJump as
+``ssh -G`` resolves them (modelled on OpenSSH 9.6+'s ``%C``; it only has to be the
+same for all our calls, which it is, since they all pass it literally).
+All local processes together open at most ``sessions_per_master`` channels on one
+master (:class:`~remotebridge.ssh.slots.SessionSlots`), because past sshd's MaxSessions
+the client silently makes a new connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shlex
+import socket
 import stat
 import subprocess
 import tempfile
@@ -42,13 +50,17 @@ from remotebridge.errors import (
 from remotebridge.ssh.base import Link
 from remotebridge.ssh.slots import SessionSlots
 
-SOCKET_PATH_MAX = 90
+SOCKET_PATH_MAX = 86
 """Longest control socket path we accept: ssh adds a 17-byte temporary suffix while it
-binds the socket, and a Unix socket path holds at most 107 bytes (+ NUL)."""
+binds the socket, and a Unix socket path holds 107 bytes (+ NUL) on Linux (90 for us)
+but only 103 on macOS/BSD (86 for us): we take the smaller, so a config works anywhere."""
 
 _CONTROL_PERSIST_OPTS = ("-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=4")
 
-# ssh's own messages (exit 255), most decisive first
+# ssh's own messages (exit 255), most decisive first. A session the master refuses
+# (sshd MaxSessions) comes first: the fallback login ssh then tries prints
+# "kex_exchange_identification", which would otherwise read as a link down.
+_REFUSED = re.compile(r"session request failed|Session open refused", re.I)
 _HOSTKEY = re.compile(
     r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|"
     r"host key for .* has changed|No \S+ host key is known for", re.I)
@@ -68,6 +80,8 @@ _TRANSIENT = re.compile(
 
 def classify_ssh_failure(stderr: str) -> type[LinkError] | None:
     """The error class for ssh's exit 255 with this stderr; None if it is not ssh's."""
+    if _REFUSED.search(stderr):
+        return TransientLinkError
     if _HOSTKEY.search(stderr):
         return HostKeyMismatch
     if _DOWN.search(stderr):
@@ -109,13 +123,38 @@ def control_dir(site: SiteConfig) -> Path:
             f"control_dir {path} is writable by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}): another user could hijack the login",
             hint=f"chmod 700 {shlex.quote(str(path))}")
-    longest = len(os.fsencode(path)) + 1 + 40  # "/" + the %C hash
+    if "%" in str(path):
+        raise UnsafeConfiguration(f"control_dir {path} contains '%', which ssh would "
+                                  "expand in a ControlPath", hint="use a path without '%'")
+    longest = len(os.fsencode(path)) + 1 + 40  # "/" + the hash
     if longest > SOCKET_PATH_MAX:
         raise UnsafeConfiguration(
             f"control_dir {path} is too long: socket paths would be {longest} bytes, "
-            f"at most {SOCKET_PATH_MAX} work (Unix sockets hold ~104 bytes)",
+            f"at most {SOCKET_PATH_MAX} work anywhere (Unix sockets hold 104-108 bytes)",
             hint="set control_dir to a short path such as ~/.ssh/rb")
     return path
+
+
+def parse_ssh_g(text: str) -> dict[str, str]:
+    """``ssh -G``'s ``key value`` lines (keys lower case, first value wins)."""
+    conf: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        conf.setdefault(key.lower(), value.strip())
+    return conf
+
+
+def socket_name(conf: dict[str, str]) -> str:
+    """The control socket's file name: SHA-1 hex of ``%l%h%p%r%j`` (after OpenSSH's ``%C``).
+
+    ``%l`` is this machine's host name, the rest come from ``ssh -G`` (``conf``);
+    a ProxyJump of ``none`` counts as empty, as in ssh.
+    """
+    jump = conf.get("proxyjump", "")
+    jump = "" if jump.lower() == "none" else jump
+    text = (socket.gethostname() + conf.get("hostname", "") + conf.get("port", "22")
+            + conf.get("user", "") + jump)
+    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 class OpenSSHLink(Link):
@@ -138,11 +177,17 @@ class OpenSSHLink(Link):
     # --- ssh command lines -----------------------------------------------------------
 
     def base_options(self) -> list[str]:
-        """Options every ssh call of this site uses (config, socket, host keys)."""
+        """Options every ssh call of this site uses (config, literal socket, host keys)."""
+        opts = self._config_options()
+        at = 2 if self.site.ssh_config else 0  # after "-F file"
+        return [*opts[:at], "-o", f"ControlPath={self.socket_path}", *opts[at:]]
+
+    def _config_options(self) -> list[str]:
+        """``-F`` (when set), host keys, user and identity: everything but the socket."""
         opts: list[str] = []
         if self.site.ssh_config:
             opts += ["-F", str(Path(self.site.ssh_config).expanduser())]
-        opts += ["-o", f"ControlPath={self.control_dir}/%C", "-o", "StrictHostKeyChecking=yes"]
+        opts += ["-o", "StrictHostKeyChecking=yes"]
         if user := site_user(self.site):  # control-tool switch-user, else [site] user
             opts += ["-l", user]
         if self.site.known_hosts:
@@ -159,19 +204,25 @@ class OpenSSHLink(Link):
                 "-o", "ProxyCommand=false", "-T"]
 
     def _resolve_socket(self) -> Path:
-        cmd = [self.ssh_binary, *self.base_options(), "-G", "--", self.host]
-        proc = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-        for line in proc.stdout.decode("utf-8", "replace").splitlines():
-            key, _, value = line.partition(" ")
-            if key.lower() == "controlpath" and value:
-                path = Path(value)
-                if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-                    raise UnsafeConfiguration(f"control socket path too long: {path}")
-                return path
-        raise UnsafeConfiguration(
-            f"cannot resolve the control socket of {self.host} with 'ssh -G'",
-            evidence=CommandEvidence(argv=cmd, rc=proc.returncode, host=self.host,
-                                     stderr=proc.stderr.decode("utf-8", "replace")))
+        """``<control_dir>/<sha1 of local host, host name, port, user, ProxyJump>``.
+
+        The parts come from ``ssh -G`` with the site's options (ControlPath=none so no
+        token is expanded); the master and every client call then name this one path.
+        """
+        cmd = [self.ssh_binary, *self._config_options(), "-o", "ControlPath=none",
+               "-G", "--", self.host]
+        proc = subprocess.run(cmd, capture_output=True, timeout=30, check=False,
+                              stdin=subprocess.DEVNULL)
+        conf = parse_ssh_g(proc.stdout.decode("utf-8", "replace"))
+        if proc.returncode != 0 or not conf.get("hostname"):
+            raise UnsafeConfiguration(
+                f"cannot resolve the ssh settings of {self.host} with 'ssh -G'",
+                evidence=CommandEvidence(argv=cmd, rc=proc.returncode, host=self.host,
+                                         stderr=proc.stderr.decode("utf-8", "replace")))
+        path = self.control_dir / socket_name(conf)
+        if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+            raise UnsafeConfiguration(f"control socket path too long: {path}")
+        return path
 
     def _local_argv(self, argv: Sequence[str]) -> list[str]:
         return [self.ssh_binary, *self.client_options(), "--", self.host,
@@ -196,6 +247,9 @@ class OpenSSHLink(Link):
                                    stdout=out[-4000:].decode("utf-8", "replace"),
                                    stderr=text[-4000:])
         cls = classify_ssh_failure(text) if rc == 255 else None
+        if cls is None and rc == 255 and not text.strip() and not self.master_alive():
+            # a master that dies mid-command leaves its clients exiting 255 silently
+            cls = LinkDown
         if cls is None:
             return RemoteCommandFailed(f"'{argv[0]}' exited {rc} on {self.host}",
                                        evidence=evidence)
@@ -263,9 +317,12 @@ class OpenSSHLink(Link):
             env.update(SSH_ASKPASS=askpass, SSH_ASKPASS_REQUIRE="force",
                        DISPLAY=env.get("DISPLAY", ":0"))
         with tempfile.TemporaryFile() as errf:
+            # without a controlling terminal, clients before OpenSSH 8.4 (no
+            # SSH_ASKPASS_REQUIRE) fall back to SSH_ASKPASS too
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL if askpass else None,
                                   stdout=subprocess.DEVNULL, stderr=errf, env=env,
-                                  timeout=timeout, check=False)
+                                  timeout=timeout, check=False,
+                                  start_new_session=bool(askpass))
             errf.seek(0)
             err = errf.read()
         if proc.returncode != 0:

@@ -73,6 +73,12 @@ threads = 3
         ("[site.x]\n[stage.chip]\nsite = 'nope'\n", "stage.chip.site"),
         ("[site.x]\n[stage.chip]\nthreads = 0\n", "stage.chip.threads"),
         ("database = 'x'\n", "database"),
+        # values placed in multi-prog lines and #SBATCH/#MSUB directives
+        ("[site.x]\nremote_python = 'python3 %t'\n", "site.x.remote_python"),
+        ("[site.x]\nremote_python = \"py'thon\"\n", "site.x.remote_python"),
+        ("[site.x]\nremote_python = '/opt/my python/bin/python3'\n", "site.x.remote_python"),
+        ("[site.x]\npartition = \"batch\\n#SBATCH --uid=0\"\n", "site.x.partition"),
+        ("[site.x]\naccount = \"ps1\\r\"\n", "site.x.account"),
     ],
 )
 def test_bad_values_name_the_key_and_the_file(isolated_env: str, tmp_path: Path, text: str,
@@ -119,3 +125,22 @@ def test_relative_path_base_is_stored_absolute(isolated_env: str, tmp_path: Path
     monkeypatch.chdir(tmp_path)
     define_by_query(engine, config.load(), label="A", stage="chip", path_base="jobs")
     assert list_runs(engine)[0].path_base == str(tmp_path / "jobs")
+
+
+def test_multiprog_line_default_is_what_srun_accepts(isolated_env: str) -> None:
+    """srun's 16 KiB buffer refuses a line of 16383 bytes or more (multi_prog.c)."""
+    from remotebridge.errors import PrepareError
+    from remotebridge.prepare.chunking import Limits, make_chunks
+
+    site = config.load(None).site()
+    assert site.multiprog_max_line == 16382 == Limits().max_line
+    base = len("0  rbhelper.py task p.0000 1\n")
+    for size, ok in ((16382, True), (16383, False)):
+        python = "/" + "p" * (size - base - 1)
+        limits = Limits(max_bytes=10**6, max_line=site.multiprog_max_line)
+        if ok:
+            (chunk,) = make_chunks("p", [1], limits, python=python)
+            assert len(chunk.lines[0].encode()) == size
+        else:
+            with pytest.raises(PrepareError):
+                make_chunks("p", [1], limits, python=python)

@@ -70,7 +70,7 @@ def test_switch_user_records_the_user_and_ssh_uses_it(env: Path) -> None:
     after = OpenSSHLink(site, "fe-a")
     opts = after.base_options()
     assert opts[opts.index("-l") + 1] == "bob"
-    assert after.socket_path != before.socket_path  # %C hashes the remote user too
+    assert after.socket_path != before.socket_path  # the socket name hashes the remote user too
     code, out = cli(env, "--json", "switch-user", "carol", "--site", "far")
     assert code == 0 and json.loads(out) == {"site": "far", "user": "carol",
                                              "previous": "bob"}
@@ -96,3 +96,14 @@ def test_stop_without_masters(env: Path) -> None:
     code, out = cli(env, "--json", "stop", "--site", "far")
     assert code == 0
     assert {m["action"] for m in json.loads(out)["masters"]} == {"not running"}
+
+
+def test_switch_user_keeps_the_former_users_for_finding_their_jobs(env: Path) -> None:
+    """A job submitted before a switch-user stays ours (find by token, Moab's User check)."""
+    from remotebridge.config import site_users
+
+    site = cfg(env).site("far")
+    assert site_users(site) == ["alice"]
+    control.switch_user(site, "bob")
+    control.switch_user(site, "carol")
+    assert site_users(site) == ["carol", "alice", "bob"]

@@ -176,7 +176,7 @@ def losing_links(site: SiteConfig) -> list[Link]:
 def test_lost_submit_answer_is_adopted_by_token(engine: Engine, tmp_path: Path) -> None:
     (rid,) = make_runs(engine, tmp_path)
     (out,) = exec_runs(engine, local_config(tmp_path), link_factory=losing_links)
-    assert out.result == "run"
+    assert out.result == "run" and out.adopted  # the adapter found it by token: it says so
     jobs = registry(tmp_path)
     assert jobs == [out.job_id] and out.token is not None and out.token in jobs[0]
     assert get(engine, rid).job_id == out.job_id

@@ -8,11 +8,13 @@ The real ssh is exercised in tests/integration/test_link_site.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,13 +31,22 @@ from remotebridge.errors import (
     UnsafeConfiguration,
 )
 from remotebridge.ssh import OpenSSHLink, RetryPolicy, classify_ssh_failure, control_dir
+from remotebridge.ssh import openssh as openssh_mod
 
 FAKE_SSH = r"""#!/bin/sh
-# fake ssh: -G prints the control path; else behave as $FAKE_SSH_MODE says
+# fake ssh: -G prints resolved settings; else behave as $FAKE_SSH_MODE says
 for a; do last=$a; done
-case " $* " in *" -G "*) echo "controlpath $FAKE_SSH_SOCKET"; exit 0 ;; esac
+[ -n "$FAKE_SSH_ARGV" ] && printf '%s\n' "$*" >> "$FAKE_SSH_ARGV"
+case " $* " in *" -G "*) printf 'user rbremote\nhostname %s\nport 22\nproxyjump %s\n' \
+  "$last" "${FAKE_SSH_JUMP:-none}"; exit 0 ;; esac
+case " $* " in *" -O "*) exit "${FAKE_SSH_CONTROL_RC:-0}" ;; esac
 echo x >> "$FAKE_SSH_COUNT"
 case $FAKE_SSH_MODE in
+  silent)  exit 255 ;;
+  refused) echo "mux_client_request_session: session request failed: Session open" \
+             "refused by peer" >&2
+           echo "kex_exchange_identification: Connection closed by remote host" >&2
+           echo "Connection closed by UNKNOWN port 65535" >&2; exit 255 ;;
   timeout) echo "ssh: connect to host fe1 port 22: Connection timed out" >&2; exit 255 ;;
   denied)  echo "rbremote@fe1: Permission denied (publickey,keyboard-interactive)." >&2; exit 255 ;;
   hostkey) echo "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@" >&2
@@ -65,11 +76,10 @@ def fake(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     ssh = tmp_path / "fake-ssh"
     ssh.write_text(FAKE_SSH)
     ssh.chmod(0o755)
-    sock = ctl / "sock"
     count = tmp_path / "count"
-    monkeypatch.setenv("FAKE_SSH_SOCKET", str(sock))
     monkeypatch.setenv("FAKE_SSH_COUNT", str(count))
-    return {"ctl": ctl, "ssh": ssh, "sock": sock, "count": count}
+    monkeypatch.delenv("FAKE_SSH_ARGV", raising=False)
+    return {"ctl": ctl, "ssh": ssh, "count": count}
 
 
 def make_site(ctl: Path, **kw: object) -> SiteConfig:
@@ -168,11 +178,11 @@ def test_client_options_never_prompt_nor_log_in(fake: dict[str, Path]) -> None:
     joined = " ".join(argv)
     for opt in ("BatchMode=yes", "ControlMaster=no", "ProxyCommand=false",
                 "StrictHostKeyChecking=yes", "UserKnownHostsFile=/x/kh",
-                f"ControlPath={fake['ctl']}/%C"):
+                f"ControlPath={link.socket_path}"):
         assert opt in joined
     assert argv[argv.index("-F") + 1] == "/x/cfg"
     assert argv[-3:] == ["--", "fe1", "echo 'a b'"]
-    assert link.socket_path == fake["sock"]
+    assert link.socket_path.parent == fake["ctl"]
 
 
 # --- running, retries ----------------------------------------------------------------
@@ -189,7 +199,7 @@ def test_transient_errors_are_retried_bounded(fake: dict[str, Path],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SSH_MODE", "timeout")
     link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 3)
-    with listening_socket(fake["sock"]), pytest.raises(TransientLinkError):
+    with listening_socket(link.socket_path), pytest.raises(TransientLinkError):
         link.run(["true"])
     assert attempts(fake["count"]) == 3
 
@@ -198,7 +208,7 @@ def test_retry_bounded_in_time(fake: dict[str, Path], monkeypatch: pytest.Monkey
     monkeypatch.setenv("FAKE_SSH_MODE", "timeout")
     link = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
     link.retry = RetryPolicy(attempts=1000, deadline=0.5, wait_initial=0.1, wait_max=0.1)
-    with listening_socket(fake["sock"]), pytest.raises(TransientLinkError):
+    with listening_socket(link.socket_path), pytest.raises(TransientLinkError):
         link.run(["true"])
     assert 2 <= attempts(fake["count"]) <= 10
 
@@ -206,7 +216,7 @@ def test_retry_bounded_in_time(fake: dict[str, Path], monkeypatch: pytest.Monkey
 def test_no_retry_when_asked(fake: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SSH_MODE", "timeout")
     link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 5)
-    with listening_socket(fake["sock"]), pytest.raises(TransientLinkError):
+    with listening_socket(link.socket_path), pytest.raises(TransientLinkError):
         link.run(["sbatch", "x"], retry=False)
     assert attempts(fake["count"]) == 1
 
@@ -216,7 +226,7 @@ def test_auth_and_hostkey_never_retried(fake: dict[str, Path], monkeypatch: pyte
                                         mode: str, cls: type) -> None:
     monkeypatch.setenv("FAKE_SSH_MODE", mode)
     link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 5)
-    with listening_socket(fake["sock"]), pytest.raises(cls):
+    with listening_socket(link.socket_path), pytest.raises(cls):
         link.run(["true"])
     assert attempts(fake["count"]) == 1
 
@@ -225,7 +235,7 @@ def test_remote_failure_never_retried(fake: dict[str, Path],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SSH_MODE", "exec")
     link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 5)
-    with listening_socket(fake["sock"]), pytest.raises(RemoteCommandFailed) as info:
+    with listening_socket(link.socket_path), pytest.raises(RemoteCommandFailed) as info:
         link.run(["sh", "-c", "echo bad >&2; exit 7"])
     assert attempts(fake["count"]) == 1
     assert info.value.evidence.rc == 7 and "bad" in info.value.evidence.stderr
@@ -238,6 +248,114 @@ def test_hostile_argv_survives_the_remote_shell(fake: dict[str, Path],
     monkeypatch.chdir(tmp_path)
     link = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
     echo = [sys.executable, "-c", "import sys,json;print(json.dumps(sys.argv[1:]))"]
-    with listening_socket(fake["sock"]):
+    with listening_socket(link.socket_path):
         assert json.loads(link.run([*echo, *HOSTILE]).out) == HOSTILE
     assert not list(tmp_path.glob("pwned*"))
+
+
+# --- real-site fidelity: literal ControlPath, refused sessions, dying master ------------
+
+def control_paths(argv_log: Path) -> list[str]:
+    """Every ControlPath value in every logged ssh call (``-G`` calls included)."""
+    paths = []
+    for line in argv_log.read_text().splitlines():
+        words = line.split()
+        paths += [w.split("=", 1)[1] for w in words if w.startswith("ControlPath=")]
+    return paths
+
+
+def test_every_kind_of_call_names_the_literal_socket(
+        fake: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """OpenSSH 9.6+ hashes %j into %C, which ProxyCommand=false blanks: no '%' anywhere."""
+    log = tmp_path / "argv"
+    monkeypatch.setenv("FAKE_SSH_ARGV", str(log))
+    monkeypatch.setenv("FAKE_SSH_MODE", "exec")
+    monkeypatch.setenv("FAKE_SSH_JUMP", "dmz")
+    monkeypatch.chdir(tmp_path)
+    link = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
+    (tmp_path / "src").write_bytes(b"data")
+    with listening_socket(link.socket_path):
+        link.run(["true"])
+        with open(tmp_path / "src", "rb") as src, open(tmp_path / "sink", "wb") as sink:
+            link.run_stream_in(["cat"], src)
+            link.run_stream_out(["echo", "x"], sink)
+        link.put(tmp_path / "src", str(tmp_path / "remote"))
+        link.get(str(tmp_path / "remote"), tmp_path / "back")
+        assert link.check() and link.master_alive()
+        assert link.stop_master()
+    kinds = log.read_text()
+    assert " -O check " in kinds and " -O exit " in kinds and "ProxyCommand=false" in kinds
+    paths = control_paths(log)
+    assert len(paths) >= 8
+    assert {p for p in paths if p != "none"} == {str(link.socket_path)}
+    assert not [p for p in paths if "%" in p]
+
+
+def test_socket_name_hashes_the_proxyjump(fake: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
+    monkeypatch.setenv("FAKE_SSH_JUMP", "dmz")
+    jumped = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
+    want = hashlib.sha1((socket.gethostname() + "fe122rbremotedmz").encode()).hexdigest()
+    assert jumped.socket_path == fake["ctl"] / want
+    assert direct.socket_path != jumped.socket_path
+
+
+def test_control_dir_with_percent_refused(short_tmp: Path) -> None:
+    with pytest.raises(UnsafeConfiguration, match="%"):
+        control_dir(make_site(short_tmp / "a%hb"))
+
+
+def test_socket_path_limit_is_the_bsd_one(short_tmp: Path) -> None:
+    """86 bytes (macOS/BSD) rather than Linux's 90: a path of 87..90 is refused."""
+    pad = 86 - 41 - len(str(short_tmp)) - 1
+    ok = short_tmp / ("d" * pad)
+    assert len(str(ok)) + 41 == 86
+    control_dir(make_site(ok))
+    with pytest.raises(UnsafeConfiguration, match="too long"):
+        control_dir(make_site(short_tmp / ("d" * (pad + 1))))
+
+
+def test_refused_session_is_transient_not_link_down(fake: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MaxSessions reached: the fallback login's kex message must not read as 'down'."""
+    monkeypatch.setenv("FAKE_SSH_MODE", "refused")
+    link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 2)
+    with listening_socket(link.socket_path), pytest.raises(TransientLinkError):
+        link.run(["true"])
+    assert attempts(fake["count"]) == 2
+
+
+def test_silent_255_with_a_dead_master_is_link_down(fake: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SSH_MODE", "silent")
+    monkeypatch.setenv("FAKE_SSH_CONTROL_RC", "255")
+    link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 2)
+    with listening_socket(link.socket_path), pytest.raises(LinkDown):
+        link.run(["true"])
+
+
+def test_silent_255_with_a_live_master_is_the_command(fake: dict[str, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SSH_MODE", "silent")
+    link = fast(OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"])), 2)
+    with listening_socket(link.socket_path), pytest.raises(RemoteCommandFailed):
+        link.run(["true"])
+
+
+def test_master_with_askpass_has_no_controlling_terminal(
+        fake: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients before OpenSSH 8.4 ignore SSH_ASKPASS_REQUIRE: a new session makes them ask."""
+    seen: dict[str, object] = {}
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+        if "ControlMaster=yes" in cmd:
+            seen.update(kw)
+        return subprocess.CompletedProcess(cmd, 0 if "ControlMaster=yes" in cmd else 255,
+                                           b"", b"")
+
+    link = OpenSSHLink(make_site(fake["ctl"]), "fe1", ssh_binary=str(fake["ssh"]))
+    monkeypatch.setattr(openssh_mod.subprocess, "run", fake_run)
+    assert link.start_master(askpass="/bin/true")
+    assert seen["start_new_session"] is True
+    assert seen["env"]["SSH_ASKPASS"] == "/bin/true"  # type: ignore[index]

@@ -190,3 +190,19 @@ def test_job_killed_before_its_summary(engine: Engine, tmp_path: Path) -> None:
     assert components(engine, rid) == {1: ("failed", 1, 0)}
     # poll removed the summary it had made, so the next attempt starts clean
     assert not (job_dir / "job_summary.jsonl").exists()
+
+
+def test_listed_job_in_an_unmapped_state_is_never_timed_out(tmp_path: Path) -> None:
+    """Queued under a state name we do not know is not 'forgotten': no walltime rule."""
+    from datetime import timedelta
+
+    from remotebridge.db.base import utcnow
+    from remotebridge.poll.finish import RunInfo
+    from remotebridge.poll.runner import _ended
+
+    (tmp_path / "allocation.json").write_text('{"walltime_seconds": 600}')
+    run = RunInfo(remote_id=1, stage="chip", site="demo", job_id="7", folder=tmp_path,
+                  job_dir="/r/remote_1", since=utcnow() - timedelta(days=2))
+    assert _ended(run, JobState.UNKNOWN, set())  # not listed, long past its walltime
+    assert not _ended(run, JobState.LISTED, set())
+    assert _ended(run, JobState.LISTED, {"/r/remote_1"})  # its summary says it ended

@@ -73,3 +73,22 @@ def test_chunks_in_golden_respect_the_small_limit() -> None:
     confs = [t for n, t in files.items() if n.endswith(".conf")]
     assert len([n for n in files if n.startswith("chunks/cmd.")]) >= 4  # split by 200 bytes
     assert all(len(t) <= 200 for t in confs)
+
+
+@pytest.mark.parametrize("kind", [SchedulerKind.SLURM, SchedulerKind.MOAB])
+def test_every_srun_waits_for_all_tasks(kind: SchedulerKind) -> None:
+    """Without --wait=0 srun kills a chunk's other tasks WaitTime s after the first ends."""
+    sruns = [ln for ln in files_for(kind)["job.sh"].splitlines() if ln.startswith("srun ")]
+    assert sruns and all(" --wait=0 " in ln for ln in sruns)
+
+
+def test_moab_log_path_is_absolute_and_jobs_not_rerun() -> None:
+    """msub resolves a relative -o against the login home: every job would share it."""
+    lines = files_for(SchedulerKind.MOAB)["job.sh"].splitlines()
+    assert "#MSUB -o /scratch/rb/remote_42/job.moab.out" in lines
+    assert "#MSUB -r n" in lines
+
+
+def test_slurm_jobs_are_not_requeued() -> None:
+    """A requeued job reruns the script from the top: we submit with --no-requeue."""
+    assert "#SBATCH --no-requeue" in files_for(SchedulerKind.SLURM)["job.sh"].splitlines()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig
-from remotebridge.errors import SchedulerError
+from remotebridge.config import SchedulerKind, SiteConfig, record_former_user
+from remotebridge.errors import SchedulerError, TransientLinkError
 from remotebridge.schedulers import JobState, MoabScheduler, make_scheduler
 from remotebridge.schedulers.moab import iter_jobs, short_id, states_by_id
 from remotebridge.ssh import LocalLink, Result
@@ -48,7 +48,7 @@ def test_parse_checkjob_sample() -> None:
 def test_unknown_state_sample_warns() -> None:
     with pytest.warns(RuntimeWarning, match="Reticulating"):
         assert states_by_id(read("showq_unknown_state.xml"), ["1300"]) == {
-            "1300": JobState.UNKNOWN}
+            "1300": JobState.LISTED}
 
 
 def test_bad_xml_is_scheduler_error() -> None:
@@ -76,7 +76,9 @@ def test_short_id() -> None:
 # --- the fake commands through the LocalLink ----------------------------------------
 
 @pytest.fixture(params=["plain", "moab"])
-def moab(request: pytest.FixtureRequest, tmp_path: Path) -> MoabScheduler:
+def moab(request: pytest.FixtureRequest, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> MoabScheduler:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # switch-user history
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}",
                RB_FAKE_MOAB_DIR=str(tmp_path / "moabstate"), RB_FAKE_MOAB_IDFORM=request.param)
     link = LocalLink(tmp_path / "site", env=env)
@@ -152,3 +154,83 @@ def test_fake_submit_runs_in_the_job_folder(moab: MoabScheduler) -> None:
     (job,) = list(iter_jobs(out))
     assert isinstance(moab.link, LocalLink)
     assert job["IWD"] == str((moab.link.root / "job dir").resolve())
+
+
+# --- the stand-in as real sites behave (see tests/fixtures/moab/README.md) ---------------
+
+def fake_env(sched: MoabScheduler) -> dict[str, str]:
+    assert isinstance(sched.link, LocalLink) and sched.link.env is not None
+    return sched.link.env
+
+
+def foreign(sched: MoabScheduler, user: str, name: str, drmjid: str, state: str) -> str:
+    assert isinstance(sched.link, LocalLink)
+    return subprocess.run([str(BIN / "fakemoab"), "foreign", user, name, drmjid, state],
+                          env=sched.link.env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_another_users_drmjid_never_stands_for_our_job(moab: MoabScheduler) -> None:
+    """showq lists every user's jobs; DRMJID is the resource manager's number."""
+    ours = moab.submit("job dir/job.sh", "x", "tokD")
+    fakemoab(moab, "purge", ours)
+    foreign(moab, "mallory", "theirs", f"{short_id(ours)}.rm.example.org", "Running")
+    assert moab.status([ours])[ours] is JobState.UNKNOWN
+
+
+def test_another_users_job_with_our_token_is_not_adopted(moab: MoabScheduler) -> None:
+    foreign(moab, "mallory", "copy.tokM", "77.rm.example.org", "Idle")
+    assert moab.find("tokM") == []
+
+
+def test_jobs_of_a_former_login_user_are_still_ours(moab: MoabScheduler) -> None:
+    """After control-tool switch-user, the previous user's job is found by token."""
+    env = fake_env(moab)
+    env["RB_FAKE_MOAB_USER"] = "olduser"
+    job = moab.submit("job dir/job.sh", "x", "tokU")
+    del env["RB_FAKE_MOAB_USER"]
+    assert moab.find("tokU") == []  # not a user of ours (yet)
+    record_former_user(moab.site.name, "olduser")
+    assert moab.find("tokU") == [job]
+    assert moab.status([job])[job] is JobState.QUEUED
+
+
+def test_job_cancelled_while_running_is_cancelled_not_failed(moab: MoabScheduler) -> None:
+    """showq -c reports CompletionCode="CNCLD" for a cancelled job."""
+    job = moab.submit("job dir/job.sh", "x", "tokK")
+    fakemoab(moab, "set", job, "Running")
+    moab.cancel(job)
+    assert moab.status([job])[job] is JobState.CANCELLED
+
+
+def test_client_timeout_is_a_transient_fault(moab: MoabScheduler) -> None:
+    job = moab.submit("job dir/job.sh", "x", "tokT")
+    fake_env(moab)["RB_FAKE_MOAB_TIMEOUT"] = "showq"
+    with pytest.raises(TransientLinkError) as info:
+        moab.status([job])
+    assert "client timed out after 30 seconds" in info.value.evidence.stderr
+
+
+def test_msub_timing_out_after_accepting_is_adopted(moab: MoabScheduler) -> None:
+    fake_env(moab)["RB_FAKE_MOAB_TIMEOUT"] = "msub-after"
+    answer = moab.submit_job("job dir/job.sh", "x", "tokA2")
+    assert answer.adopted and moab.find("tokA2") == [answer.job_id]
+
+
+def test_msub_timing_out_before_accepting_is_transient(moab: MoabScheduler) -> None:
+    fake_env(moab)["RB_FAKE_MOAB_TIMEOUT"] = "msub"
+    with pytest.raises(TransientLinkError):
+        moab.submit_job("job dir/job.sh", "x", "tokA3")
+
+
+def test_cancel_of_another_users_job_is_refused(moab: MoabScheduler) -> None:
+    theirs = foreign(moab, "mallory", "theirs", "99.rm.example.org", "Idle")
+    with pytest.raises(SchedulerError) as info:
+        moab.cancel(theirs)
+    assert "not authorized" in info.value.evidence.stderr
+
+
+def test_checkjob_of_an_unknown_job_says_invalid(moab: MoabScheduler) -> None:
+    assert isinstance(moab.link, LocalLink)
+    r = moab.link.run(["checkjob", "--format=XML", "424242"], check=False)
+    assert r.rc == 1 and r.err == "ERROR:  invalid job specified: 424242\n"

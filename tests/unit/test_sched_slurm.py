@@ -5,6 +5,7 @@ The real sbatch/squeue/scancel run in tests/integration/test_slurm_site.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def test_parse_status_and_finished(sched: SlurmScheduler) -> None:
     ids = ["101", "102", "90", "95", "999"]
     live = sched.parse_status(Result(0, SQUEUE.encode()), ids)
     assert live == {"101": JobState.RUNNING, "102": JobState.QUEUED}
-    assert sched.finished_argv(["90", "95"])[-2:] == ["90", "95"]
+    assert sched.finished_argv(["90", "95"])[-1] == "90,95"
     text = "@@scontrol\n" + SCONTROL
     assert sched.parse_finished(Result(0, text.encode()), ["95", "999"]) == {
         "95": JobState.COMPLETED}
@@ -125,3 +126,61 @@ def test_cancel_gone(sched: SlurmScheduler) -> None:
     assert sched.cancel_gone(Result(1, b"", b"scancel: error: Kill job error on job id 5: "
                                             b"Invalid job id specified\n"))
     assert not sched.cancel_gone(Result(1, b"", b"scancel: error: Access/permission denied\n"))
+
+
+# --- real-site fidelity: new states, find across users, one batched query -----------------
+
+FAKE_SLURM = {
+    # squeue honours --me and --name like the real one: rbremote's job, and one of olduser
+    "squeue": r"""#!/bin/sh
+echo "squeue $*" >> "$SLURM_LOG"
+rows='301|PENDING|Priority|rb7.tokA|rb:tokA|rbremote
+302|PENDING|Priority|rb9.tokOld|rb:tokOld|olduser'
+case " $* " in *" --me "*) rows=$(printf '%s\n' "$rows" | grep '|rbremote$') ;; esac
+for a; do case $a in --name=*) n=${a#--name=}
+  rows=$(printf '%s\n' "$rows" | awk -F'|' -v n="$n" '$4 == n') ;; esac; done
+printf '%s\n' "$rows" | cut -d'|' -f1-5 | grep . || true
+""",
+    "sacct": "#!/bin/sh\necho \"sacct $*\" >> \"$SLURM_LOG\"\nexit 1\n",
+    "scontrol": "#!/bin/sh\necho \"scontrol $*\" >> \"$SLURM_LOG\"\n"
+                "echo 'JobId=401 JobName=a.t1 JobState=COMPLETED Reason=None'\n"
+                "echo 'JobId=402 JobName=b.t2 JobState=SPECIAL_EXIT Reason=None'\n",
+}
+
+
+@pytest.fixture()
+def fake_slurm(tmp_path: Path) -> SlurmScheduler:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in FAKE_SLURM.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+               SLURM_LOG=str(tmp_path / "calls"))
+    s = make_scheduler(LocalLink(tmp_path / "site", env=env),
+                       SiteConfig(scheduler=SchedulerKind.SLURM))
+    assert isinstance(s, SlurmScheduler)
+    return s
+
+
+def calls(sched: SlurmScheduler) -> list[str]:
+    assert isinstance(sched.link, LocalLink) and sched.link.env is not None
+    return Path(sched.link.env["SLURM_LOG"]).read_text().splitlines()
+
+
+def test_find_sees_the_job_of_the_previous_login_user(fake_slurm: SlurmScheduler) -> None:
+    """After control-tool switch-user, --me would hide the job: search by name, all users."""
+    assert fake_slurm.find("tokOld", "rb9") == ["302"]
+    squeue, sacct = calls(fake_slurm)
+    assert "--me" not in squeue and "--name=rb9.tokOld" in squeue
+    assert " -a " in sacct and "--name=rb9.tokOld" in sacct
+
+
+def test_status_is_one_squeue_and_one_batched_scontrol(fake_slurm: SlurmScheduler) -> None:
+    """squeue(1) PERFORMANCE: never one scontrol call per job."""
+    states = fake_slurm.status(["301", "401", "402", "403"])
+    assert states == {"301": JobState.QUEUED, "401": JobState.COMPLETED,
+                      "402": JobState.HELD, "403": JobState.UNKNOWN}
+    log = calls(fake_slurm)
+    assert [c.split()[0] for c in log] == ["squeue", "sacct", "scontrol"]
+    assert "-a" in log[1].split() and log[2] == "scontrol show job -o"

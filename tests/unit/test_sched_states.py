@@ -38,6 +38,8 @@ def test_tables_map_to_jobstates(table: dict[str, JobState]) -> None:
     ("OUT_OF_MEMORY", JobState.FAILED), ("CANCELLED by 1000", JobState.CANCELLED),
     ("CANCELLED+", JobState.CANCELLED), ("TIMEOUT", JobState.TIMEOUT),
     ("SUSPENDED", JobState.SUSPENDED), ("REQUEUE_HOLD", JobState.HELD),
+    ("EXPEDITING", JobState.QUEUED), ("SPECIAL_EXIT", JobState.HELD),
+    ("REVOKED", JobState.LISTED),
 ])
 def test_slurm_states(native: str, want: JobState) -> None:
     assert slurm_state(native) is want
@@ -56,6 +58,10 @@ def test_slurm_pending_held_by_user_is_held() -> None:
     ("Completed", "0", JobState.COMPLETED), ("Completed", "1", JobState.FAILED),
     ("Completed", "-11", JobState.FAILED), ("Removed", "0", JobState.CANCELLED),
     ("Vacated", "-1", JobState.CANCELLED), ("Suspended", "", JobState.SUSPENDED),
+    ("Completed", "CNCLD", JobState.CANCELLED), ("SubmitErr", "", JobState.FAILED),
+    ("NotRun", "", JobState.FAILED), ("Staged", "", JobState.QUEUED),
+    ("Allocating", "", JobState.RUNNING), ("Lost", "", JobState.UNKNOWN),
+    ("Unknown", "", JobState.LISTED),
 ])
 def test_moab_states(state: str, code: str, want: JobState) -> None:
     attrs = {"State": state}
@@ -64,13 +70,15 @@ def test_moab_states(state: str, code: str, want: JobState) -> None:
     assert moab_state(attrs) is want
 
 
-def test_unknown_native_state_is_unknown_with_warning() -> None:
+def test_unmapped_native_state_is_listed_with_warning() -> None:
+    """Listed under a state we do not know is not 'forgotten': LISTED, never UNKNOWN."""
     with pytest.warns(RuntimeWarning, match="unknown native job state 'BOGUS'"):
-        assert map_state("BOGUS", SLURM_STATES, "slurm") is JobState.UNKNOWN
+        assert map_state("BOGUS", SLURM_STATES, "slurm") is JobState.LISTED
     with pytest.warns(RuntimeWarning):
-        assert slurm_state("NEWFANGLED") is JobState.UNKNOWN
+        assert slurm_state("NEWFANGLED") is JobState.LISTED
     with pytest.warns(RuntimeWarning):
-        assert moab_state({"State": "Reticulating"}) is JobState.UNKNOWN
+        assert moab_state({"State": "Reticulating"}) is JobState.LISTED
+    assert not JobState.LISTED.terminal
 
 
 def test_tokens_and_names() -> None:

@@ -1,10 +1,13 @@
 #!/bin/bash
 # remotebridge.job v1 remote_id=42 stage=chip scheduler=moab
-# Submitted by 'msub -d <job folder> <job folder>/job.sh': job.moab.out lands in the job folder.
+# Submitted by 'msub -d <job folder> <job folder>/job.sh'; -o is absolute because msub
+# resolves a relative one against the submitting shell's directory (the login home).
 #MSUB -N rb42-chip
 #MSUB -l nodes=1:ppn=4,walltime=01:00:00
 #MSUB -j oe
-#MSUB -o job.moab.out
+#MSUB -o /scratch/rb/remote_42/job.moab.out
+# not rerunnable: a rerun starts from the top; a failed job's tasks are retried by poll
+#MSUB -r n
 #MSUB -q batch
 #MSUB -A ps1
 # allocation: 1 nodes x 2 tasks x 2 threads = 2 slots; see allocation.json
@@ -18,12 +21,12 @@ rb_note phase pre
 python3 rbhelper.py task pre.0000 0
 
 rb_note phase cmd: 3 chunks, run one after another
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0000.conf || rb_note chunk cmd.0000 srun rc=$?
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0001.conf || rb_note chunk cmd.0001 srun rc=$?
-srun --kill-on-bad-exit=0 --ntasks=1 --cpus-per-task=2 --multi-prog chunks/cmd.0002.conf || rb_note chunk cmd.0002 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0000.conf || rb_note chunk cmd.0000 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0001.conf || rb_note chunk cmd.0001 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=1 --cpus-per-task=2 --multi-prog chunks/cmd.0002.conf || rb_note chunk cmd.0002 srun rc=$?
 
 rb_note phase post
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=1 --multi-prog chunks/post.0000.conf || rb_note chunk post.0000 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=1 --multi-prog chunks/post.0000.conf || rb_note chunk post.0000 srun rc=$?
 
 python3 rbhelper.py summary
 rb_note done

@@ -7,8 +7,11 @@
 #SBATCH --cpus-per-task=2
 #SBATCH --time=01:00:00
 #SBATCH --output=job.%j.out
+# no requeue: a requeued job reruns from the top; a failed job's tasks are retried by poll
+#SBATCH --no-requeue
 #SBATCH --partition=batch
 #SBATCH --account=ps1
+# srun --wait=0: the site's WaitTime must not kill the tasks still running in a chunk
 # allocation: 1 nodes x 2 tasks x 2 threads = 2 slots; see allocation.json
 set -u
 JOBDIR=/scratch/rb/remote_42
@@ -20,12 +23,12 @@ rb_note phase pre
 python3 rbhelper.py task pre.0000 0
 
 rb_note phase cmd: 3 chunks, run one after another
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0000.conf || rb_note chunk cmd.0000 srun rc=$?
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0001.conf || rb_note chunk cmd.0001 srun rc=$?
-srun --kill-on-bad-exit=0 --ntasks=1 --cpus-per-task=2 --multi-prog chunks/cmd.0002.conf || rb_note chunk cmd.0002 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0000.conf || rb_note chunk cmd.0000 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=2 --multi-prog chunks/cmd.0001.conf || rb_note chunk cmd.0001 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=1 --cpus-per-task=2 --multi-prog chunks/cmd.0002.conf || rb_note chunk cmd.0002 srun rc=$?
 
 rb_note phase post
-srun --kill-on-bad-exit=0 --ntasks=2 --cpus-per-task=1 --multi-prog chunks/post.0000.conf || rb_note chunk post.0000 srun rc=$?
+srun --kill-on-bad-exit=0 --wait=0 --ntasks=2 --cpus-per-task=1 --multi-prog chunks/post.0000.conf || rb_note chunk post.0000 srun rc=$?
 
 python3 rbhelper.py summary
 rb_note done
