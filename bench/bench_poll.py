@@ -1,29 +1,29 @@
 #!/usr/bin/env python3
-"""Benchmark poll's dbinfo replay: bulk (checked, one transaction) vs row at a time.
+"""Benchmark poll's dbinfo replay: ours vs today's batched method, same run.
 
-    python bench/bench_poll.py [--exposures N] [--no-postgres] [--pg URL]
+    .venv/bin/python bench/bench_poll.py [--json] [--exposures N] [--no-postgres] [--pg URL]
+                                         [--repeat N] [--row-at-a-time]
 
 Builds a chip run of N exposures x 60 chips (default 1000 x 60 = 60,000 dbinfo
 records, synthetic but shaped like rb_chip's) on SQLite and PostgreSQL (tables in a
-schema of their own), then replays the records into chipProcessedImfile twice
-each way, once into an empty table (inserts) and once over the rows already there
-(updates, as when a run is polled again after a revert):
+schema of their own), then replays the records into chipProcessedImfile, once into
+an empty table (inserts) and once over the rows already there (updates, as when a
+run is polled again after a revert). Every timing includes the checks
+(:func:`remotebridge.poll.replay.check_records`) and one transaction:
 
-* ours: :func:`remotebridge.poll.replay.check_records` (every record validated
-  against the stage's dbinfo_schema) + :func:`apply_rows` in ONE transaction
-  (SQLite: one ``INSERT ... ON CONFLICT DO UPDATE`` executemany; PostgreSQL: the
-  portable way below);
-* portable: one key SELECT per 500 components, a batched INSERT of the new rows and
-  an executemany UPDATE by key of the others;
-* baseline: the same validation, then per record a SELECT by key and an INSERT or
-  UPDATE statement of its own (still in one transaction, which flatters it).
+* ours: :func:`apply_rows` (SQLite: one ``INSERT ... ON CONFLICT DO UPDATE``
+  executemany; PostgreSQL: COPY into a temporary table + one ``INSERT ... SELECT ...
+  ON CONFLICT DO UPDATE``);
+* baseline ("batched", the method before COPY): one key SELECT per 500 components,
+  a batched multi-row INSERT of the new rows and an executemany UPDATE by key;
+* ``--row-at-a-time`` adds the naive way (per record a SELECT by key and its own
+  INSERT or UPDATE), slow: minutes on PostgreSQL.
 
-Prints seconds and the ratio baseline / ours. ``ratio`` is baseline_s / ours_s.
+Targets: each ours <= 1.5 s; PostgreSQL update >= 3x the batched method.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -31,15 +31,26 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, select, text, update
+from _common import Report, best_of, figure, parser, setup_path
 
-from remotebridge.db.base import Base
-from remotebridge.db.engine import make_engine, write_session
-from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun, RawExp
-from remotebridge.poll.replay import Rows, _select_then_write, apply_rows, check_records
-from remotebridge.prepare.chip import ChipStage
+setup_path()
+
+from sqlalchemy import Engine, and_, delete, insert, select, text, update  # noqa: E402
+
+from remotebridge.db.base import Base  # noqa: E402
+from remotebridge.db.engine import make_engine, write_session  # noqa: E402
+from remotebridge.db.pipeline import ChipProcessedImfile, ChipRun, RawExp  # noqa: E402
+from remotebridge.poll.replay import (  # noqa: E402
+    Rows,
+    _select_then_write,
+    apply_rows,
+    check_records,
+)
+from remotebridge.prepare.chip import ChipStage  # noqa: E402
 
 CHIPS = 60
+LIMIT_S = 1.5
+PG_RATIO = 3.0
 PG_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 Item = tuple[int, str, int, dict[str, Any]]
 
@@ -117,26 +128,44 @@ def count(engine: Engine) -> int:
         return len(conn.execute(select(ChipProcessedImfile.chip_id)).all())
 
 
-def bench(label: str, engine: Engine, n_exp: int) -> None:
+def timed_replay(engine: Engine, fn: Any, items: list[Item], fill: list[Item] | None,
+                 repeat: int) -> float:
+    """Best of ``repeat``: clear the table (and fill it first for updates), then time."""
+    def once() -> float:
+        clear(engine)
+        if fill is not None:
+            ours(engine, fill)
+        took = fn(engine, items)
+        assert count(engine) == len(items)
+        return float(took)
+    return best_of(repeat, once)
+
+
+def bench(label: str, engine: Engine, n_exp: int, args: Any, report: Report) -> None:
+    """Insert and update figures for one database."""
     setup(engine, n_exp)
     first, second = records(n_exp), records(n_exp, salt=1.0)
-    rows = []
-    for phase, fill in (("insert", False), ("update", True)):
-        times = {}
-        for name, fn in (("ours", ours), ("portable", portable), ("baseline", baseline)):
-            clear(engine)
-            if fill:
-                ours(engine, first)
-            times[name] = fn(engine, second if fill else first)
-            assert count(engine) == len(first)
-        rows.append((phase, times["ours"], times["portable"], times["baseline"]))
-    for phase, t_ours, t_port, t_base in rows:
-        print(f"{label:<11} {phase:<7} {len(first):>7} {t_ours:>9.2f} {t_port:>11.2f} "
-              f"{t_base:>11.2f} {t_base / t_ours:>7.1f}x")
-        sys.stdout.flush()
+    for phase, items, fill in (("insert", first, None), ("update", second, first)):
+        t_ours = timed_replay(engine, ours, items, fill, args.repeat)
+        t_batched = timed_replay(engine, portable, items, fill, args.repeat)
+        need_ratio = label == "postgresql" and phase == "update"
+        target = f"<= {LIMIT_S} s" + (f", >= {PG_RATIO:.0f}x batched" if need_ratio else "")
+        report.add(figure(
+            f"replay {len(items):,} {phase} {label}", t_ours, t_batched, unit="s",
+            target=target, baseline_is="batched: key SELECT + multi-row INSERT + "
+            "executemany UPDATE",
+            check=lambda o, r, n=need_ratio: o <= LIMIT_S and (not n or (r or 0) >= PG_RATIO),
+            records=len(items), database=label, phase=phase))
+        if args.row_at_a_time:
+            t_row = timed_replay(engine, baseline, items, fill, 1)
+            report.add(figure(
+                f"replay {len(items):,} {phase} {label} vs rows", t_ours, t_row, unit="s",
+                target="(information)", check=lambda o, r: True,
+                baseline_is="row at a time", records=len(items), database=label,
+                phase=phase))
 
 
-def pg_engine(url: str) -> Engine | None:
+def pg_engine(url: str, report: Report) -> Engine | None:
     """A PostgreSQL engine on a private schema, or None when not reachable."""
     try:
         base = make_engine(url)
@@ -146,30 +175,33 @@ def pg_engine(url: str) -> Engine | None:
         sep = "&" if "?" in url else "?"
         return make_engine(f"{url}{sep}options=-csearch_path%3Drb_bench_poll")
     except Exception as exc:  # noqa: BLE001 - report and skip
-        print(f"# postgresql not available ({str(exc).splitlines()[0]}); skipped")
+        report.note(f"postgresql not available ({str(exc).splitlines()[0]}); skipped")
         return None
 
 
-def main() -> None:
+def main() -> int:
     """Run the benchmark."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--exposures", type=int, default=1000)
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--pg", default=PG_URL)
+    ap.add_argument("--repeat", type=int, default=2, help="best of N (default 2)")
+    ap.add_argument("--row-at-a-time", action="store_true",
+                    help="also time the naive row-at-a-time way (slow)")
     args = ap.parse_args()
-    print(f"{'database':<11} {'replay':<7} {'records':>7} {'ours_s':>9} {'portable_s':>11} "
-          f"{'baseline_s':>11} {'ratio':>8}")
+    report = Report(args.json)
     with tempfile.TemporaryDirectory(prefix="rb-bench-poll-") as tmp:
         lite = make_engine(f"sqlite:///{tmp}/bench.db")
-        bench("sqlite", lite, args.exposures)
+        bench("sqlite", lite, args.exposures, args, report)
         lite.dispose()
     if not args.no_postgres:
-        pg = pg_engine(args.pg)
+        pg = pg_engine(args.pg, report)
         if pg is not None:
-            bench("postgresql", pg, args.exposures)
+            bench("postgresql", pg, args.exposures, args, report)
             Base.metadata.drop_all(pg)
             pg.dispose()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
