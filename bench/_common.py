@@ -129,6 +129,32 @@ def timed() -> Iterator[list[float]]:
         out.append(time.perf_counter() - t0)
 
 
+def backend_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by a local process, e.g. the PostgreSQL
+    backend of a connection (``SELECT pg_backend_pid()``); 0.0 when it cannot be read.
+
+    On a shared, loaded machine wall-clock time mostly measures the other users; the
+    CPU seconds of our process plus its database backend are what the code costs.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_note() -> str:
+    """The machine's load average and core count, printed with every run."""
+    import os
+
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} cores"
+
+
 def best_of(n: int, fn: Callable[[], float]) -> float:
     """The smallest of ``n`` measurements (the machine is shared: less noise)."""
     return min(fn() for _ in range(n))

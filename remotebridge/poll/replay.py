@@ -69,7 +69,7 @@ def check_records(stage: str, schema: DbinfoSchema,
     seen: set[tuple[str, tuple[Any, ...]]] = set()
     rules: dict[str, dict[str, _Rule]] = {}
     for stage_id, name, line, rec in records:
-        table_rules = rules.get(rec.get("table")) if type(rec) is dict else None
+        table_rules = rules.get(str(rec.get("table"))) if type(rec) is dict else None
         if table_rules is not None and _fast_ok(table_rules, rec) \
                 and rec["key"].get(stage_col) == stage_id:
             rows = out[rec["table"]]

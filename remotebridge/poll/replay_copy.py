@@ -91,8 +91,11 @@ def _copy(conn: Connection, sql: str, data: io.StringIO) -> None:
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     try:
-        with dbapi.cursor() as cur:
+        cur: Any = dbapi.cursor()
+        try:
             cur.copy_expert(sql, data)
+        finally:
+            cur.close()
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
                                   dialect=conn.dialect) from exc
