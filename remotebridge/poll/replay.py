@@ -10,9 +10,10 @@ SQL text made from remote values. On PostgreSQL (psycopg2) each table and set of
 value columns is one COPY into a temporary table, one ``UPDATE ... FROM`` and one
 ``INSERT ... SELECT`` (:mod:`remotebridge.poll.replay_copy`; measured by
 bench/bench_poll.py at several times the batched way below). Otherwise bound
-parameters only (SQLAlchemy Core ``insert``/``update`` executemany). On SQLite each
-table gets ONE executemany of ``INSERT ... ON CONFLICT (key) DO UPDATE`` (in-process,
-so per-row execution is cheap). Elsewhere (the portable way): one select of the keys
+parameters only. On SQLite each table gets ONE driver executemany of ``INSERT ... ON
+CONFLICT (key) DO UPDATE`` with ``?`` parameters (in-process, so per-row execution is
+cheap; SQLAlchemy's per-row parameter handling cost more than SQLite did). Elsewhere
+(the portable way, SQLAlchemy Core ``insert``/``update`` executemany): one select of the keys
 already present per 500 components, then the new rows in one bulk INSERT (batched
 multi-row VALUES by SQLAlchemy's insertmanyvalues) and the others in one executemany
 UPDATE by key. Measured (bench/bench_poll.py): psycopg2 runs an ``ON CONFLICT``
@@ -28,14 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Integer, String
 
 from remotebridge.db.base import Base
 from remotebridge.db.pipeline import STAGE_RUN_TABLES
 from remotebridge.poll.faults import FAULT_DBINFO_REFUSED, PollFault
-from remotebridge.poll.replay_copy import NotCopyable, copy_upsert
+from remotebridge.poll.replay_copy import NotCopyable, copy_upsert, sqlite_upsert
 from remotebridge.prepare.base import DbinfoSchema, validate_dbinfo
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -206,37 +206,18 @@ def _existing(session: Session, rows: Rows, stage_ids: Sequence[int]) -> set[tup
     return found
 
 
-UPSERT_INSERTS = {"sqlite": sqlite.insert}
-"""Dialects where one ON CONFLICT executemany is the fastest way (see the docstring)."""
-
-
 def apply_rows(session: Session, tables: dict[str, Rows]) -> int:
     """Insert or update (by key) every checked row; returns how many rows were written."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg2":
-        return _copy_then_upsert(session, tables)
-    make_insert = UPSERT_INSERTS.get(bind.dialect.name)
-    if make_insert is None:
-        return _select_then_write(session, tables)
-    written = 0
-    for rows in tables.values():
-        batches: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
-        for key, values in rows.rows:
-            batches[frozenset(values)].append({**key, **values})
-        for cols, batch in batches.items():
-            stmt: Any = make_insert(rows.table)
-            set_ = {c: stmt.excluded[c] for c in sorted(cols)}
-            if set_:
-                stmt = stmt.on_conflict_do_update(index_elements=rows.key_cols, set_=set_)
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=rows.key_cols)
-            session.execute(stmt, batch)
-        written += len(rows.rows)
-    return written
+        return _bulk(session, tables, copy_upsert)
+    if bind.dialect.name == "sqlite":
+        return _bulk(session, tables, sqlite_upsert)
+    return _select_then_write(session, tables)
 
 
-def _copy_then_upsert(session: Session, tables: dict[str, Rows]) -> int:
-    """PostgreSQL: COPY into a temporary table, then one upsert (see replay_copy)."""
+def _bulk(session: Session, tables: dict[str, Rows], write: Any) -> int:
+    """One bulk ``write`` (see replay_copy) per table and set of value columns."""
     written = 0
     for rows in tables.values():
         batches: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
@@ -244,7 +225,7 @@ def _copy_then_upsert(session: Session, tables: dict[str, Rows]) -> int:
             batches[frozenset(values)].append({**key, **values})
         for cols, batch in batches.items():
             try:
-                copy_upsert(session, rows.table, rows.key_cols, sorted(cols), batch)
+                write(session, rows.table, rows.key_cols, sorted(cols), batch)
             except NotCopyable:
                 _select_then_write(session, {"_": Rows(rows.table, rows.key_cols,
                                                        rows.stage_col,

@@ -86,6 +86,35 @@ def copy_upsert(session: Session, table: Table, key_cols: Sequence[str],
     conn.exec_driver_sql(f"DROP TABLE {temp}")
 
 
+def sqlite_upsert(session: Session, table: Table, key_cols: Sequence[str],
+                  value_cols: Sequence[str], batch: Sequence[dict[str, Any]]) -> None:
+    """SQLite: ONE ``INSERT ... ON CONFLICT (key) DO UPDATE`` executemany by the driver
+    (values bound as ``?``; SQLAlchemy's per-row parameter handling cost more than the
+    database here). Left-out columns get their scalar default on insert only."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    defaults = insert_defaults(table, {*key_cols, *value_cols})
+    given = [*key_cols, *value_cols]
+    cols = [*given, *defaults]
+    target = session.get_bind().dialect.identifier_preparer.format_table(table)
+    keys = ", ".join(quote(c) for c in key_cols)
+    action = "DO NOTHING" if not value_cols else "DO UPDATE SET " + ", ".join(
+        f"{quote(c)} = excluded.{quote(c)}" for c in value_cols)
+    sql = (f"INSERT INTO {target} ({', '.join(quote(c) for c in cols)}) VALUES "
+           f"({', '.join('?' for _ in cols)}) ON CONFLICT ({keys}) {action}")
+    tail = tuple(defaults.values())
+    params = [tuple(row[c] for c in given) + tail for row in batch]
+    conn = session.connection()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    try:
+        cur: Any = dbapi.cursor()
+        cur.executemany(sql, params)
+        cur.close()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  dialect=conn.dialect) from exc
+
+
 def _copy(conn: Connection, sql: str, data: io.StringIO) -> None:
     """COPY FROM STDIN on the session's own connection; errors as SQLAlchemy's."""
     dbapi = conn.connection.dbapi_connection
