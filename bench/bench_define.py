@@ -1,11 +1,15 @@
-"""Benchmark: definebyquery over 10,000 ready chipRuns, SQLite and PostgreSQL.
+"""Benchmark: definebyquery over 10,000 / 30,000 / 100,000 ready chipRuns, SQLite and PostgreSQL.
 
-Prints ours (one set-based SELECT + one bulk INSERT) against a row-at-a-time
-baseline in the same run (a per-row "is it taken?" query and a per-row ORM insert,
-the way a first script usually does it), with rows/s and the ratio. Target: ours
-under 2 s for 10,000 rows on either database.
+    .venv/bin/python bench/bench_define.py [--json] [--sizes 10000,30000,100000] [--pg URL]
 
-    python bench/bench_define.py [--rows N] [--pg URL]
+Ours is one set-based SELECT + one bulk INSERT. Figures, per database:
+
+* at the smallest size, ours against a row-at-a-time baseline in the same run (a
+  per-row "is it taken?" query and a per-row ORM insert, the way a first script does it);
+* at every size, ours against the smallest size's time scaled linearly (ratio ~1
+  means linear; < 1 would mean it grows faster than the row count).
+
+Targets: ours < 5 s at every size; linear (ratio >= 0.7).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from sqlalchemy import Engine, select, text
+from _common import Report, figure, load_note, parser, setup_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+setup_path()
+
+from sqlalchemy import Engine, select, text  # noqa: E402
 
 from remotebridge.config import build  # noqa: E402
 from remotebridge.db.bridge import RemoteComponent, RemoteRun  # noqa: E402
@@ -28,6 +33,8 @@ from remotebridge.db.migrate import upgrade  # noqa: E402
 from remotebridge.db.pipeline import ChipRun  # noqa: E402
 from remotebridge.define import define_by_query  # noqa: E402
 from tests.conftest import add_chipruns  # noqa: E402
+
+LIMIT_S = 5.0
 
 
 def baseline(engine: Engine, label: str) -> int:
@@ -47,19 +54,41 @@ def baseline(engine: Engine, label: str) -> int:
         return n
 
 
-def measure(engine: Engine, rows: int) -> tuple[float, float]:
-    add_chipruns(engine, "ours", rows, start=1)
+def ours(engine: Engine, label: str, rows: int, start: int) -> float:
+    """Seconds for one definebyquery over ``rows`` fresh ready chipRuns."""
+    add_chipruns(engine, label, rows, start=start)
     t0 = time.perf_counter()
-    res = define_by_query(engine, build({}), label="ours", stage="chip")
-    ours = time.perf_counter() - t0
+    res = define_by_query(engine, build({}), label=label, stage="chip")
+    took = time.perf_counter() - t0
     assert res.count == rows
-    add_chipruns(engine, "base", rows, start=rows + 1)
-    t0 = time.perf_counter()
-    assert baseline(engine, "base") == rows
-    return ours, time.perf_counter() - t0
+    return took
+
+
+def measure(name: str, engine: Engine, sizes: list[int], report: Report) -> None:
+    """All figures of one database."""
+    start, first = 1, None
+    for i, n in enumerate(sizes):
+        took = ours(engine, f"ours{i}", n, start)
+        start += n
+        if first is None:
+            first = took / n
+            add_chipruns(engine, "base", n, start=start)
+            start += n
+            t0 = time.perf_counter()
+            assert baseline(engine, "base") == n
+            report.add(figure(f"definebyquery {n:,} {name}", took,
+                              time.perf_counter() - t0, unit="s", target=f"< {LIMIT_S} s",
+                              baseline_is="row at a time", rows=n, database=name,
+                              check=lambda o, _r: o < LIMIT_S))
+        report.add(figure(f"definebyquery {n:,} {name} linear", took, first * n, unit="s",
+                          target=f"< {LIMIT_S} s, ratio >= 0.7",
+                          baseline_is=f"{sizes[0]:,} rows' time x {n / sizes[0]:g}",
+                          rows=n, database=name,
+                          check=lambda o, r: o < LIMIT_S and (r or 0) >= 0.7))
 
 
 def pg_engine(admin_url: str) -> tuple[Engine, Engine, str]:
+    """A fresh PostgreSQL database (dropped at the end)."""
     admin = make_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
     name = f"rb_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
@@ -67,31 +96,33 @@ def pg_engine(admin_url: str) -> tuple[Engine, Engine, str]:
     return make_engine(admin_url.rsplit("/", 1)[0] + "/" + name), admin, name
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=10_000)
+def main() -> int:
+    """Run the benchmark."""
+    ap: argparse.ArgumentParser = parser(__doc__)
+    ap.add_argument("--sizes", default="10000,30000,100000")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
-    print(f"definebyquery over {args.rows} ready chipRuns (target: ours < 2 s)")
-    print(f"{'database':<12}{'ours s':>9}{'rows/s':>11}{'baseline s':>12}{'speedup':>9}  target")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    report = Report(args.json)
+    report.note(load_note())
     with tempfile.TemporaryDirectory() as tmp:
         sq = make_engine(f"sqlite:///{tmp}/bench.db")
         upgrade(sq)
-        _row("sqlite", args.rows, *measure(sq, args.rows))
+        measure("sqlite", sq, sizes, report)
+        sq.dispose()
+    if args.no_postgres:
+        return 0
     pg, admin, name = pg_engine(args.pg)
     try:
         upgrade(pg)
-        _row("postgresql", args.rows, *measure(pg, args.rows))
+        measure("postgresql", pg, sizes, report)
     finally:
         pg.dispose()
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE "{name}"'))
-
-
-def _row(name: str, rows: int, ours: float, base: float) -> None:
-    ok = "ok" if ours < 2.0 else "MISSED"
-    print(f"{name:<12}{ours:>9.3f}{rows / ours:>11,.0f}{base:>12.3f}{base / ours:>8.1f}x  {ok}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

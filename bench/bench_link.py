@@ -6,27 +6,27 @@
 (b) ``status`` of 500 jobs in ONE remote call vs one call per job (the baseline is
     measured on a sample and scaled to 500), against the 2 s target.
 
-Run as root with the test site up:  .venv/bin/python bench/bench_link.py
+Run as root with the test site up:  .venv/bin/python bench/bench_link.py [--json]
 ``--offline`` runs (b) only, through the LocalLink with a fake ``squeue`` printing
-500 captured lines (no site needed). Prints a plain table: ours, baseline, ratio.
+500 captured lines (no site needed). Prints the figures (bench/_common.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import Figure, Report, figure, parser, setup_path  # noqa: E402
+
+setup_path()
 
 from remotebridge.config import SchedulerKind, SiteConfig, SiteKind  # noqa: E402
 from remotebridge.schedulers import JobState, SlurmScheduler  # noqa: E402
@@ -53,13 +53,15 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return times
 
 
-def row(name: str, ours: float, base: float, unit: str = "s") -> str:
-    ratio = base / ours if ours > 0 else float("inf")
-    return f"{name:<56} {ours:>10.4f}{unit} {base:>10.4f}{unit} {ratio:>9.1f}x"
+def row(name: str, ours: float, base: float, target: str = "(information)",
+        limit: float | None = None) -> Figure:
+    """A time figure (``limit``: ours must be at most this many seconds)."""
+    return figure(name, ours, base, unit="s", target=target,
+                  check=lambda o, _r: limit is None or o <= limit)
 
 
 def bench_latency(st: dict[str, object], link: OpenSSHLink, n_master: int,
-                  n_fresh: int) -> str:
+                  n_fresh: int) -> Figure:
     over = timed(lambda: link.run(["true"]), n_master)
     env = dict(os.environ, SSH_ASKPASS=str(st["askpass"]), SSH_ASKPASS_REQUIRE="force")
     fresh_cmd = ["ssh", "-F", str(st["ssh_config"]), "-o", "ControlPath=none",
@@ -82,7 +84,7 @@ def submit_held(sched: SlurmScheduler, n: int) -> list[str]:
     return [ln.split(";")[0] for ln in out.split()]
 
 
-def bench_status(sched: SlurmScheduler, ids: list[str], sample: int) -> list[str]:
+def bench_status(sched: SlurmScheduler, ids: list[str], sample: int) -> list[Figure]:
     ours = timed(lambda: sched.status(ids), 3)
     states = sched.status(ids)
     assert len(states) == len(ids) and JobState.UNKNOWN not in set(states.values()), states
@@ -90,11 +92,10 @@ def bench_status(sched: SlurmScheduler, ids: list[str], sample: int) -> list[str
     per_job = timed(lambda: [sched.link.run(["squeue", "-h", "-j", j, "-o", "%T"])
                              for j in one], 1)[0] / len(one)
     best = min(ours)
-    verdict = "OK" if best <= TARGET_STATUS_S else "SLOW"
-    return [row(f"(b) status of {len(ids)} jobs: 1 call vs 1 call/job", best,
-                per_job * len(ids)),
-            f"    target {TARGET_STATUS_S:.1f} s for {len(ids)} jobs: {verdict} "
-            f"(baseline measured on {len(one)} jobs, scaled)"]
+    fig = row(f"(b) status of {len(ids)} jobs: 1 call vs 1 call/job", best,
+              per_job * len(ids), f"<= {TARGET_STATUS_S:.1f} s", TARGET_STATUS_S)
+    fig.baseline_is = f"one call per job, measured on {len(one)} jobs, scaled"
+    return [fig]
 
 
 def offline_scheduler(tmp: Path, n: int) -> SlurmScheduler:
@@ -112,14 +113,13 @@ def offline_scheduler(tmp: Path, n: int) -> SlurmScheduler:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--sample", type=int, default=25, help="jobs timed one by one (baseline)")
     ap.add_argument("--fresh", type=int, default=5, help="fresh logins (each costs a token)")
     ap.add_argument("--offline", action="store_true", help="(b) only, via LocalLink + fixture")
     args = ap.parse_args()
-    header = f"{'benchmark':<56} {'ours':>11} {'baseline':>11} {'ratio':>10}"
-    out = [header, "-" * len(header)]
+    out: list[Figure] = []
     tmp = Path(tempfile.mkdtemp(prefix="rbb", dir="/tmp"))
     try:
         if args.offline:
@@ -146,7 +146,9 @@ def main() -> int:
                 link.stop_master()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n".join(out))
+    report = Report(args.json)
+    for fig in out:
+        report.add(fig)
     return 0
 
 

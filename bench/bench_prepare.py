@@ -1,41 +1,53 @@
 #!/usr/bin/env python3
-"""Benchmark ``prepare`` of a big chip run against the seed's 0.2 s per chip image.
+"""Benchmark ``prepare`` of a big chip run against the field log's approach, same run.
 
-    python bench/bench_prepare.py [--quick] [--no-postgres] [--pg URL]
+    .venv/bin/python bench/bench_prepare.py [--json] [--sizes 1000,10000] [--quick]
+                                            [--no-postgres] [--pg URL] [--sample N]
 
-Builds, for 250, 500 and 1000 exposures x 60 chips (``--quick``: 25, 50, 100), the
-pipeline rows (rawExp, rawImfile, shared detrends, chipRun) and one remoteRun, on
-SQLite and on PostgreSQL (tables dropped and re-created in a schema of their own),
-then times ``prepare_run`` (database load, detrend choice, stat of every input,
-plan, chunks, script, job folder written). Input files are small real files made
+For each size (exposures x 60 chips; default 1000 and 10000 = 60,000 and 600,000
+commands; ``--quick``: 25, 100) builds the pipeline rows (rawExp, rawImfile, shared
+detrends, chipRun) and one remoteRun on SQLite and PostgreSQL (tables re-created in a
+schema of their own), then times ``prepare_run`` (database load, detrend choice, stat
+of every input, plan, chunks, script, job folder written) in a child process of its
+own, so that its peak RSS is prepare's alone. Input files are small real files made
 once under ``$TMPDIR/rb-bench-files`` (sizes are stat'ed, as in production).
-Prints ``ours_s  seed_s  speedup`` where seed_s = 0.2 s x chip images.
+
+Baseline, same run: the field log's approach re-implemented faithfully on a sample of
+``--sample`` chip images (default 3,000): per chip image one detrend look-up query
+(bias/dark/mask/flat of that chip valid at the exposure's time, the newest), a stat
+of its input and its command line; its per-image time x the size's chip images.
+Targets: 600,000 commands < 30 s, peak RSS < 600 MB.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, text
+from _common import Report, figure, load_note, parser, setup_path
 
-from remotebridge import config as cfgmod
-from remotebridge.db.base import Base
-from remotebridge.db.bridge import RemoteComponent, RemoteRun
-from remotebridge.db.engine import make_engine, write_session
-from remotebridge.db.pipeline import ChipRun, DetrendFile, RawExp, RawImfile
-from remotebridge.prepare import prepare_run
+setup_path()
+
+from sqlalchemy import Engine, insert, or_, select, text  # noqa: E402
+
+from remotebridge import config as cfgmod  # noqa: E402
+from remotebridge.db.base import Base  # noqa: E402
+from remotebridge.db.bridge import RemoteComponent, RemoteRun  # noqa: E402
+from remotebridge.db.engine import make_engine, read_session, write_session  # noqa: E402
+from remotebridge.db.pipeline import ChipRun, DetrendFile, RawExp, RawImfile  # noqa: E402
+from remotebridge.prepare import prepare_run  # noqa: E402
 
 CHIPS = 60
 FILTERS = ["g", "r", "i", "z", "y"]
-SEED_PER_IMAGE = 0.2
+LIMIT_S, LIMIT_MB = 30.0, 600.0
 T0 = datetime(2011, 7, 3)
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -106,26 +118,64 @@ def bench_config() -> cfgmod.Config:
     """A Slurm site like the seed's (24-core nodes, 1000 nodes, fill 0.8)."""
     return cfgmod.build({"site": {"hpc": {
         "kind": "ssh", "scheduler": "slurm", "remote_root": "/scratch/rb",
+        "frontends": ["fe1"],
         "permanent_root": "/projects/rb",
         "path_rules": [{"local": str(Path(tempfile.gettempdir()) / "rb-bench-files" / "det"),
                         "remote": "/projects/rb/detrends", "area": "permanent"}]}}})
 
 
-def run_one(engine: Engine, root: Path, n_exp: int) -> float:
-    """Seconds for one prepare of n_exp exposures."""
+def child(url: str) -> None:
+    """In a process of its own: prepare remote run 1, print seconds and peak RSS (MB)."""
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    res = prepare_run(engine, bench_config(), 1)
+    took = time.perf_counter() - t0
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"s": took, "rss_mb": use.ru_maxrss / 1024, "cmd": res.info["tasks"]["cmd"],
+                      "cpu_s": use.ru_utime + use.ru_stime}))
+
+
+def run_one(url: str, engine: Engine, root: Path, n_exp: int) -> tuple[float, float, float]:
+    """Seconds, peak RSS (MB) and CPU seconds of one prepare of n_exp exposures (in a
+    child; its CPU includes starting Python and the imports)."""
     jobs = Path(tempfile.mkdtemp(prefix="rb-bench-jobs-"))
     try:
-        rid = populate(engine, root, n_exp, jobs)
-        t0 = time.perf_counter()
-        res = prepare_run(engine, bench_config(), rid)
-        took = time.perf_counter() - t0
-        assert res.info["tasks"]["cmd"] == n_exp * CHIPS, res.info["tasks"]
-        return took
+        populate(engine, root, n_exp, jobs)
+        out = subprocess.run([sys.executable, __file__, "--child", url], check=True,
+                             capture_output=True, text=True).stdout
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["cmd"] == n_exp * CHIPS, got
+        return got["s"], got["rss_mb"], got["cpu_s"]
     finally:
         shutil.rmtree(jobs, ignore_errors=True)
 
 
-def pg_engine(url: str) -> Engine | None:
+def field_log_way(engine: Engine, sample: int) -> float:
+    """Seconds per chip image of the field log's prepare: one detrend query per image."""
+    d = DetrendFile
+    with read_session(engine) as s:
+        images = s.execute(select(RawImfile.uri, RawImfile.class_id, RawExp.dateobs,
+                                  RawExp.filter).join(RawExp, RawExp.exp_id == RawImfile.exp_id)
+                           .order_by(RawImfile.exp_id, RawImfile.class_id).limit(sample)).all()
+        lines = []
+        t0 = time.perf_counter()
+        for uri, class_id, dateobs, filt in images:
+            found = s.execute(select(d.det_type, d.uri).where(
+                d.class_id == class_id, d.time_begin <= dateobs, d.time_end > dateobs,
+                d.det_type.in_(["bias", "dark", "mask", "flat"]),
+                or_(d.filter == "", d.filter == filt)).order_by(
+                d.det_type, d.registered.desc(), d.det_id.desc())).all()
+            chosen: dict[str, str] = {}
+            for det_type, det_uri in found:
+                chosen.setdefault(det_type, det_uri)
+            size = os.stat(uri).st_size
+            lines.append(f"rb_chip.py {uri} {size} " + " ".join(chosen[t] for t in sorted(chosen)))
+        took = time.perf_counter() - t0
+    assert len(lines) == len(images)
+    return took / max(len(images), 1)
+
+
+def pg_engine(url: str, report: Report) -> Engine | None:
     """A PostgreSQL engine on a private schema, or None when not reachable."""
     try:
         base = make_engine(url)
@@ -135,35 +185,60 @@ def pg_engine(url: str) -> Engine | None:
         sep = "&" if "?" in url else "?"
         return make_engine(f"{url}{sep}options=-csearch_path%3Drb_bench")
     except Exception as exc:  # noqa: BLE001 - report and skip
-        print(f"# postgresql not available ({str(exc).splitlines()[0]}); skipped")
+        report.note(f"postgresql not available ({str(exc).splitlines()[0]}); skipped")
         return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the table."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="25/50/100 exposures")
+    """Run the benchmark and print the figures."""
+    p = parser(__doc__)
+    p.add_argument("--quick", action="store_true", help="25 and 100 exposures")
+    p.add_argument("--sizes", default="1000,10000", help="exposures per run, comma separated")
+    p.add_argument("--sample", type=int, default=3000, help="chip images of the baseline")
     p.add_argument("--no-postgres", action="store_true")
     p.add_argument("--pg", default=os.environ.get("REMOTEBRIDGE_BENCH_PG", PG_URL))
+    p.add_argument("--child", help=argparse_hidden())
     args = p.parse_args(argv)
-    sizes = [25, 50, 100] if args.quick else [250, 500, 1000]
+    if args.child:
+        child(args.child)
+        return 0
+    sizes = [25, 100] if args.quick else [int(x) for x in args.sizes.split(",")]
+    report = Report(args.json)
+    report.note(load_note())
     root = Path(tempfile.gettempdir()) / "rb-bench-files"
     make_files(root, max(sizes))
     dbdir = Path(tempfile.mkdtemp(prefix="rb-bench-db-"))
-    engines = {"sqlite": make_engine(f"sqlite:///{dbdir / 'bench.db'}")}
-    if not args.no_postgres and (pg := pg_engine(args.pg)) is not None:
-        engines["postgresql"] = pg
-    print(f"{'db':<11} {'exposures':>9} {'commands':>9} {'ours_s':>8} {'seed_s':>8} "
-          f"{'speedup':>8}")
-    for name, engine in engines.items():
+    urls = {"sqlite": f"sqlite:///{dbdir / 'bench.db'}"}
+    if not args.no_postgres and pg_engine(args.pg, report) is not None:
+        sep = "&" if "?" in args.pg else "?"
+        urls["postgresql"] = f"{args.pg}{sep}options=-csearch_path%3Drb_bench"
+    for name, url in urls.items():
+        engine = make_engine(url)
         for n in sizes:
-            ours, seed = run_one(engine, root, n), SEED_PER_IMAGE * n * CHIPS
-            print(f"{name:<11} {n:>9} {n * CHIPS:>9} {ours:>8.2f} {seed:>8.0f} "
-                  f"{seed / ours:>7.0f}x", flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"# peak RSS {rss:.0f} MB (whole process, including building the test rows)")
+            took, rss, cpu = run_one(url, engine, root, n)
+            per_image = field_log_way(engine, min(args.sample, n * CHIPS))
+            report.add(figure(f"prepare {n * CHIPS:,} commands {name}", took,
+                              per_image * n * CHIPS, unit="s", target=f"< {LIMIT_S:g} s",
+                              baseline_is=f"field log's way: {per_image * 1000:.2f} ms per "
+                              "chip image (sampled) x chip images",
+                              check=lambda o, _r: o < LIMIT_S, database=name, commands=n * CHIPS,
+                              cpu_s=cpu))
+            report.note(f"{name} {n * CHIPS:,} commands: prepare used {cpu:.2f} CPU s "
+                        "(child process, with start-up)")
+            report.add(figure(f"prepare {n * CHIPS:,} commands {name} peak RSS", rss, None,
+                              unit="MB", target=f"< {LIMIT_MB:g} MB",
+                              check=lambda o, _r: o < LIMIT_MB, database=name,
+                              commands=n * CHIPS))
+        engine.dispose()
     shutil.rmtree(dbdir, ignore_errors=True)
     return 0
+
+
+def argparse_hidden() -> str:
+    """Help text of an internal option (argparse.SUPPRESS)."""
+    import argparse
+
+    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

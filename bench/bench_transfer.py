@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the transfer engine on the test site: one file at a time vs tar bundles.
 
-    python bench/bench_transfer.py [--small 400] [--small-kb 64] [--large 3] [--large-mb 16]
-                                   [--bundle-mb 8] [--jobs 4] [--rate 200mbit]
+    .venv/bin/python bench/bench_transfer.py [--json] [--small 400] [--small-kb 64]
+                                   [--large 3] [--large-mb 16] [--bundle-mb 8] [--jobs 4]
+                                   [--rate 200mbit]
 
 Brings the test site up (``ops/testsite/site up``, needs root), opens a master to
 each front end (one one-time token each, through the DMZ), makes N small and a few
@@ -12,7 +13,7 @@ large random files, and moves them home -> site (push) and site -> home (pull):
   (b) tar bundles over one front end (``jobs`` bundles at a time);
   (c) tar bundles over all three front ends.
 
-Prints MB/s for each and the ratios to the baseline side by side, and checks that
+Prints MB/s for each and the ratios to the baseline (bench/_common.py figures), and checks that
 the transfers spent no DMZ token. Front ends run at the site's rate (200 Mbit/s)
 unless ``--rate`` shapes them (put back afterwards).
 """
@@ -31,9 +32,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from remotebridge.config import SchedulerKind, SiteConfig, SiteKind
-from remotebridge.ssh import Link, OpenSSHLink
-from remotebridge.transfer import FileSpec, pull, push
+from _common import Report, figure, parser, setup_path
+
+setup_path()
+
+from remotebridge.config import SchedulerKind, SiteConfig, SiteKind  # noqa: E402
+from remotebridge.ssh import Link, OpenSSHLink  # noqa: E402
+from remotebridge.transfer import FileSpec, pull, push  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = REPO / "ops" / "testsite" / "site"
@@ -116,8 +121,9 @@ def run_mode(name: str, links: list[OpenSSHLink], files: list[tuple[Path, int]],
     return t_push, t_pull
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+def main() -> int:
+    """Run the benchmark (needs the test site)."""
+    ap = parser(__doc__)
     ap.add_argument("--small", type=int, default=400)
     ap.add_argument("--small-kb", type=int, default=64)
     ap.add_argument("--large", type=int, default=3)
@@ -127,6 +133,7 @@ def main() -> None:
     ap.add_argument("--rate", default=None,
                     help="shape every front end to this tc rate (restored afterwards)")
     args = ap.parse_args()
+    report = Report(args.json)
 
     site("up")
     status = json.loads(site("status", "--json"))
@@ -141,7 +148,7 @@ def main() -> None:
     try:
         files = make_files(work / "src", args)
         total = sum(s for _, s in files) / 1e6
-        print(f"{len(files)} files, {total:.1f} MB ({args.small} x {args.small_kb} KB + "
+        report.note(f"{len(files)} files, {total:.1f} MB ({args.small} x {args.small_kb} KB + "
               f"{args.large} x {args.large_mb} MB); front ends at {rate}; "
               f"bundles of {args.bundle_mb} MB, {args.jobs} jobs per front end")
         tokens = int(site("auth-count").strip())
@@ -156,14 +163,19 @@ def main() -> None:
         if args.rate:
             for fe in status["front_ends"]:
                 site("shape", fe, "default")
-    base_push, base_pull = rows["one-by-one"]
-    print(f"{'mode':<14}{'push MB/s':>11}{'pull MB/s':>11}{'push x':>9}{'pull x':>9}")
-    for mode, (t_push, t_pull) in rows.items():
-        print(f"{mode:<14}{total / t_push:>11.1f}{total / t_pull:>11.1f}"
-              f"{base_push / t_push:>9.1f}{base_pull / t_pull:>9.1f}")
-    print(f"DMZ logins while the transfers ran: {spent} (masters, before: {len(links)}; "
-          "the count is site-wide, so other sessions' logins show up here too)")
+    # (figure, ours, baseline, what the baseline is, target ratio)
+    cases = [("bundles 1 fe", "bundles-1fe", "one-by-one", "link.put/get per file", 10.0),
+             ("fan-out 1 -> 3 fe", "bundles-3fe", "bundles-1fe", "bundles over 1 fe", 2.8)]
+    for name, mode, base_mode, base_is, want in cases:
+        for i, way in enumerate(("push", "pull")):
+            t, base = rows[mode][i], rows[base_mode][i]
+            report.add(figure(f"{name} {way}", total / t, total / base, unit="MB/s",
+                              higher_is_better=True, baseline_is=base_is,
+                              target=f">= {want:g}x", check=lambda _o, r, w=want: (r or 0) >= w))
+    report.note(f"DMZ logins while the transfers ran: {spent} (masters, before: {len(links)}; "
+                "the count is site-wide, so other sessions' logins show up here too)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

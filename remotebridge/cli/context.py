@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from sqlalchemy import Engine
 
 from remotebridge import config as config_mod
-from remotebridge.db.engine import make_engine, sqlite_file
-from remotebridge.db.url import parse_url
+
+if TYPE_CHECKING:  # imported when used: --help and usage errors stay fast
+    from rich.console import Console
+    from sqlalchemy import Engine
 
 
 @dataclass
@@ -30,8 +30,20 @@ class AppContext:
     db_url: str | None = None
     json: bool = False
     quiet: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=False))
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    @cached_property
+    def console(self) -> Console:
+        """Rich console on stdout (imported on first use)."""
+        from rich.console import Console
+
+        return Console(stderr=False)
+
+    @cached_property
+    def err(self) -> Console:
+        """Rich console on stderr (imported on first use)."""
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     @cached_property
     def config(self) -> config_mod.Config:
@@ -52,7 +64,10 @@ class AppContext:
     @cached_property
     def engine(self) -> Engine:
         """The database engine; the schema is checked to be current on first use."""
+
+        from remotebridge.db.engine import make_engine, sqlite_file
         from remotebridge.db.migrate import SCHEMA_REVISION, require_current
+        from remotebridge.db.url import parse_url
         from remotebridge.errors import SchemaOutdated
 
         text = self.config.database.effective_url()
@@ -68,6 +83,8 @@ class AppContext:
     def raw_engine(self) -> Engine:
         """An engine without the schema check (for ``db upgrade``); only the default
         SQLite location has its folder created."""
+        from remotebridge.db.engine import make_engine
+
         return make_engine(self.config.database.effective_url(), echo=self.config.database.echo,
                            create_folder=not self.config.database.url, source=self.db_source)
 

@@ -12,15 +12,17 @@ alive (status); 3 when switch-user is refused because masters are alive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from remotebridge import control
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
 from remotebridge.config import site_user
+
+if TYPE_CHECKING:  # the library (ssh, ...) and rich are imported by the commands that run
+    from remotebridge.control import MasterState
 
 site_option = click.option("--site", "site_name", metavar="NAME",
                            help="Site (default: the configured default site).")
@@ -42,7 +44,7 @@ def main(ctx: click.Context, db_url: str | None, config_path: str | None, as_jso
     ctx.obj = make_context(db_url, config_path, as_json, quiet)
 
 
-def _show(app: AppContext, site: str, states: Sequence[control.MasterState]) -> None:
+def _show(app: AppContext, site: str, states: Sequence[MasterState]) -> None:
     if app.json:
         app.emit({"site": site, "masters": [s.to_dict() for s in states]})
         return
@@ -53,6 +55,8 @@ def _show(app: AppContext, site: str, states: Sequence[control.MasterState]) -> 
             click.echo("\t".join([s.host, "up" if s.alive else "down", s.action, s.user,
                                   s.socket, s.error]))
         return
+    from rich.table import Table
+
     table = Table(title=f"site {site}")
     for col in ("host", "master", "action", "user", "socket", "error"):
         table.add_column(col)
@@ -72,6 +76,8 @@ def _show(app: AppContext, site: str, states: Sequence[control.MasterState]) -> 
 def start(app: AppContext, site_name: str | None, hosts: tuple[str, ...],
           askpass: str | None) -> None:
     """Open one master per front end (one token each); live ones are left alone."""
+    from remotebridge import control
+
     site = app.config.site(site_name)
     states = control.start(site, hosts or None, askpass=askpass)
     _show(app, site.name, states)
@@ -87,6 +93,8 @@ def start(app: AppContext, site_name: str | None, hosts: tuple[str, ...],
 @pass_app
 def stop(app: AppContext, site_name: str | None, hosts: tuple[str, ...]) -> None:
     """Close the masters (ssh -O exit); exec and poll then send runs to 'auth'."""
+    from remotebridge import control
+
     site = app.config.site(site_name)
     _show(app, site.name, control.stop(site, hosts or None))
 
@@ -96,6 +104,8 @@ def stop(app: AppContext, site_name: str | None, hosts: tuple[str, ...]) -> None
 @pass_app
 def status(app: AppContext, site_name: str | None) -> None:
     """The master of each front end: alive, socket path, login user (exit 75 if none)."""
+    from remotebridge import control
+
     site = app.config.site(site_name)
     states = control.status(site)
     _show(app, site.name, states)
@@ -109,6 +119,8 @@ def status(app: AppContext, site_name: str | None) -> None:
 @pass_app
 def switch_user(app: AppContext, user: str, site_name: str | None) -> None:
     """Log in as USER from now on (the key-card holder changed); masters must be closed."""
+    from remotebridge import control
+
     site = app.config.site(site_name)
     previous = control.switch_user(site, user)  # MastersAlive -> exit 3 in BridgeGroup
     app.emit({"site": site.name, "user": site_user(site), "previous": previous},

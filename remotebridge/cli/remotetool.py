@@ -10,19 +10,32 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
 
-from remotebridge import define, runs
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
-from remotebridge.db import statemachine
-from remotebridge.db.engine import shown_url, write_session
 from remotebridge.states import RunState
+
+# The database, rich tables and the library modules are imported inside the commands
+# that use them: --help, --version and usage errors import none of them (cron and
+# shell completion stay fast; tests/unit/test_startup.py checks it).
 
 STAGE_CHOICE = click.Choice(["chip", "cam", "warp", "stack"])
 
 
 #: commands that live in their own modules, imported only when used
+LAZY_HELP = {
+    "demo": "The reference pipeline's demo survey and science programs.",
+    "exec": "Push, check inputs and submit each pending run; it moves to 'run'.",
+    "poll": "Ask the scheduler about submitted runs; finish the ones whose job ended.",
+    "prepare": "Write the job folder of each remote run in state 'new' and move it to "
+               "'pending'.",
+    "review": "Show a prepared run's allocation, job script, chunks and lists (no "
+              "connection).",
+    "site": "Inspect the remote sites.",
+    "stages": "List the stages (built in or plugged in) with their options and defaults.",
+}
+"""Short help of the lazy commands, for ``--help`` without importing them (a test
+checks that it matches each command's own)."""
 LAZY = {
     "demo": "remotebridge.cli.demo_cmd:demo",
     "exec": "remotebridge.cli.exec_cmd:exec_cmd",
@@ -34,7 +47,7 @@ LAZY = {
 }
 
 
-@click.group(cls=BridgeGroup, lazy=LAZY,
+@click.group(cls=BridgeGroup, lazy=LAZY, lazy_help=LAZY_HELP,
              context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.version_option(package_name="remotebridge")
@@ -66,6 +79,8 @@ def definebyquery(app: AppContext, label: str, stage: str, limit: int | None, si
     Prints the new remote_id, or nothing when there is nothing to do. Running it
     twice (or on two hosts at once) never puts a stage run into two remote runs.
     """
+    from remotebridge import define
+
     res = define.define_by_query(app.engine, app.config, label=label, stage=stage, limit=limit,
                                  site=site, path_base=path_base, pretend=pretend)
     data = {"remote_id": res.remote_id, "stage": stage, "label": label,
@@ -87,6 +102,8 @@ def definebyquery(app: AppContext, label: str, stage: str, limit: int | None, si
 @pass_app
 def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str | None) -> None:
     """List remote runs (a table at a terminal, tab-separated lines in pipes)."""
+    from remotebridge import runs
+
     records = runs.list_runs(app.engine, label=label, state=state, stage=stage)
     if app.json:
         app.emit([r.to_dict() for r in records])
@@ -94,6 +111,8 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
     if app.quiet or not records:
         return
     if app.interactive:
+        from rich.table import Table
+
         table = Table("id", "stage", "label", "site", "state", "job", "comps", "fault", "updated")
         for r in records:
             table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.job_id or "",
@@ -110,6 +129,8 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
 @pass_app
 def show(app: AppContext, remote_id: int) -> None:
     """Show one remote run: its fields, components and history."""
+    from remotebridge import runs
+
     detail = runs.show_run(app.engine, remote_id)
     if app.json:
         app.emit(detail.to_dict())
@@ -134,6 +155,9 @@ def show(app: AppContext, remote_id: int) -> None:
 @pass_app
 def revertauth(app: AppContext, label: str | None) -> None:
     """Return runs paused in 'auth' to the state they were in before the link dropped."""
+    from remotebridge.db import statemachine
+    from remotebridge.db.engine import write_session
+
     with write_session(app.engine) as session:
         moved = statemachine.revertauth(session, label=label)
     app.emit([{"remote_id": rid, "state": st.value} for rid, st in moved],
@@ -148,6 +172,9 @@ def revertauth(app: AppContext, label: str | None) -> None:
 @pass_app
 def revert(app: AppContext, remote_id: int, to: str | None) -> None:
     """Send a run in 'error' back to the state to retry from, and reset its fault."""
+    from remotebridge.db import statemachine
+    from remotebridge.db.engine import write_session
+
     with write_session(app.engine) as session:
         target = statemachine.revert(session, remote_id, RunState(to) if to else None)
     app.emit({"remote_id": remote_id, "state": target.value},
@@ -159,6 +186,9 @@ def revert(app: AppContext, remote_id: int, to: str | None) -> None:
 @pass_app
 def cancel(app: AppContext, remote_id: int) -> None:
     """Withdraw a run that is not yet running; its stage runs become free again."""
+    from remotebridge.db import statemachine
+    from remotebridge.db.engine import write_session
+
     with write_session(app.engine) as session:
         before = statemachine.cancel(session, remote_id)
     app.emit({"remote_id": remote_id, "state": RunState.CANCELLED.value},
@@ -190,6 +220,7 @@ def db() -> None:
 def upgrade(app: AppContext) -> None:
     """Create the schema, or upgrade it to this version of remotebridge."""
     from remotebridge.db import migrate  # alembic is only needed here
+    from remotebridge.db.engine import shown_url
 
     engine = app.raw_engine()
     before, after = migrate.upgrade(engine)
@@ -203,6 +234,7 @@ def upgrade(app: AppContext) -> None:
 def status(app: AppContext) -> None:
     """Show the database URL and its schema revision against the code's."""
     from remotebridge.db import migrate
+    from remotebridge.db.engine import shown_url
 
     engine = app.raw_engine()
     current, head = migrate.current_revision(engine), migrate.head_revision()

@@ -5,10 +5,15 @@ or column the stage does not allow, carries a value of the wrong type or one tha
 does not fit its column (an over-long string, a NUL, an integer beyond 32 bits, a
 null in a NOT NULL column, a non-finite float such as ``1e999``), repeats a key, or
 has a key of a stage run that is not the component whose dbinfo file it came from.
-Only then :func:`apply_rows` writes, with bound parameters only (SQLAlchemy Core
-``insert``/``update`` executemany), inside the caller's transaction. On SQLite each
-table gets ONE executemany of ``INSERT ... ON CONFLICT (key) DO UPDATE`` (in-process,
-so per-row execution is cheap). Elsewhere (PostgreSQL): one select of the keys
+Only then :func:`apply_rows` writes, inside the caller's transaction, never with
+SQL text made from remote values. On PostgreSQL (psycopg2) each table and set of
+value columns is one COPY into a temporary table, one ``UPDATE ... FROM`` and one
+``INSERT ... SELECT`` (:mod:`remotebridge.poll.replay_copy`; measured by
+bench/bench_poll.py at several times the batched way below). Otherwise bound
+parameters only. On SQLite each table gets ONE driver executemany of ``INSERT ... ON
+CONFLICT (key) DO UPDATE`` with ``?`` parameters (in-process, so per-row execution is
+cheap; SQLAlchemy's per-row parameter handling cost more than SQLite did). Elsewhere
+(the portable way, SQLAlchemy Core ``insert``/``update`` executemany): one select of the keys
 already present per 500 components, then the new rows in one bulk INSERT (batched
 multi-row VALUES by SQLAlchemy's insertmanyvalues) and the others in one executemany
 UPDATE by key. Measured (bench/bench_poll.py): psycopg2 runs an ``ON CONFLICT``
@@ -24,13 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Integer, String
 
 from remotebridge.db.base import Base
 from remotebridge.db.pipeline import STAGE_RUN_TABLES
 from remotebridge.poll.faults import FAULT_DBINFO_REFUSED, PollFault
+from remotebridge.poll.replay_copy import NotCopyable, copy_upsert, sqlite_upsert
 from remotebridge.prepare.base import DbinfoSchema, validate_dbinfo
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -62,26 +67,95 @@ def check_records(stage: str, schema: DbinfoSchema,
     stage_col = stage_key_column(stage)
     out: dict[str, Rows] = {}
     seen: set[tuple[str, tuple[Any, ...]]] = set()
+    rules: dict[str, dict[str, _Rule]] = {}
     for stage_id, name, line, rec in records:
-        where = f"{name} line {line}"
-        problems = validate_dbinfo(schema, rec)
-        if problems:
-            raise PollFault(f"{where}: dbinfo record refused: {'; '.join(problems)}",
-                            fault=FAULT_DBINFO_REFUSED)
-        rows = out.get(rec["table"]) or _rows_for(rec["table"], schema, stage_col, where)
-        out[rec["table"]] = rows
-        key, values = rec["key"], rec["values"]
-        if key.get(stage_col) != stage_id:
-            raise PollFault(f"{where}: key {stage_col}={key.get(stage_col)!r} is not the "
-                            f"component {stage_id} this file belongs to",
-                            fault=FAULT_DBINFO_REFUSED)
-        _check_fit(rows.table, {**key, **values}, where)
+        table_rules = rules.get(str(rec.get("table"))) if type(rec) is dict else None
+        if table_rules is not None and _fast_ok(table_rules, rec) \
+                and rec["key"].get(stage_col) == stage_id:
+            rows = out[rec["table"]]
+        else:
+            rows = _check_slowly(stage_id, f"{name} line {line}", rec, schema, stage_col, out)
+            rules.setdefault(rec["table"], _rules_for(rows.table, schema[rec["table"]]))
+        key = rec["key"]
         ident = (rec["table"], tuple(key[c] for c in rows.key_cols))
         if ident in seen:
-            raise PollFault(f"{where}: key {key} appears twice", fault=FAULT_DBINFO_REFUSED)
+            raise PollFault(f"{name} line {line}: key {key} appears twice",
+                            fault=FAULT_DBINFO_REFUSED)
         seen.add(ident)
-        rows.rows.append((key, values))
+        rows.rows.append((key, rec["values"]))
     return out
+
+
+def _check_slowly(stage_id: int, where: str, rec: dict[str, Any], schema: DbinfoSchema,
+                  stage_col: str, out: dict[str, Rows]) -> Rows:
+    """Every check with its message (the first record of a table, and any doubtful one)."""
+    problems = validate_dbinfo(schema, rec)
+    if problems:
+        raise PollFault(f"{where}: dbinfo record refused: {'; '.join(problems)}",
+                        fault=FAULT_DBINFO_REFUSED)
+    rows = out.get(rec["table"]) or _rows_for(rec["table"], schema, stage_col, where)
+    out[rec["table"]] = rows
+    key, values = rec["key"], rec["values"]
+    if key.get(stage_col) != stage_id:
+        raise PollFault(f"{where}: key {stage_col}={key.get(stage_col)!r} is not the "
+                        f"component {stage_id} this file belongs to",
+                        fault=FAULT_DBINFO_REFUSED)
+    _check_fit(rows.table, {**key, **values}, where)
+    return rows
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What a value of one column may be, precomputed for :func:`_fast_ok`."""
+
+    types: tuple[type, ...]
+    max_len: int | None
+    int32: bool
+    nullable: bool
+
+
+def _rules_for(table: Table, spec: dict[str, dict[str, type]]) -> dict[str, _Rule]:
+    rules = {}
+    for part in ("key", "values"):
+        for col, wanted in spec[part].items():
+            ctype, column = table.c[col].type, table.c[col]
+            rules[f"{part}:{col}"] = _Rule(
+                types=(float, int) if wanted is float else (wanted,),
+                max_len=ctype.length if isinstance(ctype, String) else None,
+                int32=isinstance(ctype, Integer), nullable=bool(column.nullable))
+    rules["key"] = _Rule((), len(spec["key"]), False, False)
+    return rules
+
+
+def _fast_ok(rules: dict[str, _Rule], rec: dict[str, Any]) -> bool:
+    """True only when every check would pass; anything doubtful goes the slow way
+    (:func:`_check_slowly`), which gives the refusal its message."""
+    key, values = rec.get("key"), rec.get("values")
+    if type(key) is not dict or type(values) is not dict or len(key) != rules["key"].max_len:
+        return False
+    return _part_ok(rules, "key:", key) and _part_ok(rules, "values:", values)
+
+
+def _part_ok(rules: dict[str, _Rule], part: str, data: dict[str, Any]) -> bool:
+    for col, value in data.items():
+        rule = rules.get(part + col) if type(col) is str else None
+        if rule is None:
+            return False
+        kind = type(value)
+        if value is None:
+            if not rule.nullable:
+                return False
+        elif kind not in rule.types:
+            return False
+        elif kind is str:
+            if (rule.max_len is not None and len(value) > rule.max_len) or "\x00" in value:
+                return False
+        elif kind is int:
+            if rule.int32 and not INT_MIN <= value <= INT_MAX:
+                return False
+        elif not math.isfinite(value):
+            return False
+    return True
 
 
 def _rows_for(table_name: str, schema: DbinfoSchema, stage_col: str, where: str) -> Rows:
@@ -132,31 +206,37 @@ def _existing(session: Session, rows: Rows, stage_ids: Sequence[int]) -> set[tup
     return found
 
 
-UPSERT_INSERTS = {"sqlite": sqlite.insert}
-"""Dialects where one ON CONFLICT executemany is the fastest way (see the docstring)."""
-
-
 def apply_rows(session: Session, tables: dict[str, Rows]) -> int:
     """Insert or update (by key) every checked row; returns how many rows were written."""
     bind = session.get_bind()
-    make_insert = UPSERT_INSERTS.get(bind.dialect.name)
-    if make_insert is None:
-        return _select_then_write(session, tables)
+    if bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg2":
+        return _bulk(session, tables, copy_upsert)
+    if bind.dialect.name == "sqlite":
+        return _bulk(session, tables, sqlite_upsert)
+    return _select_then_write(session, tables)
+
+
+def _bulk(session: Session, tables: dict[str, Rows], write: Any) -> int:
+    """One bulk ``write`` (see replay_copy) per table and set of value columns."""
     written = 0
     for rows in tables.values():
         batches: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
         for key, values in rows.rows:
             batches[frozenset(values)].append({**key, **values})
         for cols, batch in batches.items():
-            stmt: Any = make_insert(rows.table)
-            set_ = {c: stmt.excluded[c] for c in sorted(cols)}
-            if set_:
-                stmt = stmt.on_conflict_do_update(index_elements=rows.key_cols, set_=set_)
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=rows.key_cols)
-            session.execute(stmt, batch)
+            try:
+                write(session, rows.table, rows.key_cols, sorted(cols), batch)
+            except NotCopyable:
+                _select_then_write(session, {"_": Rows(rows.table, rows.key_cols,
+                                                       rows.stage_col,
+                                                       [_split(rows, b) for b in batch])})
         written += len(rows.rows)
     return written
+
+
+def _split(rows: Rows, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    key = {c: data[c] for c in rows.key_cols}
+    return key, {c: v for c, v in data.items() if c not in key}
 
 
 def _select_then_write(session: Session, tables: dict[str, Rows]) -> int:

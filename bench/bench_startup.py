@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Benchmark start-up: --help, a usage error, and cron ticks with nothing to do.
+
+    .venv/bin/python bench/bench_startup.py [--json] [--runs N]
+
+Each command runs N times (default 7) in a fresh interpreter of this Python; the
+figure is the median, wall and CPU (user + system of the child). The baseline is
+``python -c pass`` measured in the same run. Targets: ``remotetool --help``, a usage
+error and ``control-tool --help`` <= 0.15 s; an ``exec`` or ``poll`` tick on an empty,
+current SQLite database <= 0.3 s. What they import is checked by
+tests/unit/test_startup.py (no SQLAlchemy, alembic, rich tables or Jinja2).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, Report, figure, load_note, parser, setup_path
+
+setup_path()
+
+REMOTETOOL = "from remotebridge.cli.remotetool import main; main(prog_name='remotetool')"
+CONTROL = "from remotebridge.cli.control import main; main(prog_name='control-tool')"
+
+
+def run(args: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``python args`` over ``runs`` runs."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def main() -> int:
+    """Run the benchmark."""
+    ap = parser(__doc__)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    report = Report(args.json)
+    report.note(load_note())
+    with tempfile.TemporaryDirectory(prefix="rb-bench-start-") as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": f"{tmp}/config",
+               "XDG_DATA_HOME": f"{tmp}/data"}
+        db = ["--db", f"sqlite:///{Path(tmp) / 'rb.db'}"]
+        subprocess.run([sys.executable, "-c", REMOTETOOL, *db, "db", "upgrade"], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        cases = [("remotetool --help", [REMOTETOOL, "--help"], 0.15),
+                 ("remotetool usage error", [REMOTETOOL, "definebyquery"], 0.15),
+                 ("control-tool --help", [CONTROL, "--help"], 0.15),
+                 ("exec tick, nothing to do", [REMOTETOOL, *db, "exec"], 0.3),
+                 ("poll tick, nothing to do", [REMOTETOOL, *db, "poll"], 0.3)]
+        base_wall, base_cpu = run(["-c", "pass"], env, args.runs)
+        for name, argv, limit in cases:
+            wall, cpu = run(["-c", *argv], env, args.runs)
+            for kind, ours, base in (("wall", wall, base_wall), ("cpu", cpu, base_cpu)):
+                report.add(figure(f"{name} {kind}", ours, base, unit="s",
+                                  target=f"<= {limit} s", baseline_is="python -c pass",
+                                  check=lambda o, _r, lim=limit: o <= lim, clock=kind,
+                                  over_python_s=ours - base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
