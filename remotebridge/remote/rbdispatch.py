@@ -108,7 +108,8 @@ class Dispatcher:
         self.after: Dict[int, List[int]] = {}
         self.tainted: set = set()
         pre0 = [t.task_id for t in tasks if t.phase == "pre" and t.stage_id == 0]
-        pre_of, cmd_of = {}, {}  # type: Dict[int, List[int]], Dict[int, List[int]]
+        pre_of: Dict[int, List[int]] = {}
+        cmd_of: Dict[int, List[int]] = {}
         for t in tasks:
             if t.phase == "pre" and t.stage_id != 0:
                 pre_of.setdefault(t.stage_id, []).append(t.task_id)
@@ -216,7 +217,7 @@ class Dispatcher:
         self.attempts[task.task_id] += 1
         self.state[task.task_id] = ACTIVE
         self.committed[node] += task.threads
-        timeout = max(self.timeout_min, self.timeout_factor * task.cost)
+        timeout = max(self.timeout_min, self.timeout_factor * cost)
         a = Assignment(self._seq, task.task_id, node, self.attempts[task.task_id],
                        task.threads, cost, timeout, self.end - self.margin)
         self.active[a.seq] = a
@@ -240,6 +241,21 @@ class Dispatcher:
         else:
             self._final(a.task_id, FAILED)
         return a
+
+    def stop(self, seq: int) -> Optional[Assignment]:
+        """The worker stopped the attempt at the hard stop (end - margin / 2): not started.
+
+        The runner stops what still runs then, so that its records and the job's
+        summary are written before the scheduler kills the job; no attempt is spent.
+        """
+        a = self.active.get(seq)
+        if a is not None:
+            self.decline(seq)
+        return a
+
+    def hard_stop(self) -> float:
+        """When workers stop what still runs."""
+        return self.end - self.margin / 2.0
 
     def decline(self, seq: int) -> Optional[Assignment]:
         """The worker would have started the attempt past the deadline: not started."""
@@ -294,20 +310,23 @@ def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment,
     """Drive ``disp`` in virtual time; returns the time the last attempt ended.
 
     ``run(assignment, now)`` answers ``(rc, elapsed)``; an attempt longer than its
-    timeout ends at the timeout with rc -9, as the real worker kills it then.
+    timeout ends at the timeout with rc -9, as the real worker kills it then; one
+    still running at the hard stop is stopped there (``Dispatcher.stop``).
     """
     for node, cores in sorted(nodes.items()):
         disp.add_node(node, cores)
     events: List[Tuple[float, int, int, float]] = []
     now = start
 
-    hungry = set()  # nodes left with free cores at their last fill
+    hungry: set = set()  # nodes left with free cores at their last fill
 
     def fill(node: str) -> None:
         for a in disp.assign(node, now):
             rc, elapsed = run(a, now)
             if elapsed > a.timeout:
                 rc, elapsed = -9, a.timeout
+            if now + elapsed > disp.hard_stop():
+                rc, elapsed = None, max(0.0, disp.hard_stop() - now)
             heapq.heappush(events, (now + elapsed, a.seq, rc, elapsed))
         if disp.committed[node] < nodes[node]:
             hungry.add(node)
@@ -318,7 +337,7 @@ def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment,
         fill(node)
     while events:
         now, seq, rc, elapsed = heapq.heappop(events)
-        a = disp.finish(seq, rc, elapsed)
+        a = disp.stop(seq) if rc is None else disp.finish(seq, rc, elapsed)
         if a is not None:
             fill(a.node)
         for node in sorted(hungry) if disp.has_ready() else ():

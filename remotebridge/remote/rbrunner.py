@@ -114,7 +114,8 @@ def load_plan(path: str = "plan.jsonl") -> List[dict]:
     if not isinstance(head, dict) or head.get("format") != "remotebridge.plan" \
             or head.get("version") != VERSION:
         raise PlanError(f"{path}: line 1: not a remotebridge.plan v1 header")
-    tasks, seen = [], set()  # type: List[dict], set
+    tasks: List[dict] = []
+    seen: set = set()
     for n, line in enumerate(lines[1:], start=2):
         try:
             rec = json.loads(line)
@@ -206,7 +207,9 @@ class Leader:
         self.outbox = dict((r, Mailbox(box(r, "to"))) for r in range(args.workers))
         self.started = time.monotonic()
         self.seen = dict((r, self.started) for r in range(args.workers))
-        self.live, self.gone, self.host = set(), set(), {}  # type: set, set, Dict[int, str]
+        self.live: set = set()
+        self.gone: set = set()
+        self.host: Dict[int, str] = {}
         self.last_progress, self.last_hb = 0.0, 0.0
         self.records = os.path.join(RUNNER_DIR, "records.jsonl")
 
@@ -262,10 +265,16 @@ class Leader:
             self.live.add(rank)
             self.host[rank] = str(msg.get("host", ""))
             self.disp.add_node(node(rank), int(msg.get("cores", 1)))
-        elif op == "end":
+        elif op == "end" and not msg.get("stopped"):
             a = self.disp.finish(int(msg["seq"]), int(msg["rc"]), float(msg["elapsed"]))
             if a is not None:
                 return [end_record(a, msg, rank, self.host.get(rank, ""))]
+        elif op == "end" and msg.get("stopped"):
+            a = self.disp.stop(int(msg["seq"]))
+            if a is not None:
+                rec = end_record(a, msg, rank, self.host.get(rank, ""))
+                rec["outcome"] = "stopped_walltime"
+                return [rec]
         elif op == "declined":
             self.disp.decline(int(msg["seq"]))
         elif op == "bye":
@@ -386,7 +395,8 @@ def write_leader_json(args: argparse.Namespace, error: str) -> None:
     os.makedirs(RUNNER_DIR, exist_ok=True)
     doc = {"format": "remotebridge.runner", "version": VERSION, "workers": args.workers,
            "end": args.end, "poll": args.poll, "heartbeat": args.heartbeat,
-           "lease": args.lease, "host": socket.gethostname(), "pid": os.getpid(),
+           "lease": args.lease, "margin": args.margin, "host": socket.gethostname(),
+           "pid": os.getpid(),
            "error": error}
     rbhelper.atomic_write(os.path.join(RUNNER_DIR, "leader.json"), json.dumps(doc) + "\n")
 
@@ -401,10 +411,12 @@ class Worker:
         self.rank, self.cores, self.info = rank, cores, info
         self.tasks = dict((t["task_id"], t) for t in plan)
         self.inbox, self.outbox = Mailbox(box(rank, "to")), Mailbox(box(rank, "from"))
-        self.queued, self.running = [], {}  # type: List[dict], Dict[int, dict]
+        self.queued: List[dict] = []
+        self.running: Dict[int, dict] = {}
         self.results: queue.Queue = queue.Queue()
         self.host = socket.gethostname()
         self.stopping = False
+        self.hard_stop = float(info["end"]) - float(info.get("margin", 0.0)) / 2.0
 
     def run(self) -> int:
         """Work until told to stop (or quit), or until the leader falls silent."""
@@ -462,15 +474,19 @@ class Worker:
         """One attempt, through the helper's own code path (status/<id>.json as today)."""
         task = self.tasks[a["task_id"]]
         start, t0 = rbhelper.now_iso(), time.time()
-        rc, killed = rbhelper.run_task(task, float(a["timeout"]))
+        left = self.hard_stop - t0
+        rc, killed = rbhelper.run_task(task, max(0.1, min(float(a["timeout"]), left)))
         t1 = time.time()
-        try:
-            rbhelper.write_status(task, "runner", rc, start, t1 - t0,
-                                  {"attempt": a["attempt"], "timeout": killed})
-        except OSError as exc:
-            say("worker %d: task %d: status not written: %s" % (self.rank, a["task_id"], exc))
+        stopped = killed and left < float(a["timeout"]) and t1 >= self.hard_stop - 1.0
+        if not stopped:  # a stopped attempt is "not started", as if never run
+            try:
+                rbhelper.write_status(task, "runner", rc, start, t1 - t0,
+                                      {"attempt": a["attempt"], "timeout": killed})
+            except OSError as exc:
+                say("worker %d: task %d: no status: %s" % (self.rank, a["task_id"], exc))
         self.results.put({"op": "end", "seq": a["seq"], "task_id": a["task_id"], "rc": rc,
-                          "timeout": killed, "start": start, "end": rbhelper.now_iso(),
+                          "timeout": killed and not stopped, "stopped": stopped,
+                          "start": start, "end": rbhelper.now_iso(),
                           "t0": round(t0, 4), "t1": round(t1, 4),
                           "elapsed": round(t1 - t0, 4)})
 
