@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-# ruff: noqa: UP006, UP007, UP017, UP035, UP045
+# ruff: noqa: UP006, UP007, UP031, UP035, UP045
 # (pyupgrade targets our own 3.11; this file must stay Python 3.6 code, like rbhelper.py)
 """rbdispatch: the dynamic runner's dispatch policy, pure and driven by the caller's clock.
 
 Python 3.6 standard library only (it ships with the job beside ``rbrunner.py``): no
 ``from __future__ import annotations``, no walrus, no dataclasses.
 
-Nothing here sleeps, reads a file or starts a process. The leader of ``rbrunner.py``
+Nothing here sleeps or starts a process, and the only file it reads is the plan
+(``load_plan``, checked line by line before any task may run). The leader of ``rbrunner.py``
 feeds it the real clock and the workers' reports; ``simulate`` (and the benchmark)
 feed it a virtual clock. The rules (docs/runner.md):
 
@@ -27,9 +28,11 @@ feed it a virtual clock. The rules (docs/runner.md):
 """
 
 import heapq
+import json
 import math
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+VERSION = 1
 PHASES = ("pre", "cmd", "post")
 
 # task states
@@ -303,6 +306,86 @@ class Dispatcher:
             elif st != ACTIVE:
                 c["left"] += 1
         return c
+
+
+# --- the plan ---------------------------------------------------------------------
+
+
+class PlanError(Exception):
+    """plan.jsonl cannot be trusted: the job must not start any task."""
+
+
+# --- plan -----------------------------------------------------------------------------
+
+
+def _check_task(rec: Any, seen: set) -> str:
+    """What is wrong with one plan record ("" when nothing)."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for key, kind in (("task_id", int), ("stage_id", int), ("threads", int)):
+        if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
+            return f"{key} is not an integer"
+    if rec["task_id"] in seen:
+        return "task_id %d appears twice" % rec["task_id"]
+    if rec.get("phase") not in PHASES:
+        return "phase is not pre, cmd or post"
+    cost = rec.get("cost")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not cost >= 0 \
+            or math.isinf(cost):
+        return "cost is not a number >= 0"
+    if rec["threads"] < 1:
+        return "threads < 1"
+    argv = rec.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        return "argv is not a list of strings"
+    if not isinstance(rec.get("log", ""), str):
+        return "log is not a string"
+    return ""
+
+
+def load_plan(path: str = "plan.jsonl") -> List[dict]:
+    """Every task of the plan, checked; raises PlanError naming the line."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: cannot be read: {exc}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    else:
+        raise PlanError(f"{path}: truncated (no newline at the end)")
+    try:
+        head = json.loads(lines[0]) if lines else None
+    except ValueError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != "remotebridge.plan" \
+            or head.get("version") != VERSION:
+        raise PlanError(f"{path}: line 1: not a remotebridge.plan v1 header")
+    tasks: List[dict] = []
+    seen: set = set()
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise PlanError("%s: line %d: not JSON" % (path, n)) from None
+        why = _check_task(rec, seen)
+        if why:
+            raise PlanError("%s: line %d: %s" % (path, n, why))
+        seen.add(rec["task_id"])
+        tasks.append(rec)
+    if head.get("tasks") != len(tasks):
+        raise PlanError("%s: header says %r tasks, the file holds %d (truncated?)"
+                        % (path, head.get("tasks"), len(tasks)))
+    return tasks
+
+
+def policy_tasks(plan: List[dict]) -> List[Task]:
+    """The plan as the policy sees it."""
+    return [Task(t["task_id"], t["stage_id"], t["phase"], t["threads"],
+                            float(t["cost"])) for t in plan]
+
+
+# --- virtual time -----------------------------------------------------------------
 
 
 def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment, float], Tuple],

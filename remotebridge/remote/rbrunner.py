@@ -64,80 +64,6 @@ EXIT_PLAN = 2
 EXIT_LEADER = 3
 
 
-class PlanError(Exception):
-    """plan.jsonl cannot be trusted: the job must not start any task."""
-
-
-# --- plan -----------------------------------------------------------------------------
-
-
-def _check_task(rec: Any, seen: set) -> str:
-    """What is wrong with one plan record ("" when nothing)."""
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    for key, kind in (("task_id", int), ("stage_id", int), ("threads", int)):
-        if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
-            return f"{key} is not an integer"
-    if rec["task_id"] in seen:
-        return "task_id %d appears twice" % rec["task_id"]
-    if rec.get("phase") not in rbdispatch.PHASES:
-        return "phase is not pre, cmd or post"
-    cost = rec.get("cost")
-    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not cost >= 0 \
-            or math.isinf(cost):
-        return "cost is not a number >= 0"
-    if rec["threads"] < 1:
-        return "threads < 1"
-    argv = rec.get("argv")
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        return "argv is not a list of strings"
-    if not isinstance(rec.get("log", ""), str):
-        return "log is not a string"
-    return ""
-
-
-def load_plan(path: str = "plan.jsonl") -> List[dict]:
-    """Every task of the plan, checked; raises PlanError naming the line."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: cannot be read: {exc}") from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    else:
-        raise PlanError(f"{path}: truncated (no newline at the end)")
-    try:
-        head = json.loads(lines[0]) if lines else None
-    except ValueError:
-        head = None
-    if not isinstance(head, dict) or head.get("format") != "remotebridge.plan" \
-            or head.get("version") != VERSION:
-        raise PlanError(f"{path}: line 1: not a remotebridge.plan v1 header")
-    tasks: List[dict] = []
-    seen: set = set()
-    for n, line in enumerate(lines[1:], start=2):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            raise PlanError("%s: line %d: not JSON" % (path, n)) from None
-        why = _check_task(rec, seen)
-        if why:
-            raise PlanError("%s: line %d: %s" % (path, n, why))
-        seen.add(rec["task_id"])
-        tasks.append(rec)
-    if head.get("tasks") != len(tasks):
-        raise PlanError("%s: header says %r tasks, the file holds %d (truncated?)"
-                        % (path, head.get("tasks"), len(tasks)))
-    return tasks
-
-
-def policy_tasks(plan: List[dict]) -> List[Any]:
-    """The plan as the policy sees it."""
-    return [rbdispatch.Task(t["task_id"], t["stage_id"], t["phase"], t["threads"],
-                            float(t["cost"])) for t in plan]
-
-
 # --- mailboxes ------------------------------------------------------------------------
 
 
@@ -201,8 +127,9 @@ class Leader:
     def __init__(self, args: argparse.Namespace, plan: List[dict]) -> None:
         self.args = args
         self.disp = rbdispatch.Dispatcher(
-            policy_tasks(plan), args.end, margin=args.margin, max_attempts=args.max_attempts,
-            timeout_factor=args.timeout_factor, timeout_min=args.timeout_min)
+            rbdispatch.policy_tasks(plan), args.end, margin=args.margin,
+            max_attempts=args.max_attempts, timeout_factor=args.timeout_factor,
+            timeout_min=args.timeout_min)
         self.inbox = dict((r, Mailbox(box(r, "from"))) for r in range(args.workers))
         self.outbox = dict((r, Mailbox(box(r, "to"))) for r in range(args.workers))
         self.started = time.monotonic()
@@ -542,8 +469,8 @@ def start_leader(args: argparse.Namespace) -> Optional[Leader]:
     """Check the plan, then make the runner folder; None (and one line) when the plan is bad."""
     args.end = job_end(args)
     try:
-        plan = load_plan()
-    except PlanError as exc:
+        plan = rbdispatch.load_plan()
+    except rbdispatch.PlanError as exc:
         line = f"stopping, no task started: {exc}"
         say(line)
         sys.stderr.write(f"rbrunner: {line}\n")
@@ -567,8 +494,8 @@ def cmd_work(args: argparse.Namespace) -> int:
         say("worker: the leader stopped the job: {}".format(info["error"]))
         return EXIT_PLAN
     try:
-        plan = load_plan()
-    except PlanError as exc:
+        plan = rbdispatch.load_plan()
+    except rbdispatch.PlanError as exc:
         say(f"worker: stopping, no task started: {exc}")
         return EXIT_PLAN
     rank = args.rank if args.rank is not None else int(os.environ.get("SLURM_PROCID", "0"))
