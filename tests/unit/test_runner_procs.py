@@ -175,3 +175,17 @@ def test_killed_worker_tasks_are_rerun_by_the_others(tmp_path: Path) -> None:
     assert set(ok) == set(range(6))
     assert all(ok[t]["rank"] == 0 for t in lost)
     assert progress(folder)["done"] == 6
+
+
+def test_task_still_running_near_the_end_is_stopped_before_the_walltime(tmp_path: Path) -> None:
+    folder = job(tmp_path, [ptask(1, ["sleep", "60"], cost=0.2)])
+    end = time.time() + 4.0
+    proc = runner(folder, "run", "--workers", "1", "--end", str(end), "--margin", "1",
+                  "--timeout-min", "100", "--poll", "0.02", "--heartbeat", "0.2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.time() < end + 30  # the 60 s sleep did not run to its end
+    recs = records(folder)
+    assert [r["outcome"] for r in recs] == ["stopped_walltime", "not_started"]
+    assert recs[0]["t1"] <= end and recs[1]["reason"] == "walltime"
+    assert not (folder / "status" / "1.json").exists()
+    assert progress(folder)["not_started"] == 1
