@@ -102,6 +102,7 @@ class Dispatcher:
         self.measured = dict((p, [0, 0.0, 0.0]) for p in PHASES)  # n, elapsed, cost
         self._ready: Dict[int, List[Tuple[float, int]]] = {}
         self._seq = 0
+        self.n_final = 0
         self._build_dependencies(tasks)
 
     # --- dependencies -------------------------------------------------------------
@@ -143,6 +144,7 @@ class Dispatcher:
 
     def _final(self, tid: int, state: str, reason: str = "") -> None:
         self.state[tid] = state
+        self.n_final += 1
         if reason:
             self.reason[tid] = reason
         for dep in self.after.get(tid, ()):
@@ -295,7 +297,7 @@ class Dispatcher:
 
     def finished(self) -> bool:
         """Every task is final."""
-        return not self.active and all(st in FINAL for st in self.state.values())
+        return not self.active and self.n_final == len(self.state)
 
     def counts(self) -> Dict[str, int]:
         """Progress: done / failed / running / left / not_started."""
