@@ -212,9 +212,12 @@ def baseline_overhead(root: Path, n: int, true: str) -> float:
         "\n".join([json.dumps(head)] + [json.dumps(t) for t in tasks]) + "\n")
     lines = "".join(f"{sys.executable} rbhelper.py task cmd.0000 {i}\n" for i in range(n))
     t0 = time.time()
-    subprocess.run(["xargs", "-P", "8", "-L", "1"], input=lines.encode(), cwd=folder, check=True)
+    subprocess.run(["xargs", "-P", "8", "-L", "1", "env"], input=lines.encode(), cwd=folder,
+                   check=True)  # as templates/local/job.sh.j2 runs a chunk
     span = time.time() - t0
     el = [json.loads(p.read_text())["elapsed"] for p in (folder / "status").glob("*.json")]
+    if len(el) != n:
+        sys.exit(f"baseline: {len(el)} of {n} tasks recorded a status")
     return (span * 8 - sum(el)) / n
 
 
