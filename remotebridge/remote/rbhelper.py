@@ -28,16 +28,18 @@ ranks of its srun step. Formats are described in docs/formats.md.
 """
 
 import argparse
+import contextlib
 import datetime
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 VERSION = 1
 # The job folder's names and headers, as literals: this file is shipped to the site
@@ -107,18 +109,59 @@ def find_task(chunk: str, task_id: int) -> dict:
 
 def run_argv(task: dict) -> int:
     """Run the task's argv (no shell), output to its log; returns the exit code."""
+    return run_task(task)[0]
+
+
+def run_task(task: dict, timeout: Optional[float] = None) -> Tuple[int, bool]:
+    """Run the task's argv (no shell), output to its log: (exit code, killed at timeout).
+
+    With a ``timeout`` (the dynamic runner's), the command runs in its own session so
+    that, past it, its whole process group is killed (TERM, then KILL after 5 s).
+    """
     env = dict(os.environ, OMP_NUM_THREADS=str(task.get("threads", 1)))
     log = task.get("log") or ""
+    out = None
     try:
         if log:
             os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
-            with open(log, "ab") as out:
-                return subprocess.call(task["argv"], stdout=out, stderr=subprocess.STDOUT,
-                                       env=env)
-        return subprocess.call(task["argv"], env=env)
+            out = open(log, "ab")  # noqa: SIM115 (closed below once the child has it)
+        proc = subprocess.Popen(task["argv"], stdout=out,
+                                stderr=subprocess.STDOUT if out else None, env=env,
+                                start_new_session=timeout is not None)
     except OSError as exc:
         sys.stderr.write(f"rbhelper: task {task['task_id']}: {exc}\n")
-        return 127
+        return 127, False
+    finally:
+        if out is not None:
+            out.close()
+    try:
+        return proc.wait(timeout=timeout), False
+    except subprocess.TimeoutExpired:
+        return kill_group(proc), True
+
+
+def kill_group(proc: "subprocess.Popen") -> int:
+    """Kill a timed-out command's process group; its exit code."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, sig)
+        try:
+            return proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def write_status(task: dict, chunk: str, rc: int, start: str, elapsed: float,
+                 extra: Optional[dict] = None) -> None:
+    """Record one task's outcome in status/<task_id>.json (temp + rename)."""
+    status = {"task_id": task["task_id"], "stage_id": task["stage_id"], "phase": task["phase"],
+              "chunk": chunk, "rc": rc, "start": start, "end": now_iso(),
+              "elapsed": round(elapsed, 3), "host": socket.gethostname()}
+    status.update(extra or {})
+    path = STATUS_FILE.format(task_id=task["task_id"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, json.dumps(status) + "\n")
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -126,12 +169,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     task = find_task(args.chunk, args.task_id)
     start, t0 = now_iso(), time.time()
     rc = run_argv(task)
-    status = {"task_id": task["task_id"], "stage_id": task["stage_id"], "phase": task["phase"],
-              "chunk": args.chunk, "rc": rc, "start": start, "end": now_iso(),
-              "elapsed": round(time.time() - t0, 3), "host": socket.gethostname()}
-    path = STATUS_FILE.format(task_id=task["task_id"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps(status) + "\n")
+    write_status(task, args.chunk, rc, start, time.time() - t0)
     return 0
 
 
