@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from remotebridge.config import Config
-from remotebridge.errors import NotFoundError, UsageError
+from remotebridge.errors import BridgeError, NotFoundError, UsageError
 from remotebridge.web import pages, uwsviews
 
 STATIC = Path(__file__).with_name("static")
@@ -92,6 +92,12 @@ def _bad_request(request: Request, exc: Exception) -> Response:
     return pages.error_page(request, 400, str(getattr(exc, "message", exc)))
 
 
+def _unavailable(request: Request, exc: Exception) -> Response:
+    """Any other error of ours (database down or locked...): 503, said on the page; the
+    live script shows "not updating" and keeps trying."""
+    return pages.error_page(request, 503, str(getattr(exc, "message", exc)))
+
+
 def create_app(engine: Engine, config: Config, *, token: str | None = None) -> Starlette:
     """The status page application over ``engine`` and ``config``."""
     routes = [
@@ -106,7 +112,8 @@ def create_app(engine: Engine, config: Config, *, token: str | None = None) -> S
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
-        NotFoundError: _not_found, 404: _not_found, UsageError: _bad_request})
+        NotFoundError: _not_found, 404: _not_found, UsageError: _bad_request,
+        BridgeError: _unavailable})
     app.state.engine = engine
     app.state.config = config
     app.add_middleware(Guard, token=token)

@@ -130,3 +130,16 @@ def test_file_link_serves_the_file_as_plain_text(client: TestClient, demo: Demo)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "<script>job</script>" in r.text
     assert client.get(f"/runs/{demo.failed}/files/logs/task-2.log").text == LOG_TEXT
+
+
+def test_database_trouble_is_503_with_the_message(client: TestClient,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from remotebridge import runs
+    from remotebridge.errors import DatabaseUnavailable
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise DatabaseUnavailable("database is locked <now>")
+
+    monkeypatch.setattr(runs, "list_runs", down)
+    r = client.get("/runs?partial=1")
+    assert r.status_code == 503 and "database is locked &lt;now&gt;" in r.text
