@@ -109,6 +109,8 @@ def create_app(engine: Engine, config: Config, *, token: str | None = None) -> S
         Route("/uws/jobs", uwsviews.jobs, methods=["GET"]),
         Route("/uws/jobs/{remote_id:int}", uwsviews.job, methods=["GET"]),
         Route("/uws/jobs/{remote_id:int}/phase", uwsviews.job_phase, methods=["GET"]),
+        Route("/uws/jobs/{remote_id:int}/results", uwsviews.job_results, methods=["GET"]),
+        Route("/uws/jobs/{remote_id:int}/error", uwsviews.job_error, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={

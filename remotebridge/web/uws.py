@@ -127,9 +127,23 @@ def job_document(detail: RunDetail, created: datetime | None,
     _parameters(root, r)
     _results(root, products)
     if r.state == RunState.ERROR.value:
-        summary = ET.SubElement(root, _q("errorSummary"), {"type": "fatal", "hasDetail": "false"})
-        _text(summary, "message", visible(f"fault {r.fault}: {note}"))
+        summary = ET.SubElement(root, _q("errorSummary"), {"type": "fatal", "hasDetail": "true"})
+        _text(summary, "message", error_text(detail, note) or "")
     return _serialise(root)
+
+
+def results_document(products: Sequence[ProductRef]) -> bytes:
+    """The ``uws:results`` document alone (``/uws/jobs/ID/results``)."""
+    root = ET.Element(_q("results"))
+    _fill_results(root, products)
+    return _serialise(root)
+
+
+def error_text(detail: RunDetail, note: str) -> str | None:
+    """The error of a run in ``error`` (``/uws/jobs/ID/error``); None for other runs."""
+    if detail.run.state != RunState.ERROR.value:
+        return None
+    return visible(f"fault {detail.run.fault}: {note}")
 
 
 def _parameters(root: ET.Element, r: RunRecord) -> None:
@@ -142,7 +156,10 @@ def _parameters(root: ET.Element, r: RunRecord) -> None:
 
 
 def _results(root: ET.Element, products: Sequence[ProductRef]) -> None:
-    results = ET.SubElement(root, _q("results"))
+    _fill_results(ET.SubElement(root, _q("results")), products)
+
+
+def _fill_results(results: ET.Element, products: Sequence[ProductRef]) -> None:
     for i, p in enumerate(products):
         if not p.permanent:
             continue

@@ -85,6 +85,16 @@ def test_job_document_of_a_running_run(client: TestClient, demo: Demo) -> None:
     assert client.get(f"/uws/jobs/{demo.running}/phase").text == "EXECUTING"
 
 
+def test_results_and_error_endpoints(client: TestClient, demo: Demo) -> None:
+    r = client.get(f"/uws/jobs/{demo.failed}/results")
+    assert r.status_code == 200 and UWS_NS in r.text
+    assert 'href="file:///home/out/c1.fits"' in r.text and "c1.tmp" not in r.text
+    err = client.get(f"/uws/jobs/{demo.failed}/error")
+    assert err.status_code == 200 and err.headers["content-type"].startswith("text/plain")
+    assert err.text.startswith("fault 31: poll: <script>") and "\x1b" not in err.text
+    assert client.get(f"/uws/jobs/{demo.running}/error").status_code == 404
+
+
 def test_unknown_job_is_404(client: TestClient) -> None:
     assert client.get("/uws/jobs/999").status_code == 404
 
