@@ -29,11 +29,11 @@ FOLDER_FILES = ("job.sh", "plan.jsonl", "inputs.manifest", "outputs.manifest",
                 "allocation.json", "job.json", "outdirs.list")
 LOG_DIR = "logs"
 #: most bytes of one log shown (its end is kept: that is where the error is)
-LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 16 * 1024
 #: words of the exec/poll notes that carry transfer figures (see exec.runner.summary)
 TRANSFER_WORDS = ("pushed ", "pulled ", " bytes")
 #: most log files listed for one run
-MAX_LOGS = 200
+MAX_LOGS = 50
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,15 @@ def test_database_trouble_is_503_with_the_message(client: TestClient,
     monkeypatch.setattr(runs, "list_runs", down)
     r = client.get("/runs?partial=1")
     assert r.status_code == 503 and "database is locked &lt;now&gt;" in r.text
+
+
+def test_a_long_log_shows_its_end(client: TestClient, demo: Demo) -> None:
+    from remotebridge.runview import LOG_TAIL_BYTES
+
+    lines = [f"line {i:06d} of a chatty task" for i in range(LOG_TAIL_BYTES // 10)]
+    log = demo.jobs / f"remote_{demo.failed}" / "logs" / "task-9.log"
+    log.write_text("\n".join(lines) + "\n")
+    page = client.get(f"/runs/{demo.failed}").text
+    section = page.split("logs/task-9.log</a>")[1].split("</details>")[0]
+    assert "its end shown" in section
+    assert lines[-1] in section and lines[0] not in section
