@@ -42,6 +42,7 @@ LAZY = {
     "poll": "remotebridge.cli.poll_cmd:poll",
     "prepare": "remotebridge.cli.prepare_cmd:prepare",
     "review": "remotebridge.cli.prepare_cmd:review",
+    "serve": "remotebridge.cli.serve_cmd:serve",
     "site": "remotebridge.cli.site_cmd:site",
     "stages": "remotebridge.cli.stages_cmd:stages",
 }
