@@ -31,6 +31,7 @@ LAZY_HELP = {
                "'pending'.",
     "review": "Show a prepared run's allocation, job script, chunks and lists (no "
               "connection).",
+    "serve": "Serve a read-only status page of the runs (and a UWS 1.1 view under /uws/).",
     "site": "Inspect the remote sites.",
     "stages": "List the stages (built in or plugged in) with their options and defaults.",
 }

@@ -19,7 +19,7 @@ from remotebridge.db.bridge import RemoteComponent, RemoteRun
 from remotebridge.db.engine import write_session
 from remotebridge.define import define_by_query
 from remotebridge.states import RunState
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 HOSTILE = "<script>alert('x')</script> \x1b[31mred\x1b[0m"
 LOG_TEXT = "task 2 of chip 2: Traceback (most recent call last)\nValueError: bad <b>pixel</b>\n"
