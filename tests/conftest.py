@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from remotebridge.db import Base
 from remotebridge.db.engine import make_engine
 from remotebridge.db.migrate import upgrade
 from tests.site.fixtures import site_alone, test_site  # noqa: F401 - fixtures for every folder
+from tests.support.db import truncate_pg
 
 PG_ADMIN_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -75,14 +75,6 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate_pg(url: str) -> None:
-    engine = make_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-
-
 @pytest.fixture(params=DB_KINDS)
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database URL with a current, empty schema: SQLite file or PostgreSQL."""
@@ -94,7 +86,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         engine.dispose()
         return url
     url = request.getfixturevalue("pg_url")
-    _truncate_pg(url)
+    truncate_pg(url)
     return url
 
 

@@ -345,8 +345,11 @@ def _check_task(rec: Any, seen: set) -> str:
     return ""
 
 
-def load_plan(path: str = "plan.jsonl") -> List[dict]:
-    """Every task of the plan, checked; raises PlanError naming the line."""
+def load_plan(path: str, plan_format: str) -> List[dict]:
+    """Every task of the plan, checked; raises PlanError naming the line.
+
+    ``plan_format`` is the header's format name: rbhelper.py holds the literal (the
+    job-folder module at home owns it), so this policy module names no file format."""
     try:
         with open(path, encoding="utf-8") as fh:
             lines = fh.read().split("\n")
@@ -360,9 +363,9 @@ def load_plan(path: str = "plan.jsonl") -> List[dict]:
         head = json.loads(lines[0]) if lines else None
     except ValueError:
         head = None
-    if not isinstance(head, dict) or head.get("format") != "remotebridge.plan" \
+    if not isinstance(head, dict) or head.get("format") != plan_format \
             or head.get("version") != VERSION:
-        raise PlanError(f"{path}: line 1: not a remotebridge.plan v1 header")
+        raise PlanError(f"{path}: line 1: not a {plan_format} v{VERSION} header")
     tasks: List[dict] = []
     seen: set = set()
     for n, line in enumerate(lines[1:], start=2):

@@ -469,7 +469,7 @@ def start_leader(args: argparse.Namespace) -> Optional[Leader]:
     """Check the plan, then make the runner folder; None (and one line) when the plan is bad."""
     args.end = job_end(args)
     try:
-        plan = rbdispatch.load_plan()
+        plan = rbdispatch.load_plan(rbhelper.PLAN_FILE, rbhelper.PLAN_FORMAT)
     except rbdispatch.PlanError as exc:
         line = f"stopping, no task started: {exc}"
         say(line)
@@ -494,7 +494,7 @@ def cmd_work(args: argparse.Namespace) -> int:
         say("worker: the leader stopped the job: {}".format(info["error"]))
         return EXIT_PLAN
     try:
-        plan = rbdispatch.load_plan()
+        plan = rbdispatch.load_plan(rbhelper.PLAN_FILE, rbhelper.PLAN_FORMAT)
     except rbdispatch.PlanError as exc:
         say(f"worker: stopping, no task started: {exc}")
         return EXIT_PLAN

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
+from remotebridge.db import Base
+from remotebridge.db.engine import make_engine
 from remotebridge.db.pipeline import ChipRun, RawExp
 
 
@@ -26,3 +28,12 @@ def add_chipruns(engine: Engine, label: str, count: int, *, start: int = 1,
             conn.execute(insert(RawExp), exps)
             conn.execute(insert(ChipRun), runs)
     return [start + i for i in range(count)]
+
+
+def truncate_pg(url: str) -> None:
+    """Empty every table of the PostgreSQL database at ``url`` (ids restart)."""
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from remotebridge.cli import remotetool
 from remotebridge.cli.exitcodes import ExitCode
-from tests.unit.scram_server import MARKER, ROLE, ScramServer, scram_server
+from tests.support.scram_server import MARKER, ROLE, ScramServer, scram_server
 
 VENV_BIN = str(Path(sys.executable).parent)
 

@@ -19,7 +19,7 @@ from remotebridge.poll import PollFault, replay
 from remotebridge.poll.replay import _select_then_write, apply_rows, check_records
 from remotebridge.poll.replay_copy import copy_field
 from remotebridge.prepare.chip import ChipStage
-from tests.conftest import add_chipruns
+from tests.support.db import add_chipruns
 
 HOSTILE = [
     "tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "\\.", "\\",
@@ -133,9 +133,9 @@ def test_a_doubtful_record_gets_the_full_message(engine: Engine) -> None:
 def test_postgres_replays_by_copy(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL no longer takes the select-then-write way, and the refusal of a row by
     the database still arrives as SQLAlchemy's IntegrityError (fault 31 in poll)."""
-    from tests.conftest import _truncate_pg
+    from tests.support.db import truncate_pg
 
-    _truncate_pg(pg_url)
+    truncate_pg(pg_url)
     engine = make_engine(pg_url)
     try:
         add_chipruns(engine, "t", 3)
@@ -156,9 +156,9 @@ def test_postgres_replays_by_copy(pg_url: str, monkeypatch: pytest.MonkeyPatch) 
 
 def test_postgres_update_may_leave_out_not_null_columns(pg_url: str) -> None:
     """As with the batched way, an update need not repeat a NOT NULL column (uri)."""
-    from tests.conftest import _truncate_pg
+    from tests.support.db import truncate_pg
 
-    _truncate_pg(pg_url)
+    truncate_pg(pg_url)
     engine = make_engine(pg_url)
     try:
         add_chipruns(engine, "t", 3)

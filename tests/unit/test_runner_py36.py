@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_exec_rbhelper import py36_problems
+from tests.support.py36 import py36_problems
 
 REMOTE = Path(__file__).resolve().parents[2] / "remotebridge" / "remote"
 SHIPPED = ["rbrunner.py", "rbdispatch.py", "rbhelper.py"]
