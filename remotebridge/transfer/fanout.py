@@ -16,6 +16,7 @@ other failure (unreadable file, size mismatch, unsafe archive) is reported in th
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from remotebridge.transfer.bundles import (
     plan_bundles,
 )
 from remotebridge.transfer.pull import pull_bundle
-from remotebridge.transfer.push import ByteCallback, push_bundle
+from remotebridge.transfer.push import DEFAULT_PYTHON, ByteCallback, push_bundle
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)``, called from worker threads (serialized)."""
@@ -227,10 +228,12 @@ def run_bundles(links: Sequence[Link], bundles: list[Bundle], worker: BundleWork
 def push(links: Sequence[Link], files: Sequence[FileSpec], *,
          bundle_bytes: int = DEFAULT_BUNDLE_BYTES,
          jobs_per_link: int = DEFAULT_JOBS_PER_LINK,
-         progress: Progress | None = None) -> TransferReport:
-    """Copy local files to their remote paths as tar bundles over every link."""
+         progress: Progress | None = None, python: str = DEFAULT_PYTHON) -> TransferReport:
+    """Copy local files to their remote paths as tar bundles over every link
+    (``python``: the site's python that unpacks them, atomically per file)."""
     check_unique(files, "remote")
-    return run_bundles(links, plan_bundles(files, bundle_bytes), push_bundle,
+    return run_bundles(links, plan_bundles(files, bundle_bytes),
+                       functools.partial(push_bundle, python=python),
                        jobs_per_link=jobs_per_link, progress=progress)
 
 
