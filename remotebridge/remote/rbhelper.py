@@ -21,9 +21,10 @@ It runs in the job folder (the current directory) and never needs the network.
                      --from-stats a,b] --append F      one record, appended atomically
   rbhelper.py summary                collect status/*.json into job_summary.jsonl
   rbhelper.py check-inputs MANIFEST  print remote paths missing or of the wrong size
-  rbhelper.py sizes                  for NUL-separated ``R<root>``/``P<path>`` records on
-                                     stdin, print ``<type> <size> <i|o|-> <path>\0`` per
-                                     path: lstat type, size, real path inside a root or not
+  rbhelper.py sizes                  for NUL-separated ``A<anchor>``, ``R<root>`` and
+                                     ``P<path>`` records on stdin, print ``<type> <size>
+                                     <i|o|-> <path>\0`` per path: lstat type, size, real
+                                     path inside a root or not
   rbhelper.py unpack [--stale S]     extract a plain tar from stdin, each file written in
                                      a staging folder beside it, then renamed into place
 
@@ -255,16 +256,29 @@ def file_type(mode: int) -> str:
     return "other"
 
 
-def real_roots(roots: list) -> set:
-    """The real paths of the roots that are folders themselves (a root that has been
-    replaced by a link lends nothing: its target is not the run's folder)."""
+def real_roots(roots: list, anchors: list) -> set:
+    """The real paths of the roots reached without a link below their anchor.
+
+    An anchor is a folder whose own path the site owns (the configured scratch and
+    permanent roots; else the common folder of the run's folders): links above it are
+    the site's layout and followed. A root counts only when its real path is its
+    anchor's real path plus the rest of its own path: a root (or a folder between it
+    and its anchor) replaced by a link lends nothing, its target is not the run's."""
     out = set()
     for root in roots:
+        covering = [a for a in anchors if root == a or root.startswith(a.rstrip("/") + "/")]
+        if not covering:
+            continue
+        anchor = max(covering, key=len)
+        rest = root[len(anchor.rstrip("/")):].lstrip("/")
+        expected = os.path.join(os.path.realpath(anchor), rest)
         try:
-            if stat.S_ISDIR(os.lstat(root).st_mode):
-                out.add(os.path.realpath(root))
+            is_dir = stat.S_ISDIR(os.lstat(root).st_mode)
         except OSError:
             continue
+        real = os.path.realpath(root)
+        if is_dir and real == os.path.normpath(expected):
+            out.add(real)
     return out
 
 
@@ -287,13 +301,14 @@ def describe(path: str, roots: set) -> str:
     except OSError:
         return "missing -1 - " + path
     flag = "i" if is_inside(os.path.realpath(path), roots) else "o"
-    return "{} {} {} {}".format(file_type(st.st_mode), st.st_size, flag, path)
+    return f"{file_type(st.st_mode)} {st.st_size} {flag} {path}"
 
 
 def cmd_sizes(args: argparse.Namespace) -> int:
     """Describe every ``P`` path of stdin against the ``R`` roots (see the module doc)."""
     records = [os.fsdecode(r) for r in sys.stdin.buffer.read().split(b"\0") if r]
-    roots = real_roots([r[1:] for r in records if r[:1] == "R"])
+    roots = real_roots([r[1:] for r in records if r[:1] == "R"],
+                       [r[1:] for r in records if r[:1] == "A"])
     out = sys.stdout.buffer
     for rec in records:
         if rec[:1] == "P":
@@ -359,7 +374,7 @@ def sweep_stale(parent: str, prefix: str, stale_after: float) -> int:
             if not entry.is_dir(follow_symlinks=False) or owner_alive(entry.name, prefix) \
                     or time.time() - newest_mtime(entry.path) < stale_after:
                 continue
-            claimed = os.path.join(parent, "{}{}-swept".format(prefix, owner_tag()))
+            claimed = os.path.join(parent, f"{prefix}{owner_tag()}-swept")
             os.rename(entry.path, claimed)
         except OSError:
             continue
@@ -382,7 +397,7 @@ def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, stages: dict,
     name = member.name
     if name.startswith("/") or not member.isreg() \
             or any(p in ("", ".", "..") for p in name.split("/")):
-        sys.stderr.write("rbhelper: unpack: member {!r} refused\n".format(name))
+        sys.stderr.write(f"rbhelper: unpack: member {name!r} refused\n")
         return False
     dest = "/" + name
     parent = os.path.dirname(dest)
@@ -394,11 +409,13 @@ def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, stages: dict,
                                               dir=parent)
         tmp = os.path.join(stages[parent], str(member.offset))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, (member.mode & 0o777) | 0o600)
+        src = tf.extractfile(member)
         with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(tf.extractfile(member), out, 1 << 20)
+            if src is not None:
+                shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, dest)
     except OSError as exc:
-        sys.stderr.write("rbhelper: unpack: {}: {}\n".format(dest, exc.strerror))
+        sys.stderr.write(f"rbhelper: unpack: {dest}: {exc.strerror}\n")
         return False
     return True
 
@@ -413,7 +430,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
             for member in tf:
                 ok = unpack_member(tf, member, stages, args.stale) and ok
     except (tarfile.TarError, EOFError) as exc:
-        sys.stderr.write("rbhelper: unpack: the stream broke off: {}\n".format(exc))
+        sys.stderr.write(f"rbhelper: unpack: the stream broke off: {exc}\n")
         ok = False
     finally:
         for folder in stages.values():

@@ -33,7 +33,7 @@ from remotebridge.transfer.bundles import (
     check_unique,
     plan_bundles,
 )
-from remotebridge.transfer.pull import pull_bundle
+from remotebridge.transfer.pull import STALE_STAGING_SECONDS, pull_bundle, sweep_staging
 from remotebridge.transfer.push import DEFAULT_PYTHON, ByteCallback, push_bundle
 
 Progress = Callable[[int, int], None]
@@ -55,6 +55,8 @@ class TransferReport:
     per_link: dict[str, int] = field(default_factory=dict)
     failed: list[FileSpec] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    swept: int = 0
+    """Stale staging folders of killed pulls removed before this pull."""
 
     @property
     def rate_mb_s(self) -> float:
@@ -240,12 +242,17 @@ def push(links: Sequence[Link], files: Sequence[FileSpec], *,
 def pull(links: Sequence[Link], files: Sequence[FileSpec], *,
          bundle_bytes: int = DEFAULT_BUNDLE_BYTES,
          jobs_per_link: int = DEFAULT_JOBS_PER_LINK,
-         progress: Progress | None = None) -> TransferReport:
-    """Copy remote files to their local paths as tar bundles over every link."""
+         progress: Progress | None = None,
+         stale_after: float = STALE_STAGING_SECONDS) -> TransferReport:
+    """Copy remote files to their local paths as tar bundles over every link; first
+    sweep the staging folders killed pulls left beside them (``report.swept``)."""
     check_unique(files, "local")
     check_unique(files, "remote")
-    return run_bundles(links, plan_bundles(files, bundle_bytes), pull_bundle,
-                       jobs_per_link=jobs_per_link, progress=progress)
+    swept = sweep_staging([f.local for f in files], stale_after)
+    report = run_bundles(links, plan_bundles(files, bundle_bytes), pull_bundle,
+                         jobs_per_link=jobs_per_link, progress=progress)
+    report.swept = swept
+    return report
 
 
 __all__ = ["ByteCallback", "Progress", "TransferReport", "pull", "push", "run_bundles"]

@@ -119,12 +119,14 @@ def last_line(exc: RemoteCommandFailed) -> str:
 
 
 def push_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = None,
-                timeout: float | None = 3600.0, python: str = DEFAULT_PYTHON) -> BundleResult:
+                timeout: float | None = 3600.0,
+                python: str = DEFAULT_PYTHON) -> BundleResult:
     """Send ``bundle`` over ``link`` and verify every file's size on the host.
 
     Files that cannot be read locally, or whose local size differs from the list,
-    are not sent (reported failed). ``python`` runs the helper on the site. Link faults (:class:`LinkDown`,
-    :class:`TransientLinkError`) propagate so the caller can retry elsewhere.
+    are not sent (reported failed). ``python`` runs the helper on the site. Link
+    faults (:class:`LinkDown`, :class:`TransientLinkError`) propagate so the caller
+    can retry elsewhere.
     """
     sent: dict[str, int] = {}
     skipped: list[tuple[FileSpec, str]] = []
@@ -135,5 +137,9 @@ def push_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = N
     failed = list(skipped)
     for remote, reason in problems.items():
         failed.append((by_remote[remote], f"{reason}; tar: {tar_error}" if tar_error else reason))
+    # the far side stopped reading mid-file (a cut): that file and the rest never went
+    accounted = {s.remote for s, _ in skipped} | set(sent)
+    failed += [(spec, f"not sent ({tar_error or 'the site stopped reading'})")
+               for spec in bundle.files if spec.remote not in accounted]
     return BundleResult(bundle, link.host, moved, failed,
                         bytes_moved=sum(sent[s.remote] for s in moved))
