@@ -78,7 +78,8 @@ def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
         raise MissingInputs(f"{len(changed)} inputs changed at home since prepare, "
                             f"e.g. {changed[0]}", hint="prepare the run again")
     out.report = push(live, [f.spec() for f in missing], bundle_bytes=site.bundle_bytes,
-                      jobs_per_link=site.jobs_per_frontend, progress=progress)
+                      jobs_per_link=site.jobs_per_frontend, progress=progress,
+                      python=site.remote_python or "python3")
     still = check_inputs(live[0], site, folder)
     if still:
         errors = "; ".join(out.report.errors[:2])

@@ -222,7 +222,7 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     specs = folder_files(folder)
     _renew(engine, run.remote_id)
     report = push(live, specs, bundle_bytes=site.bundle_bytes,
-                  jobs_per_link=site.jobs_per_frontend)
+                  jobs_per_link=site.jobs_per_frontend, python=site.remote_python or "python3")
     _check_report(report, "job folder")
     out.folder_files = report.files
     _renew(engine, run.remote_id)
