@@ -79,7 +79,8 @@ def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,
                             f"e.g. {changed[0]}", hint="prepare the run again")
     specs = [FileSpec(f.local, f.remote, f.size) for f in missing]
     out.report = push(live, specs, bundle_bytes=site.bundle_bytes,
-                      jobs_per_link=site.jobs_per_frontend, progress=progress)
+                      jobs_per_link=site.jobs_per_frontend, progress=progress,
+                      python=site.remote_python or "python3")
     still = check_inputs(live[0], site, folder)
     if still:
         errors = "; ".join(out.report.errors[:2])

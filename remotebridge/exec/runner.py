@@ -219,7 +219,7 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     specs = folder_files(folder)
     statemachine.renew(engine, run.remote_id, RunState.PENDING)
     report = push(live, specs, bundle_bytes=site.bundle_bytes,
-                  jobs_per_link=site.jobs_per_frontend)
+                  jobs_per_link=site.jobs_per_frontend, python=site.remote_python or "python3")
     _check_report(report, "job folder")
     out.folder_files = report.files
     statemachine.renew(engine, run.remote_id, RunState.PENDING)

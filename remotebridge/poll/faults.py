@@ -9,6 +9,9 @@ Run faults (``remoteRun.fault``, run moved to ``error``, nothing applied):
 * 33: a tar bundle of products was unsafe (absolute path, ``..``, link, device);
 * 35: the job ended but its folder or summary cannot be read (purged scratch,
   helper missing);
+* 37: a product on the site is a symbolic link, or its real path leaves the run's own
+  remote folders (the job folder and the planned output folders): not pulled;
+* 38: a product on the site is not a regular file (socket, fifo, device, folder);
 * 39: anything else that retrying will not fix.
 
 Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
@@ -31,6 +34,8 @@ FAULT_UNSAFE_ARCHIVE = 33
 FAULT_ABANDONED = 34
 FAULT_JOB_UNREADABLE = 35
 FAULT_PRODUCT_MISSING = 36
+FAULT_PRODUCT_LINK = 37
+FAULT_PRODUCT_NOT_REGULAR = 38
 FAULT_OTHER = 39
 
 

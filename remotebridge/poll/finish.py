@@ -190,7 +190,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     check_records(run.stage, stage.dbinfo_schema, items)  # refuse before installing anything
     ok -= set(missing)
     statemachine.renew(engine, run.remote_id, RunState.RUN)
-    pulled = pull_products(site, links, read_outputs(run.folder), ok)
+    pulled = pull_products(site, links, read_outputs(run.folder), ok, job_dir=run.job_dir)
     for sid, paths in pulled.missing.items():
         missing.setdefault(sid, []).extend(paths)
     ok -= set(missing)
@@ -210,6 +210,8 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
         retry_subset(run.folder, retry_ids, out.attempt, site=site)
         out.state = RunState.PENDING
     out.note = _note(out, missing)
+    if pulled.swept:
+        out.note += f", {pulled.swept} stale staging folders swept"
     out.records = _commit(engine, run, tables, out, failed, missing)
     return out
 

@@ -47,6 +47,8 @@ class PullOutcome:
     bytes: int = 0
     seconds: float = 0.0
     missing: dict[int, list[str]] = field(default_factory=dict)
+    swept: int = 0
+    """Stale staging folders of killed pulls removed beside the products."""
 
 
 def read_outputs(job_folder: Path) -> list[Product]:
@@ -57,12 +59,34 @@ def read_outputs(job_folder: Path) -> list[Product]:
 
 
 def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Product],
-                  components: Collection[int]) -> PullOutcome:
-    """Pull the permanent products of ``components``; see the module docstring."""
+                  components: Collection[int], *, job_dir: str = "") -> PullOutcome:
+    """Pull the permanent products of ``components``; see the module docstring.
+
+    First ONE call checks them on the site (fault 37 for a link or a path leaving the
+    run's folders, ``job_dir`` and the planned ones; 38 for a socket, fifo, device or
+    folder) and reads their sizes: a missing one fails its component, the others must
+    arrive at exactly that size. Stale staging folders of killed pulls are swept."""
+    from remotebridge.db.statemachine import DEFAULT_LEASE
+    from remotebridge.poll.remote_files import check_products, planned_roots
+    from remotebridge.transfer.pull import sweep_staging
+
     specs = {p.remote: (FileSpec(p.local, p.remote, UNKNOWN_SIZE), p.stage_id)
              for p in products if p.permanent and p.stage_id in components}
     if not specs:
         return PullOutcome()
+    roots = planned_roots(job_dir, [p.remote for p in products])
+    sizes = check_products(links[0], list(specs), roots, python=site.remote_python or "python3",
+                           anchors=[site.remote_root, site.permanent_root])
+    outcome = PullOutcome(swept=sweep_staging([s.local for s, _ in specs.values()],
+                                              DEFAULT_LEASE.total_seconds()))
+    for remote, (spec, sid) in list(specs.items()):
+        if remote not in sizes:
+            outcome.missing.setdefault(sid, []).append(remote)
+            del specs[remote]
+        else:
+            specs[remote] = (FileSpec(spec.local, remote, sizes[remote]), sid)
+    if not specs:
+        return outcome
     unsafe: list[UnsafeArchive] = []
 
     def worker(link: Link, bundle: Bundle, **kwargs: Any) -> BundleResult:
@@ -77,7 +101,7 @@ def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Pr
     if unsafe:
         raise PollFault(f"unsafe product bundle from the site: {unsafe[0]}",
                         fault=FAULT_UNSAFE_ARCHIVE)
-    outcome = PullOutcome(report.files, report.bytes, report.seconds)
+    outcome.files, outcome.bytes, outcome.seconds = report.files, report.bytes, report.seconds
     if report.failed:
         _sort_failures(links[0], report.failed, report.errors, specs, outcome)
     return outcome

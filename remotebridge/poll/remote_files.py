@@ -10,18 +10,32 @@ UTF-8, parsed as strict JSON (no ``NaN``/``Infinity``, no duplicate keys, bounde
 length and count), the format/version header checked, every field's type checked.
 A problem raises :class:`~remotebridge.poll.faults.PollFault` (fault 32) naming the
 file and line; nothing is ever executed.
+
+:func:`check_products` asks the site, in ONE call (``rbhelper.py sizes``, sent
+inline), for the type (lstat: a link is never followed), size and real-path
+containment of every product before it is pulled: a link or a path leaving the run's
+own folders is fault 37, a socket, fifo, device or folder fault 38.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import posixpath
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from remotebridge import jobfolder
 from remotebridge.errors import RemoteCommandFailed
-from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_MALFORMED, PollFault
+from remotebridge.poll.faults import (
+    FAULT_JOB_UNREADABLE,
+    FAULT_MALFORMED,
+    FAULT_PRODUCT_LINK,
+    FAULT_PRODUCT_NOT_REGULAR,
+    PollFault,
+)
+from remotebridge.remote import inline_helper_argv
 from remotebridge.ssh.base import Link
 
 VERSION = jobfolder.VERSION
@@ -245,3 +259,101 @@ def parse_dbinfo(data: bytes, name: str) -> list[dict[str, Any]]:
             raise PollFault(f"{where}: table must be a string, key and values objects",
                             fault=FAULT_MALFORMED)
     return records
+
+
+# --- products on the site: type, size and containment, before a pull -----------------
+
+FILE_TYPES = {"reg": "a regular file", "link": "a symbolic link", "dir": "a folder",
+              "fifo": "a fifo", "sock": "a socket", "chr": "a character device",
+              "blk": "a block device", "other": "not a regular file",
+              "missing": "missing"}
+"""The types ``rbhelper.py sizes`` reports, as the run's note names them."""
+
+
+@dataclass(frozen=True)
+class SiteFile:
+    """What the site says of one product: lstat type, size, and whether its real
+    path lies inside one of the run's own folders."""
+
+    path: str
+    type: str
+    size: int
+    inside: bool
+
+
+def check_products(link: Link, paths: Sequence[str], roots: Iterable[str], *,
+                   anchors: Iterable[str] = (), python: str = "python3",
+                   timeout: float = 600.0) -> dict[str, int]:
+    """``{path: size}`` of the ``paths`` present on the site (missing ones left out),
+    in ONE call; raise PollFault 37 for a link or a real path outside ``roots`` (the
+    job folder and the planned output folders), 38 for a non-regular file.
+
+    ``anchors`` are folders whose path is the site's (the configured scratch and
+    permanent roots); the common folder of ``roots`` is always one. A root counts
+    only when no link lies between it and its anchor (rbhelper ``real_roots``)."""
+    if not paths:
+        return {}
+    roots = sorted(set(roots))
+    tops = {a.rstrip("/") or "/" for a in anchors if a.startswith("/")}
+    tops.add(posixpath.commonpath(roots) if roots else "/")
+    stdin = b"".join(b"A" + os.fsencode(a) + b"\0" for a in sorted(tops))
+    stdin += b"".join(b"R" + os.fsencode(r) + b"\0" for r in roots)
+    stdin += b"".join(b"P" + os.fsencode(p) + b"\0" for p in paths)
+    try:
+        result = link.run(inline_helper_argv(python, "sizes"), stdin=stdin, timeout=timeout)
+    except RemoteCommandFailed as exc:
+        raise PollFault(f"cannot check the products on {link.host}: "
+                        f"{exc.evidence.summary()}", fault=FAULT_JOB_UNREADABLE) from exc
+    files = parse_sizes(result.stdout, set(paths))
+    refuse_unsafe(files.values())
+    return {f.path: f.size for f in files.values() if f.type == "reg"}
+
+
+def planned_roots(job_dir: str, planned: Iterable[str]) -> set[str]:
+    """The run's own remote folders: the job folder and every planned product's folder."""
+    return {job_dir, *(posixpath.dirname(p) for p in planned)} - {"", "/"}
+
+
+def parse_sizes(data: bytes, wanted: set[str]) -> dict[str, SiteFile]:
+    """The ``<type> <size> <i|o|-> <path>\\0`` records of ``rbhelper.py sizes``, checked:
+    a known type, a number, a flag, a path asked for, once; every path answered."""
+    out: dict[str, SiteFile] = {}
+    for record in data.split(b"\0"):
+        if not record:
+            continue
+        parts = record.split(b" ", 3)
+        if len(parts) != 4:
+            raise PollFault(f"product check: cannot read {record[:200]!r}", fault=FAULT_MALFORMED)
+        kind, size, flag, path = (parts[0].decode("ascii", "replace"),
+                                  parts[1].decode("ascii", "replace"),
+                                  parts[2], os.fsdecode(parts[3]))
+        if kind not in FILE_TYPES or flag not in (b"i", b"o", b"-") \
+                or not (size.isdigit() or size == "-1") or path not in wanted or path in out:
+            raise PollFault(f"product check: unexpected record {record[:200]!r}",
+                            fault=FAULT_MALFORMED)
+        out[path] = SiteFile(path, kind, int(size), flag == b"i")
+    if set(out) != wanted:
+        raise PollFault(f"product check: no answer for {len(wanted - set(out))} products",
+                        fault=FAULT_MALFORMED)
+    return out
+
+
+def refuse_unsafe(files: Iterable[SiteFile]) -> None:
+    """PollFault 37 for links and paths leaving the run's folders, else 38 for other
+    non-regular files; the message names the first and counts them all."""
+    present = [f for f in files if f.type != "missing"]
+    escaping = [f for f in present if f.type == "link" or not f.inside]
+    if escaping:
+        first = escaping[0]
+        why = (FILE_TYPES["link"] if first.type == "link"
+               else "outside the run's own folders (a folder on its path is a link)")
+        raise PollFault(f"{len(escaping)} products refused, only the run's own folders are "
+                        f"read: {first.path} is {why}", fault=FAULT_PRODUCT_LINK,
+                        hint="look at the product on the site; 'remotetool revert ID' "
+                             "polls again once it is a plain file")
+    special = [f for f in present if f.type != "reg"]
+    if special:
+        raise PollFault(f"{len(special)} products are not regular files: {special[0].path} "
+                        f"is {FILE_TYPES[special[0].type]}", fault=FAULT_PRODUCT_NOT_REGULAR,
+                        hint="look at the product on the site; 'remotetool revert ID' "
+                             "polls again once it is a plain file")

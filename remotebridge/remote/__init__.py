@@ -1,8 +1,21 @@
 """Files shipped to the remote side (standard library only)."""
 
+from functools import cache
 from pathlib import Path
 
 
 def helper_path() -> Path:
     """The local path of the remote helper script ``rbhelper.py``."""
     return Path(__file__).with_name("rbhelper.py")
+
+
+@cache
+def _helper_source() -> str:
+    return helper_path().read_text(encoding="utf-8")
+
+
+def inline_helper_argv(python: str, *args: str) -> list[str]:
+    """argv that runs this version of ``rbhelper.py ARGS`` on the site without a copy
+    there (``python -c SOURCE``): transfers need it before, or without, a job folder,
+    and a verb must not depend on the helper copy an older exec left behind."""
+    return [python, "-c", _helper_source(), *args]

@@ -16,6 +16,7 @@ other failure (unreadable file, size mismatch, unsafe archive) is reported in th
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +33,8 @@ from remotebridge.transfer.bundles import (
     check_unique,
     plan_bundles,
 )
-from remotebridge.transfer.pull import pull_bundle
-from remotebridge.transfer.push import ByteCallback, push_bundle
+from remotebridge.transfer.pull import STALE_STAGING_SECONDS, pull_bundle, sweep_staging
+from remotebridge.transfer.push import DEFAULT_PYTHON, ByteCallback, push_bundle
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)``, called from worker threads (serialized)."""
@@ -54,6 +55,8 @@ class TransferReport:
     per_link: dict[str, int] = field(default_factory=dict)
     failed: list[FileSpec] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    swept: int = 0
+    """Stale staging folders of killed pulls removed before this pull."""
 
     @property
     def rate_mb_s(self) -> float:
@@ -227,22 +230,29 @@ def run_bundles(links: Sequence[Link], bundles: list[Bundle], worker: BundleWork
 def push(links: Sequence[Link], files: Sequence[FileSpec], *,
          bundle_bytes: int = DEFAULT_BUNDLE_BYTES,
          jobs_per_link: int = DEFAULT_JOBS_PER_LINK,
-         progress: Progress | None = None) -> TransferReport:
-    """Copy local files to their remote paths as tar bundles over every link."""
+         progress: Progress | None = None, python: str = DEFAULT_PYTHON) -> TransferReport:
+    """Copy local files to their remote paths as tar bundles over every link
+    (``python``: the site's python that unpacks them, atomically per file)."""
     check_unique(files, "remote")
-    return run_bundles(links, plan_bundles(files, bundle_bytes), push_bundle,
+    return run_bundles(links, plan_bundles(files, bundle_bytes),
+                       functools.partial(push_bundle, python=python),
                        jobs_per_link=jobs_per_link, progress=progress)
 
 
 def pull(links: Sequence[Link], files: Sequence[FileSpec], *,
          bundle_bytes: int = DEFAULT_BUNDLE_BYTES,
          jobs_per_link: int = DEFAULT_JOBS_PER_LINK,
-         progress: Progress | None = None) -> TransferReport:
-    """Copy remote files to their local paths as tar bundles over every link."""
+         progress: Progress | None = None,
+         stale_after: float = STALE_STAGING_SECONDS) -> TransferReport:
+    """Copy remote files to their local paths as tar bundles over every link; first
+    sweep the staging folders killed pulls left beside them (``report.swept``)."""
     check_unique(files, "local")
     check_unique(files, "remote")
-    return run_bundles(links, plan_bundles(files, bundle_bytes), pull_bundle,
-                       jobs_per_link=jobs_per_link, progress=progress)
+    swept = sweep_staging([f.local for f in files], stale_after)
+    report = run_bundles(links, plan_bundles(files, bundle_bytes), pull_bundle,
+                         jobs_per_link=jobs_per_link, progress=progress)
+    report.swept = swept
+    return report
 
 
 __all__ = ["ByteCallback", "Progress", "TransferReport", "pull", "push", "run_bundles"]

@@ -1,8 +1,10 @@
 """Pull one bundle site -> home: a remote tar stream, extracted safely, then installed.
 
 The front end runs ``tar -c`` over the requested paths (read NUL-separated from
-stdin, so no argv limit and newlines in names are safe; ``--dereference`` and
-``--hard-dereference`` so a link on the site arrives as the file it points to).
+stdin, so no argv limit and newlines in names are safe). Symbolic links are NOT
+followed (no ``--dereference``): a product that is a link on the site arrives as a
+link member and is refused here, even one swapped in after the caller's check on
+the site (``rbhelper.py sizes``, see poll). Hard links arrive as regular files.
 The stream is **untrusted**: every member must be a regular file whose name is one
 of the requested paths, with no absolute name, no ``..``, not a link, not a
 device or fifo, passing :func:`tarfile.data_filter`, not larger than expected.
@@ -13,7 +15,9 @@ Members are never extracted by name: each one's bytes are copied into a staging
 file we name ourselves, in a hidden ``.rb-staging-*`` folder beside its destination
 (same filesystem, so the final :func:`os.replace` is atomic). Only when the whole
 stream has been read, the remote tar has exited, and every size checks out, are the
-files renamed into place; the staging folders are always removed.
+files renamed into place; the staging folders are always removed. A process killed
+mid-pull leaves its folder (named ``.rb-staging-<pid>@<host>-*``):
+:func:`sweep_staging` removes such folders once stale, at the start of every pull.
 """
 
 from __future__ import annotations
@@ -24,17 +28,24 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from remotebridge.errors import RemoteCommandFailed, TransferError, UnsafeArchive
+from remotebridge.remote import rbhelper
 from remotebridge.ssh.base import Link
 from remotebridge.transfer.bundles import Bundle, BundleResult, FileSpec
 from remotebridge.transfer.push import STREAM_BUFSIZE, ByteCallback, last_line
 
-CREATE_ARGV = ["tar", "-c", "-f", "-", "-C", "/", "--dereference", "--hard-dereference",
+CREATE_ARGV = ["tar", "-c", "-f", "-", "-C", "/", "--hard-dereference",
                "--no-recursion", "--null", "--no-unquote", "--verbatim-files-from", "-T", "-"]
-"""The remote side of a pull: archive the NUL-separated names read from stdin."""
+"""The remote side of a pull: archive the NUL-separated names read from stdin. No
+``--dereference``: a symbolic link travels as a link member, which is refused."""
+
+STAGING_PREFIX = ".rb-staging-"
+STALE_STAGING_SECONDS = 1800.0
+"""A staging folder older than this (the poll lease) whose owner is gone is swept."""
 
 _FILTER_ROOT = "/nonexistent/rb-staging"
 _CHUNK = 1 << 20
@@ -52,7 +63,8 @@ class Staging:
         parent = Path(dest).absolute().parent
         if parent not in self.dirs:
             parent.mkdir(parents=True, exist_ok=True)
-            self.dirs[parent] = Path(tempfile.mkdtemp(prefix=".rb-staging-", dir=parent))
+            self.dirs[parent] = Path(tempfile.mkdtemp(
+                prefix=f"{STAGING_PREFIX}{rbhelper.owner_tag()}-", dir=parent))
         self._count += 1
         return self.dirs[parent] / f"{self._count:06d}"
 
@@ -61,6 +73,17 @@ class Staging:
         for d in self.dirs.values():
             shutil.rmtree(d, ignore_errors=True)
         self.dirs.clear()
+
+
+def sweep_staging(locals_: Iterable[str], stale_after: float = STALE_STAGING_SECONDS) -> int:
+    """Remove the stale staging folders beside the local paths ``locals_`` (older than
+    ``stale_after`` seconds, owner not a live process of this host); returns how many.
+
+    A pull killed mid-way (a poll's lease lost, a crash, ``kill -9``) leaves its
+    ``.rb-staging-<pid>@<host>-*`` folder with partial copies; the next pull into the
+    same folder takes it away."""
+    parents = {os.path.dirname(os.path.abspath(p)) for p in locals_}
+    return sum(rbhelper.sweep_stale(d, STAGING_PREFIX, stale_after) for d in sorted(parents))
 
 
 def check_member(member: tarfile.TarInfo, wanted: dict[str, FileSpec],

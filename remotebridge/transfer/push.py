@@ -1,19 +1,20 @@
-"""Push one bundle home -> site: a tar built on the fly, extracted in place remotely.
+"""Push one bundle home -> site: a tar built on the fly, each file installed atomically.
 
 Python's :mod:`tarfile` writes the stream (``w|``, PAX format so any name fits)
-straight into the stdin of ``tar -x -f - -C /`` on the front end; member names are
-the remote paths without the leading ``/``. The remote tar makes missing parent
-folders, does not keep our owner (``--no-same-owner``) and stamps files with the
-time of arrival (``--touch``), so a scratch purge by age does not take a freshly
-pushed input. Afterwards ONE remote call reads the sizes of every file of the
-bundle and each file whose size differs is reported as failed. Parent folders are
-made beforehand with ``mkdir -p`` (concurrent GNU tars race making the same ones).
+straight into the stdin of ``rbhelper.py unpack`` on the front end (sent inline,
+``python -c``, so no copy on the site is needed); member names are the remote paths
+without the leading ``/``. The helper makes missing parent folders, writes each file
+into a hidden ``.rb-push-<pid>@<host>-*`` folder beside its final path (the same
+filesystem) and renames it into place once it is whole: a cut mid-push never leaves
+a short file at a final path. Files are ours (no owner kept) and stamped with the
+time of arrival, so a scratch purge by age does not take a freshly pushed input.
+Afterwards ONE remote call reads the sizes of every file of the bundle and each file
+whose size differs is reported as failed.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 import subprocess
 import tarfile
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import IO
 
 from remotebridge.errors import RemoteCommandFailed, TransferError
+from remotebridge.remote import inline_helper_argv
 from remotebridge.ssh.base import Link
 from remotebridge.transfer.bundles import Bundle, BundleResult, FileSpec
 from remotebridge.transfer.verify import remote_sizes, size_problems
@@ -29,12 +31,13 @@ from remotebridge.transfer.verify import remote_sizes, size_problems
 ByteCallback = Callable[[int], None]
 """Called with the number of payload bytes that just moved."""
 
-EXTRACT_ARGV = ["tar", "-x", "-f", "-", "-C", "/", "--no-same-owner",
-                "--no-same-permissions", "--touch", "--warning=no-timestamp"]
-"""The remote side of a push: extract the stream from stdin relative to ``/``."""
+DEFAULT_PYTHON = "python3"
+"""The site's python that runs the helper when the caller names none."""
 
-MKDIR_ARGV = ["xargs", "-0", "-r", "mkdir", "-p", "--"]
-"""Makes the NUL-separated folders read from stdin (race-free, unlike tar's own)."""
+
+def extract_argv(python: str = DEFAULT_PYTHON) -> list[str]:
+    """The remote side of a push: unpack the stream from stdin, atomically per file."""
+    return inline_helper_argv(python, "unpack")
 
 STREAM_BUFSIZE = 1 << 20
 
@@ -90,27 +93,12 @@ def _add_file(tf: tarfile.TarFile, spec: FileSpec, on_bytes: ByteCallback | None
     sent[spec.remote] = st.st_size
 
 
-def make_parents(link: Link, bundle: Bundle) -> None:
-    """Make the remote parent folders of the bundle first, in one call (``mkdir -p``).
-
-    GNU tar makes missing parents itself, but two tars extracting into the same new
-    folders at once race (one fails with "Cannot open: No such file or directory");
-    ``mkdir -p`` does not.
-    """
-    parents = sorted({posixpath.dirname(spec.remote) for spec in bundle.files} - {"/"})
-    if parents:
-        # a folder that cannot be made is not fatal here: tar and the size check say which
-        # files it costs
-        link.run(MKDIR_ARGV, stdin=b"".join(os.fsencode(p) + b"\0" for p in parents),
-                 check=False)
-
-
 def _send(link: Link, bundle: Bundle, on_bytes: ByteCallback | None, timeout: float | None,
-          sent: dict[str, int], skipped: list[tuple[FileSpec, str]]) -> str:
-    """Stream the bundle into the remote tar; returns the remote tar's complaint, if any."""
-    make_parents(link, bundle)
+          sent: dict[str, int], skipped: list[tuple[FileSpec, str]], python: str) -> str:
+    """Stream the bundle into the remote helper; returns its complaint, if any."""
     try:
-        with link.open_process(EXTRACT_ARGV, stdin=subprocess.PIPE, timeout=timeout) as proc:
+        with link.open_process(extract_argv(python), stdin=subprocess.PIPE,
+                               timeout=timeout) as proc:
             assert proc.stdin is not None
             try:
                 with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT,
@@ -131,21 +119,27 @@ def last_line(exc: RemoteCommandFailed) -> str:
 
 
 def push_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = None,
-                timeout: float | None = 3600.0) -> BundleResult:
+                timeout: float | None = 3600.0,
+                python: str = DEFAULT_PYTHON) -> BundleResult:
     """Send ``bundle`` over ``link`` and verify every file's size on the host.
 
     Files that cannot be read locally, or whose local size differs from the list,
-    are not sent (reported failed). Link faults (:class:`LinkDown`,
-    :class:`TransientLinkError`) propagate so the caller can retry elsewhere.
+    are not sent (reported failed). ``python`` runs the helper on the site. Link
+    faults (:class:`LinkDown`, :class:`TransientLinkError`) propagate so the caller
+    can retry elsewhere.
     """
     sent: dict[str, int] = {}
     skipped: list[tuple[FileSpec, str]] = []
-    tar_error = _send(link, bundle, on_bytes, timeout, sent, skipped)
+    tar_error = _send(link, bundle, on_bytes, timeout, sent, skipped, python)
     problems = size_problems(sent, remote_sizes(link, list(sent)), link.host)
     by_remote = {spec.remote: spec for spec in bundle.files}
     moved = [by_remote[r] for r in sent if r not in problems]
     failed = list(skipped)
     for remote, reason in problems.items():
         failed.append((by_remote[remote], f"{reason}; tar: {tar_error}" if tar_error else reason))
+    # the far side stopped reading mid-file (a cut): that file and the rest never went
+    accounted = {s.remote for s, _ in skipped} | set(sent)
+    failed += [(spec, f"not sent ({tar_error or 'the site stopped reading'})")
+               for spec in bundle.files if spec.remote not in accounted]
     return BundleResult(bundle, link.host, moved, failed,
                         bytes_moved=sum(sent[s.remote] for s in moved))

@@ -113,3 +113,32 @@ def test_remote_files_are_owned_by_the_login_user_and_fresh(
         assert abs(int(out[2]) - time.time()) < 600  # stamped on arrival: purge-safe
     finally:
         frontends[0].run(["rm", "-rf", "--", remote.rsplit("/deep/", 1)[0]])
+
+
+def test_link_and_socket_products_are_refused_on_the_site(
+        test_site: Any, frontends: list[OpenSSHLink], tmp_path: Path) -> None:
+    """The one-call product check on a real front end: a link to /etc/passwd is fault
+    37, a socket fault 38, a plain file gives its size; the link is not pulled either."""
+    from remotebridge.poll.faults import PollFault
+    from remotebridge.poll.remote_files import check_products
+
+    base = f"{test_site.user_scratch}/rb-links-{uuid.uuid4().hex[:8]}"
+    job, out = f"{base}/job", f"{base}/out"
+    link = frontends[0]
+    make = ("import os, socket, sys; job, out = sys.argv[1:]; os.makedirs(job); "
+            "os.makedirs(out); open(out + '/ok.fits', 'w').write('x' * 42); "
+            "os.symlink('/etc/passwd', out + '/l.fits'); "
+            "socket.socket(socket.AF_UNIX).bind(out + '/s.fits')")
+    link.run(["python3", "-c", make, job, out])
+    roots = [job, out]
+    try:
+        assert check_products(link, [f"{out}/ok.fits"], roots) == {f"{out}/ok.fits": 42}
+        for name, fault, words in (("l.fits", 37, "symbolic link"), ("s.fits", 38, "a socket")):
+            with pytest.raises(PollFault) as info:
+                check_products(link, [f"{out}/ok.fits", f"{out}/{name}"], roots)
+            assert info.value.fault == fault and words in info.value.message
+        rep = pull(frontends, [FileSpec(str(tmp_path / "l"), f"{out}/l.fits")])
+        assert not rep.ok and "is a link" in rep.errors[0]
+        assert not (tmp_path / "l").exists()
+    finally:
+        link.run(["rm", "-rf", "--", base])

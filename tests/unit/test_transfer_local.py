@@ -102,12 +102,15 @@ def test_pull_of_missing_remote_file_installs_the_others(tmp_path: Path) -> None
     assert not (tmp_path / "home" / "b").exists()
 
 
-def test_pull_follows_remote_links_and_refuses_size_mismatch(tmp_path: Path) -> None:
+def test_pull_refuses_remote_links_and_size_mismatch(tmp_path: Path) -> None:
     write(tmp_path / "site" / "real", b"12345")
     (tmp_path / "site" / "alias").symlink_to("real")
-    ok = FileSpec(str(tmp_path / "home" / "alias"), str(tmp_path / "site" / "alias"), 5)
-    assert pull(links(tmp_path, 1), [ok]).ok
-    assert (tmp_path / "home" / "alias").read_bytes() == b"12345"
+    alias = FileSpec(str(tmp_path / "home" / "alias"), str(tmp_path / "site" / "alias"), 5)
+    rep = pull(links(tmp_path, 1), [alias])
+    assert rep.failed == [alias] and "is a link" in rep.errors[0]
+    assert not (tmp_path / "home" / "alias").exists()
+    write(tmp_path / "site" / "real2", b"12345")
+    ok = FileSpec(str(tmp_path / "home" / "ok"), str(tmp_path / "site" / "real2"), 5)
     short = FileSpec(str(tmp_path / "home" / "short"), str(tmp_path / "site" / "real"), 9)
     rep = pull(links(tmp_path, 1), [short, ok])
     assert set(rep.failed) == {short, ok}  # the whole bundle: nothing installed
