@@ -52,3 +52,18 @@ def print_check(app: AppContext, reports: Sequence[SiteCheck]) -> None:
         for m in r.masters.all():
             if not m.alive:
                 click.echo(f"  {m.host}: {m.action or 'down'} {m.error}".rstrip())
+
+
+def show_pauses(app: AppContext) -> None:
+    """On stderr (the listing's own format stays as is): a line per paused site."""
+    if app.quiet:
+        return
+    from remotebridge.db import pause as pausedb
+    from remotebridge.db.engine import read_session
+
+    with read_session(app.engine) as s:
+        pauses = pausedb.all_pauses(s)
+    for p in pauses:
+        click.echo(f"site {p.site} PAUSED since {p.paused_at:%Y-%m-%d %H:%M} UTC by "
+                   f"{p.paused_by}" + (f": {p.reason}" if p.reason else "")
+                   + " (exec and poll take no run; control-tool resume)", err=True)

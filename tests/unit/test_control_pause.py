@@ -90,3 +90,14 @@ def test_check_shows_the_pause_and_its_reason(cfg_file: Path, db_url: str) -> No
     assert code == 0 and "PAUSED" in out and "disk swap" in out
     code, out = tool(cfg_file, db_url, "--json", "check")
     assert json.loads(out)[0]["pause"]["reason"] == "disk swap"
+
+
+def test_list_shows_the_pause_and_its_reason(cfg_file: Path, db_url: str) -> None:
+    from remotebridge.cli.remotetool import main as remotetool
+
+    tool(cfg_file, db_url, "pause", "--reason", "disk swap")
+    r = CliRunner().invoke(remotetool, ["--config", str(cfg_file), "--db", db_url, "list"])
+    assert r.exit_code == 0 and "site demo PAUSED" in r.stderr and "disk swap" in r.stderr
+    tool(cfg_file, db_url, "resume")
+    r = CliRunner().invoke(remotetool, ["--config", str(cfg_file), "--db", db_url, "list"])
+    assert "PAUSED" not in r.stderr
