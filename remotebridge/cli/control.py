@@ -55,10 +55,10 @@ def _show(app: AppContext, site: str, masters: SiteMasters) -> None:
     if app.quiet:
         return
     rows = [("jump" if m is masters.jump else "front end", m) for m in masters.all()]
-    if not app.interactive:
+    if not app.interactive:  # the former six columns first, in their order
         for role, s in rows:
             click.echo("\t".join([s.host, "up" if s.alive else "down", s.action, s.user,
-                                  s.socket, s.opened, s.opened_by, role, s.error]))
+                                  s.socket, s.error, s.opened, s.opened_by, role]))
         return
     from rich.table import Table
 
