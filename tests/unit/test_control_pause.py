@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,24 @@ def test_list_shows_the_pause_and_its_reason(cfg_file: Path, db_url: str) -> Non
     tool(cfg_file, db_url, "resume")
     r = CliRunner().invoke(remotetool, ["--config", str(cfg_file), "--db", db_url, "list"])
     assert "PAUSED" not in r.stderr
+
+
+def test_exec_takes_no_run_of_a_paused_site(engine: Engine, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from remotebridge import config as cfgmod
+    from remotebridge.demo.generate import init_survey
+    from remotebridge.exec import exec_runs
+    from tests.support.demo_runs import VENV_BIN, define_and_prepare, local_site, run_row
+
+    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    init_survey(engine, tmp_path / "survey", exposures=2, chips=2, size=64)
+    cfg = cfgmod.build({"site": {"demo": local_site(tmp_path)}})
+    rid = define_and_prepare(engine, cfg, tmp_path, limit=1)
+    with write_session(engine) as s:
+        pausedb.pause(s, "demo", default_site=True, reason="", by="alice")
+    assert exec_runs(engine, cfg) == []
+    assert run_row(engine, rid).state == "pending"
+    with write_session(engine) as s:
+        pausedb.resume(s, "demo")
+    assert [o.result for o in exec_runs(engine, cfg)] == ["run"]
