@@ -152,6 +152,16 @@ class SiteConfig:
     remote_python: str = field(
         default="python3", metadata=_doc("python on the front ends that runs rbhelper.py")
     )
+    dmz: str = field(
+        default="", metadata=_doc("jump host (ssh name) whose one master carries every front "
+                                  "end's login; empty = the front ends' ssh -G proxyjump")
+    )
+    login_lifetime: int = field(
+        default=43200, metadata=_doc("seconds after which the site cuts a login (12 h)")
+    )
+    warn_before: int = field(
+        default=3600, metadata=_doc("control-tool check exits 1 when less is left before the cut")
+    )
 
 
 @dataclass(frozen=True)

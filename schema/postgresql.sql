@@ -267,5 +267,18 @@ CREATE TABLE "warpSkyfile" (
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
+-- Running upgrade 0001 -> control
+
+CREATE TABLE "sitePause" (
+    site VARCHAR(64) NOT NULL, 
+    default_site BOOLEAN NOT NULL, 
+    reason TEXT NOT NULL, 
+    paused_by VARCHAR(128) NOT NULL, 
+    paused_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+    CONSTRAINT "pk_sitePause" PRIMARY KEY (site)
+);
+
+UPDATE alembic_version SET version_num='control' WHERE alembic_version.version_num = '0001';
+
 COMMIT;
 

@@ -13,6 +13,7 @@ import click
 
 from remotebridge.cli.base import BridgeGroup, global_options, make_context
 from remotebridge.cli.context import AppContext, pass_app
+from remotebridge.cli.control_report import show_pauses
 from remotebridge.states import RunState
 
 # The database, rich tables and the library modules are imported inside the commands
@@ -107,6 +108,7 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
     from remotebridge import runs
 
     records = runs.list_runs(app.engine, label=label, state=state, stage=stage)
+    show_pauses(app)
     if app.json:
         app.emit([r.to_dict() for r in records])
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from remotebridge.db.base import Base, utcnow
@@ -77,3 +77,19 @@ class RemoteEvent(Base):
     to_state: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class SitePause(Base):
+    """A site paused for maintenance (``control-tool pause``): exec and poll claim no run.
+
+    Kept in the database, not in a local file, so every local host that runs cron
+    sees the same pause. ``default_site`` marks the configured default site, whose
+    runs may carry an empty ``site``.
+    """
+
+    __tablename__ = "sitePause"
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    default_site: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    paused_by: Mapped[str] = mapped_column(String(128))
+    paused_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

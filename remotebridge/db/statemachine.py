@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Engine, Select, or_, select, update
 from sqlalchemy.orm import Session
 
+from remotebridge.db import pause
 from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteEvent, RemoteRun
 from remotebridge.db.engine import write_session
@@ -180,6 +181,8 @@ def claim(
     now = utcnow()
     query = _select(select(RemoteRun.remote_id), state, remote_ids, label, stage)
     query = query.where(lease_free(now)).limit(limit)
+    if state in (RunState.PENDING, RunState.RUN):  # exec and poll: control-tool pause
+        query = query.where(pause.unpaused())
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     candidates = list(session.execute(query).scalars())

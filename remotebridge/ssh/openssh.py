@@ -219,6 +219,8 @@ class OpenSSHLink(Link):
                 f"cannot resolve the ssh settings of {self.host} with 'ssh -G'",
                 evidence=CommandEvidence(argv=cmd, rc=proc.returncode, host=self.host,
                                          stderr=proc.stderr.decode("utf-8", "replace")))
+        jump = conf.get("proxyjump", "")
+        self.proxyjump = "" if jump.lower() == "none" else jump
         path = self.control_dir / socket_name(conf)
         if len(os.fsencode(path)) > SOCKET_PATH_MAX:
             raise UnsafeConfiguration(f"control socket path too long: {path}")
@@ -297,12 +299,25 @@ class OpenSSHLink(Link):
                 self.socket_path.unlink()  # stale socket of a dead master
         return done
 
-    def start_master(self, *, askpass: str | None = None, timeout: float = 300.0) -> bool:
+    def proxy_through(self) -> str:
+        """A ProxyCommand that reaches ``%h:%p`` over this link's master (``ssh -W``).
+
+        It is a client call (batch mode, this literal socket, no new login), so a front
+        end's master opened with it costs no token: the jump host's master carries it.
+        """
+        return shlex.join([self.ssh_binary, *self.client_options(), "-W", "%h:%p",
+                           "--", self.host])
+
+    def start_master(self, *, askpass: str | None = None, timeout: float = 300.0,
+                     via: OpenSSHLink | None = None) -> bool:
         """Open the master connection (may prompt: the key-card holder, or ``askpass``).
 
         Returns False when a live master already exists (no new login is made),
         True when a new one was started. Raises :class:`HostKeyMismatch` or
-        :class:`LinkDown` (refused login) or :class:`TransientLinkError`.
+        :class:`LinkDown` (refused login) or :class:`TransientLinkError`. With ``via``
+        the login goes through that (jump host's) live master instead of the ssh
+        config's ProxyJump: a command-line ProxyCommand wins over the config's.
+        A failed login leaves no socket behind.
         """
         if self.master_alive():
             return False
@@ -310,8 +325,10 @@ class OpenSSHLink(Link):
             self.socket_path.unlink()  # stale: ssh would refuse to bind and not multiplex
         # no "-M": together with ControlMaster=yes it would mean "ask" (sessions refused)
         cmd = [self.ssh_binary, *self.base_options(), "-o", "ControlMaster=yes",
-               "-o", "ControlPersist=yes", *_CONTROL_PERSIST_OPTS, "-N", "-f",
-               "--", self.host]
+               "-o", "ControlPersist=yes", *_CONTROL_PERSIST_OPTS, "-N", "-f"]
+        if via is not None:
+            cmd += ["-o", f"ProxyCommand={via.proxy_through()}"]
+        cmd += ["--", self.host]
         env = dict(os.environ)
         if askpass:
             env.update(SSH_ASKPASS=askpass, SSH_ASKPASS_REQUIRE="force",
@@ -326,6 +343,9 @@ class OpenSSHLink(Link):
             errf.seek(0)
             err = errf.read()
         if proc.returncode != 0:
+            if not self.master_alive():
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket_path.unlink()  # nothing half-open
             exc = self._classify(["ssh", "-M", self.host], 255, b"", err)
             if isinstance(exc, RemoteCommandFailed):
                 exc = LinkDown(f"could not open the master connection to {self.host}",

@@ -85,7 +85,7 @@ def test_switch_user_refuses_bad_names(env: Path) -> None:
 def test_start_reports_failed_front_ends_and_exits_75(env: Path) -> None:
     states = control.start(cfg(env).site("far"), ["fe-b"])
     assert [(s.host, s.alive, s.action) for s in states] == [("fe-b", False, "failed")]
-    assert states[0].error
+    assert states.masters[0].error
     code, out = cli(env, "--json", "start", "--site", "far", "--host", "fe-a")
     assert code == 75 and json.loads(out)["masters"][0]["action"] == "failed"
     code, _ = cli(env, "start", "--site", "far", "--host", "nope")
