@@ -33,6 +33,7 @@ ID`` once fixed).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,12 @@ from remotebridge.errors import (
 )
 from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, open_folder
 from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
+from remotebridge.exec.robust import (
+    FAULT_FOLDER_NOWHERE,
+    FAULT_REFUSED,
+    folder_elsewhere,
+    refusal,
+)
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.jobfolder import local_folder
 from remotebridge.schedulers import Scheduler, make_scheduler
@@ -185,6 +192,8 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     try:
         run = _load(engine, rid)
         site = config.site(run.site or None)
+        if not os.path.isdir(run.folder):  # path_base not shared: another host may have it
+            return _elsewhere(engine, rid, run.folder)
         folder = open_folder(run.folder)
         live, why = links.live(site)
         if not live:
@@ -204,7 +213,9 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     except TransientLinkError as exc:
         links.forget(site)
         return _stay(engine, rid, ExecResult.RETRY, exc.message)
-    except (SchedulerError, TransferError, LinkError) as exc:
+    except SchedulerError as exc:
+        return _refused(engine, rid, site, exc.message)
+    except (TransferError, LinkError) as exc:
         return _stay(engine, rid, ExecResult.FAILED, exc.message)
     except BaseException:
         _release(engine, rid)
@@ -318,6 +329,22 @@ def _stay(engine: Engine, rid: int, result: ExecResult, why: str) -> _Verdict:
     with write_session(engine) as s:
         statemachine.release(s, rid, note=note, state=RunState.PENDING)
     return _Verdict(result, note)
+
+
+def _refused(engine: Engine, rid: int, site: SiteConfig | None, why: str) -> _Verdict:
+    """A refused submission: stays ``pending``, or ``error`` after ``max_attempts``."""
+    give_up, note = refusal(engine, rid, site.max_attempts if site else 1, why)
+    if give_up:
+        return _leave(engine, rid, RunState.ERROR, note, fault=FAULT_REFUSED)
+    return _stay(engine, rid, ExecResult.FAILED, note)
+
+
+def _elsewhere(engine: Engine, rid: int, folder: str) -> _Verdict:
+    """No job folder here: left for another host, ``error`` once nobody served it."""
+    give_up, note = folder_elsewhere(engine, rid, folder)
+    if give_up:
+        return _leave(engine, rid, RunState.ERROR, note, fault=FAULT_FOLDER_NOWHERE)
+    return _stay(engine, rid, ExecResult.RETRY, note)
 
 
 def _release(engine: Engine, rid: int) -> None:
