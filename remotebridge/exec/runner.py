@@ -65,6 +65,7 @@ from remotebridge.exec.robust import (
     refusal,
 )
 from remotebridge.exec.submit import Submitted, submit_once
+from remotebridge.exec.trace import EarlierAttemptFound, earlier_job
 from remotebridge.jobfolder import local_folder
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for, live_frontends
@@ -76,6 +77,9 @@ FAULT_INPUT_MISSING = 21
 
 FAULT_JOB_FOLDER = 23
 """The local job folder is missing or unreadable."""
+
+FAULT_EARLIER_ATTEMPT = 26
+"""An earlier submission left output on the site but no usable start marker."""
 
 LinkFactory = Callable[[SiteConfig], Sequence[Link]]
 
@@ -202,6 +206,9 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     except JobFolderError as exc:
         return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}",
                       fault=FAULT_JOB_FOLDER)
+    except EarlierAttemptFound as exc:
+        return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}; hint: {exc.hint}",
+                      fault=FAULT_EARLIER_ATTEMPT)
     except MissingInputs as exc:
         return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}; hint: remotetool "
                       f"revert --to new {rid}", fault=FAULT_INPUT_MISSING)
@@ -239,7 +246,8 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     statemachine.renew(engine, run.remote_id, RunState.PENDING)
     scheduler = make_scheduler(live[0], site)
     sub = submit_once(engine, scheduler, remote_id=run.remote_id, attempt=run.attempt,
-                      stored_token=run.token, script=folder.script)
+                      stored_token=run.token, script=folder.script,
+                      look=lambda tok: earlier_job(live[0], folder.job_dir, tok))
     out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
     try:
         return _to_run(engine, run, sub, summary(out))

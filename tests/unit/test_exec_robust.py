@@ -10,13 +10,25 @@ from pathlib import Path
 
 from sqlalchemy import Engine, update
 
+from remotebridge import jobfolder as jf
 from remotebridge.config import SiteConfig
 from remotebridge.db.bridge import RemoteEvent
 from remotebridge.db.engine import write_session
-from remotebridge.exec import exec_runs
+from remotebridge.exec import exec_runs, open_folder
+from remotebridge.exec.trace import StartTrace, parse_trace
+from remotebridge.remote import rbhelper
+from remotebridge.schedulers import JobState
 from remotebridge.ssh import Link, LocalLink, Result
 from tests.support.demo_runs import run_row as get
-from tests.unit.test_exec_run import _env, local_config, make_runs, registry
+from tests.unit.test_exec_run import (
+    LosingLink,
+    _env,
+    local_config,
+    losing_links,
+    make_runs,
+    registry,
+    wait_done,
+)
 
 __all__ = ["_env"]
 
@@ -93,3 +105,65 @@ def test_folder_nobody_has_for_a_lease_period_gets_a_fault(engine: Engine,
     run = get(engine, rid)
     assert (run.state, run.fault) == ("error", 25)
     assert "on no host" in run.note and f"revert --to new {rid}" in run.note
+
+
+# --- item 7: the start marker --------------------------------------------------------------
+
+
+def lose_answer_and_job(engine: Engine, tmp_path: Path) -> tuple[int, str, Path]:
+    """The scheduler accepted, the answer was lost, then the scheduler forgot the job.
+
+    Returns (remote id, the job's id, the job folder on the site).
+    """
+    (rid,) = make_runs(engine, tmp_path)
+    LosingLink.lose_find = 1
+    (out,) = exec_runs(engine, local_config(tmp_path), link_factory=losing_links)
+    assert out.result == "retry" and get(engine, rid).state == "pending"
+    (job_id,) = registry(tmp_path)
+    assert wait_done(tmp_path, job_id) is JobState.COMPLETED
+    shutil.rmtree(tmp_path / "remote side" / ".rb_local_jobs" / job_id)  # forgotten
+    folder = open_folder(tmp_path / "jobs" / f"remote_{rid}")
+    return rid, job_id, Path(folder.job_dir)
+
+
+def test_forgotten_job_is_adopted_by_its_start_marker(engine: Engine, tmp_path: Path) -> None:
+    rid, job_id, job_dir = lose_answer_and_job(engine, tmp_path)
+    token = get(engine, rid).submit_token
+    marker = (job_dir / jf.STARTED).read_text()
+    assert marker == f"token={token}\njob_id={job_id}\n"
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "run" and out.adopted and (out.job_id, out.token) == (job_id, token)
+    run = get(engine, rid)
+    assert (run.state, run.job_id, run.attempt) == ("run", job_id, 1)
+    assert registry(tmp_path) == []  # no second submission
+
+
+def test_output_without_a_marker_is_reported_not_resubmitted(engine: Engine,
+                                                              tmp_path: Path) -> None:
+    rid, _, job_dir = lose_answer_and_job(engine, tmp_path)
+    (job_dir / jf.STARTED).unlink()  # the job died before it could write its marker
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "error" and "cannot be identified" in out.message
+    run = get(engine, rid)
+    assert (run.state, run.fault) == ("error", 26) and "rb_local." in run.note
+    assert registry(tmp_path) == []
+
+
+def test_a_marker_of_another_token_is_not_adopted() -> None:
+    text = "token=rb1a1-00000000\njob_id=123\noutput=rb_local.rb1a2-11111111.out\n"
+    assert parse_trace(text, "rb1a2-11111111") == StartTrace(
+        None, ("rb_local.rb1a2-11111111.out",), False)
+    assert parse_trace("token=rb1a1-00000000\njob_id=1 2;rm\n", "rb1a1-00000000").job_id is None
+    assert parse_trace("token=t\njob_id=4711\n", "t") == StartTrace("4711", (), True)
+
+
+def test_job_scripts_write_the_marker_first() -> None:
+    """The marker line comes before any other command of every job script."""
+    golden = Path(__file__).resolve().parents[1] / "golden"
+    for kind in ("local", "slurm", "moab"):
+        lines = [ln for ln in (golden / kind / "job.sh").read_text().splitlines()
+                 if ln and not ln.startswith("#")]
+        assert lines[:4] == ["set -u", lines[1], lines[2],
+                             next(ln for ln in lines if jf.STARTED in ln)], kind
+        assert lines[1].startswith("JOBDIR=") and lines[2].startswith("RB_NAME=")
+    assert rbhelper.STARTED_FILE == jf.STARTED
