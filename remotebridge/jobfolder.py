@@ -309,7 +309,11 @@ EXECUTABLE = frozenset({SCRIPT.name, HELPER})
 
 REMOTE_MADE_DIRS = frozenset({"status", "dbinfo"})
 """Top-level folders the job writes on the remote side."""
-REMOTE_MADE_FILES = frozenset({SUMMARY.name})
+STARTED = "job.started"
+"""The start marker: the job script's first action writes ``token=...`` and ``job_id=...``
+lines into it, so exec finds a job whose submit answer was lost even after the
+scheduler forgot it."""
+REMOTE_MADE_FILES = frozenset({SUMMARY.name, STARTED})
 SCHEDULER_OUTPUT_PREFIXES = ("job.", "rb_local.")
 SCHEDULER_OUTPUT_SUFFIXES = (".out", ".err")
 """The scheduler's output files of job.sh (``job.<jobid>.out``, ``job.moab.out``...)."""

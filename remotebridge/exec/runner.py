@@ -33,6 +33,7 @@ ID`` once fixed).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,14 @@ from remotebridge.errors import (
 )
 from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, open_folder
 from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
+from remotebridge.exec.robust import (
+    FAULT_FOLDER_NOWHERE,
+    FAULT_REFUSED,
+    folder_elsewhere,
+    refusal,
+)
 from remotebridge.exec.submit import Submitted, submit_once
+from remotebridge.exec.trace import EarlierAttemptFound, earlier_job
 from remotebridge.jobfolder import local_folder
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for, live_frontends
@@ -69,6 +77,9 @@ FAULT_INPUT_MISSING = 21
 
 FAULT_JOB_FOLDER = 23
 """The local job folder is missing or unreadable."""
+
+FAULT_EARLIER_ATTEMPT = 26
+"""An earlier submission left output on the site but no usable start marker."""
 
 LinkFactory = Callable[[SiteConfig], Sequence[Link]]
 
@@ -185,6 +196,8 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     try:
         run = _load(engine, rid)
         site = config.site(run.site or None)
+        if not os.path.isdir(run.folder):  # path_base not shared: another host may have it
+            return _elsewhere(engine, rid, run.folder)
         folder = open_folder(run.folder)
         live, why = links.live(site)
         if not live:
@@ -193,6 +206,9 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     except JobFolderError as exc:
         return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}",
                       fault=FAULT_JOB_FOLDER)
+    except EarlierAttemptFound as exc:
+        return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}; hint: {exc.hint}",
+                      fault=FAULT_EARLIER_ATTEMPT)
     except MissingInputs as exc:
         return _leave(engine, rid, RunState.ERROR, f"exec: {exc.message}; hint: remotetool "
                       f"revert --to new {rid}", fault=FAULT_INPUT_MISSING)
@@ -204,7 +220,9 @@ def _attempt(engine: Engine, config: Config, out: ExecOutcome, links: _Links,
     except TransientLinkError as exc:
         links.forget(site)
         return _stay(engine, rid, ExecResult.RETRY, exc.message)
-    except (SchedulerError, TransferError, LinkError) as exc:
+    except SchedulerError as exc:
+        return _refused(engine, rid, site, exc.message)
+    except (TransferError, LinkError) as exc:
         return _stay(engine, rid, ExecResult.FAILED, exc.message)
     except BaseException:
         _release(engine, rid)
@@ -228,7 +246,8 @@ def _push_and_submit(engine: Engine, site: SiteConfig, run: _Run, folder: JobFol
     statemachine.renew(engine, run.remote_id, RunState.PENDING)
     scheduler = make_scheduler(live[0], site)
     sub = submit_once(engine, scheduler, remote_id=run.remote_id, attempt=run.attempt,
-                      stored_token=run.token, script=folder.script)
+                      stored_token=run.token, script=folder.script,
+                      look=lambda tok: earlier_job(live[0], folder.job_dir, tok))
     out.job_id, out.token, out.adopted = sub.job_id, sub.token, sub.adopted
     try:
         return _to_run(engine, run, sub, summary(out))
@@ -318,6 +337,22 @@ def _stay(engine: Engine, rid: int, result: ExecResult, why: str) -> _Verdict:
     with write_session(engine) as s:
         statemachine.release(s, rid, note=note, state=RunState.PENDING)
     return _Verdict(result, note)
+
+
+def _refused(engine: Engine, rid: int, site: SiteConfig | None, why: str) -> _Verdict:
+    """A refused submission: stays ``pending``, or ``error`` after ``max_attempts``."""
+    give_up, note = refusal(engine, rid, site.max_attempts if site else 1, why)
+    if give_up:
+        return _leave(engine, rid, RunState.ERROR, note, fault=FAULT_REFUSED)
+    return _stay(engine, rid, ExecResult.FAILED, note)
+
+
+def _elsewhere(engine: Engine, rid: int, folder: str) -> _Verdict:
+    """No job folder here: left for another host, ``error`` once nobody served it."""
+    give_up, note = folder_elsewhere(engine, rid, folder)
+    if give_up:
+        return _leave(engine, rid, RunState.ERROR, note, fault=FAULT_FOLDER_NOWHERE)
+    return _stay(engine, rid, ExecResult.RETRY, note)
 
 
 def _release(engine: Engine, rid: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, update
@@ -90,17 +91,23 @@ def adopt(scheduler: Scheduler, token: str, name: str = "") -> Submitted | None:
 
 
 def submit_once(engine: Engine, scheduler: Scheduler, *, remote_id: int, attempt: int,
-                stored_token: str | None, script: str) -> Submitted:
+                stored_token: str | None, script: str,
+                look: Callable[[str], str | None] | None = None) -> Submitted:
     """Submit ``script`` for submission ``attempt + 1`` of the run, at most once.
 
     A token of this very attempt left by an earlier exec is looked up first; then a
     fresh token is committed and the job submitted (the adapter adopts the job by
     token if the answer is lost). Link faults propagate with the token stored.
+    ``look`` (token -> job id or None) reads the job folder for a job of the stored
+    token that the scheduler has forgotten (:mod:`remotebridge.exec.trace`); it may
+    raise to stop the submission.
     """
     name = f"rb{remote_id}"
     old = pending_token(stored_token, remote_id, attempt)
     if old is not None and (found := adopt(scheduler, old, name)) is not None:
         return found
+    if old is not None and look is not None and (job_id := look(old)) is not None:
+        return Submitted(job_id, old, adopted=True)
     token = new_token(remote_id, attempt + 1)
     store_token(engine, remote_id, token)
     answer = scheduler.submit_job(script, name=name, token=token)

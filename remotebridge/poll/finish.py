@@ -57,6 +57,7 @@ from remotebridge.poll.remote_files import (
     parse_summary,
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
+from remotebridge.poll.retrytasks import retry_task_ids
 from remotebridge.prepare.registry import get_stage
 from remotebridge.prepare.retry import retry_subset
 from remotebridge.ssh.base import Link
@@ -205,7 +206,8 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     if retry:
         # the next submission's number names the subset (unique per submission)
         out.attempt = max(run.submissions, *(failed[sid] for sid in retry)) + 1
-        retry_ids = sorted(t for sid in retry for t in tasks[sid])
+        retry_ids = retry_task_ids(stage.independent_tasks, plan, summary,
+                                   {sid: tasks[sid] for sid in retry})
         _clean_remote(links[0], run.job_dir, retry_ids)
         retry_subset(run.folder, retry_ids, out.attempt, site=site)
         out.state = RunState.PENDING

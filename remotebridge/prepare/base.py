@@ -78,6 +78,9 @@ class StageBase:
     dbinfo_schema: ClassVar[DbinfoSchema] = {}
     result_table: ClassVar[Any] = None
     """Mapped result table whose ``dtime_script`` history gives the cost per command."""
+    independent_tasks: ClassVar[bool] = False
+    """The cmd tasks of one component need nothing of each other (chip: one per chip), so
+    a retry runs only the failed ones (and the component's post tasks), not them all."""
 
     def build_plan(self, ctx: StageContext) -> Plan:  # pragma: no cover - abstract
         """Turn the run's components into a plan."""

@@ -42,6 +42,7 @@ class ChipStage(StageBase):
 
     name: ClassVar[str] = "chip"
     description: ClassVar[str] = "detrend and measure each chip image (rb_chip.py)"
+    independent_tasks: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {**STAGE_DEFAULTS["chip"],
                                           "detrend_types": list(DETREND_TYPES)}
     result_table = ChipProcessedImfile

@@ -98,7 +98,7 @@ def _context(job: Job, site: SiteConfig) -> dict[str, Any]:
         "job_name": f"rb{plan.remote_id}-{plan.stage}", "nodes": a.nodes,
         "tasks_per_node": a.tasks_per_node, "threads": a.threads, "slots": a.slots,
         "walltime": a.walltime, "partition": site.partition, "account": site.account,
-        "python": job.python,
+        "python": job.python, "started": jf.STARTED,
         "moab_resources": f"nodes={a.nodes}:ppn={a.cores_per_node},walltime={a.walltime}",
         "pre_chunks": _chunk_ctx(job, Phase.PRE), "cmd_chunks": _chunk_ctx(job, Phase.CMD),
         "post_chunks": _chunk_ctx(job, Phase.POST),

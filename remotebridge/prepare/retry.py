@@ -6,23 +6,25 @@ given task ids (named ``<phase>.a<attempt>.NNNN`` so the first attempt's chunks 
 readable beside them) with the same limits and chunking code as prepare, writes
 their ``.conf`` and ``.tasks.jsonl`` files, the subset list
 ``retry.a<attempt>.tasks`` (its header line, then one task id per line),
-re-renders ``job.sh`` from the same template with the same allocation, and records
-the attempt in ``job.json``. Every file is written atomically (temporary file +
-rename), ``job.sh`` last, so the folder is at any moment either the old job or the
-new one. The pre task (0, mkdirs) is always included: it is cheap and idempotent.
+re-renders ``job.sh`` from the same template with an allocation sized for the
+subset (the original allocation's inputs with the subset's number of commands;
+``allocation.json`` is rewritten with it), and records the attempt in ``job.json``.
+Every file is written atomically (temporary file + rename), ``job.sh`` last, so the
+folder is at any moment either the old job or the new one. The pre task (0, mkdirs)
+is always included: it is cheap and idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from remotebridge import jobfolder as jf
 from remotebridge.config import SiteConfig
 from remotebridge.errors import JobFolderError, PrepareError
-from remotebridge.prepare.allocation import Allocation, AllocationInput
+from remotebridge.prepare.allocation import Allocation, AllocationInput, compute
 from remotebridge.prepare.chunking import Limits, make_chunks
 from remotebridge.prepare.job import Job, _context, chunk_files
 from remotebridge.prepare.plan import Phase, Plan
@@ -74,6 +76,12 @@ def _allocation(doc: dict[str, Any]) -> Allocation:
     return Allocation(inputs=AllocationInput(**doc["inputs"]), **fields)
 
 
+def subset_allocation(original: Allocation, n_commands: int) -> Allocation:
+    """The allocation for ``n_commands`` of the original's commands (same cost, threads
+    and site limits), so a small retry does not wait in the queue for the full one."""
+    return compute(replace(original.inputs, n_commands=max(1, n_commands)))
+
+
 def retry_subset(local_job_dir: str | Path, task_ids: Collection[int], attempt: int, *,
                  site: SiteConfig) -> RetrySubset:
     """Rewrite the chunks and job.sh of ``local_job_dir`` to run only ``task_ids``."""
@@ -83,7 +91,9 @@ def retry_subset(local_job_dir: str | Path, task_ids: Collection[int], attempt: 
     if unknown:
         raise PrepareError(f"task ids not in plan.jsonl: {unknown[:10]}", path=str(folder))
     wanted = sorted({*task_ids, *(t for t, (ph, _) in tasks.items() if ph is Phase.PRE)})
+    allocation = subset_allocation(allocation, sum(tasks[t][0] is Phase.CMD for t in wanted))
     lim = info["limits"]
+    lim["slots"] = allocation.slots
     limits = Limits(lim["max_bytes"], lim["max_line"], lim["max_args"], lim["slots"])
     plan = Plan(stage=head["stage"], remote_id=head["remote_id"], job_dir=info["job_dir"])
     job = Job(plan, allocation, [], scheduler=info["scheduler"], limits=limits,
@@ -100,6 +110,7 @@ def retry_subset(local_job_dir: str | Path, task_ids: Collection[int], attempt: 
     files[subset] = jf.lines_text(jf.SUBSET, (str(t) for t in wanted))
     info["retry"] = {"attempt": attempt, "tasks": len(wanted), "subset": subset,
                      "chunks": [c.name for _, c in job.chunks]}
+    files[jf.ALLOCATION.name] = jf.json_doc(jf.ALLOCATION, allocation.to_dict())
     files[jf.JOB.name] = jf.json_doc(jf.JOB, {k: v for k, v in info.items()
                                               if k not in ("format", "version")})
     files[jf.SCRIPT.name] = render(info["scheduler"], _context(job, site))

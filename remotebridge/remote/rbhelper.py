@@ -63,6 +63,7 @@ DBINFO_FORMAT = "remotebridge.dbinfo"
 SUMMARY_FILE = "job_summary.jsonl"
 SUMMARY_FORMAT = "remotebridge.job_summary"
 STATUS_FILE = "status/{task_id}.json"
+STARTED_FILE = "job.started"  # written by job.sh first; read by exec (token, job id)
 DIRS_HEADER = "# remotebridge.dirs v1"
 INPUTS_HEADER = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2

@@ -67,6 +67,7 @@ setsid sh -c '
     n=$((n + 1)); [ "$n" -gt 1000 ] && exit 1; sleep 0.01
   done
   cd -- "$dir" || exit 1
+  export RB_JOB_NAME="$token" RB_JOB_ID="local.$$.$token"  # for the start marker
   bash "$script" > "rb_local.$token.out" 2> "rb_local.$token.err" < /dev/null
   rc=$?
   printf "%s\n" "$rc" > "$jd/rc.tmp" && mv -f -- "$jd/rc.tmp" "$jd/rc"

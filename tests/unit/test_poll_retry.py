@@ -60,3 +60,17 @@ def test_retry_subset_recuts_chunks(engine: Engine, tmp_path: Path) -> None:
     assert [int(x) for x in subset[1:]] == out.task_ids
     with pytest.raises(PrepareError, match="not in plan.jsonl"):
         retry_subset(folder, [99999], 3, site=cfg.site())
+
+
+def test_retry_allocation_is_sized_for_the_subset() -> None:
+    """A retry of 10 commands out of 1000 asks for what 10 need, not the full request."""
+    from remotebridge.prepare.allocation import AllocationInput, compute
+    from remotebridge.prepare.retry import subset_allocation
+
+    full = compute(AllocationInput(n_commands=1000, threads=2, cost_seconds=3600.0,
+                                   cores_per_node=24, fill_factor=0.8, max_nodes=20,
+                                   walltime_min=600, walltime_max=43200))
+    small = subset_allocation(full, 10)
+    assert small.inputs.n_commands == 10 and small.inputs.cost_seconds == 3600.0
+    assert small.nodes == 1 < full.nodes and small.walltime_seconds < full.walltime_seconds
+    assert subset_allocation(full, 0).inputs.n_commands == 1  # post tasks only

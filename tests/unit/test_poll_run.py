@@ -96,8 +96,16 @@ def test_failing_task_retried_then_abandoned(engine: Engine, tmp_path: Path) -> 
     subset = (folder / "retry.a2.tasks").read_text().splitlines()
     assert subset[0] == "# remotebridge.subset v1"
     plan = [json.loads(ln) for ln in (folder / "plan.jsonl").read_text().splitlines()[1:]]
+    # per chip: only the bad chip's task and its exposure's post task, not the good chip
+    bad = next(t for t in plan if t["stage_id"] == 1 and t["phase"] == "cmd"
+               and Path(t["argv"][t["argv"].index("--raw") + 1]).read_bytes()
+               .startswith(b"not a fits"))
     assert sorted(int(t) for t in subset[1:]) == sorted(
-        t["task_id"] for t in plan if t["stage_id"] in (0, 1))
+        t["task_id"] for t in plan if t["stage_id"] == 0 or t["task_id"] == bad["task_id"]
+        or (t["stage_id"] == 1 and t["phase"] == "post"))
+    # the retry asks for an allocation of its own size: one command, not four
+    alloc = json.loads((folder / "allocation.json").read_text())
+    assert alloc["inputs"]["n_commands"] == 1 and alloc["slots"] <= 2
     job_sh = (folder / "job.sh").read_text()
     assert "cmd.a2.0000" in job_sh and "cmd.0000" not in job_sh
     info = json.loads((folder / "job.json").read_text())

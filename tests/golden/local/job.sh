@@ -4,6 +4,9 @@
 # Slurm script, each chunk run by xargs -P over its multi-prog lines (no srun).
 set -u
 JOBDIR=/scratch/rb/remote_42
+# first: the start marker (token, job id); exec finds the job by it after a lost answer
+RB_NAME=${SLURM_JOB_NAME:-${MOAB_JOBNAME:-${RB_JOB_NAME:-}}}
+printf 'token=%s\njob_id=%s\n' "${RB_NAME##*.}" "${SLURM_JOB_ID:-${MOAB_JOBID:-${RB_JOB_ID:-local}}}" > "$JOBDIR"/job.started
 SLOTS=2
 cd -- "$JOBDIR" || { echo "rb: cannot enter the job folder" >&2; exit 3; }
 mkdir -p status dbinfo
