@@ -208,7 +208,10 @@ def test_listed_job_in_an_unmapped_state_is_never_timed_out(tmp_path: Path) -> N
     from remotebridge.poll.finish import RunInfo
     from remotebridge.poll.runner import _ended
 
-    (tmp_path / "allocation.json").write_text('{"walltime_seconds": 600}')
+    from remotebridge import jobfolder
+
+    (tmp_path / "allocation.json").write_text(
+        jobfolder.json_doc(jobfolder.ALLOCATION, {"walltime_seconds": 600}))
     run = RunInfo(remote_id=1, stage="chip", site="demo", job_id="7", folder=tmp_path,
                   job_dir="/r/remote_1", since=utcnow() - timedelta(days=2))
     assert _ended(run, JobState.UNKNOWN, set())  # not listed, long past its walltime
