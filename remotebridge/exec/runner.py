@@ -59,6 +59,7 @@ from remotebridge.exec.folder import JobFolder, JobFolderError, folder_files, op
 from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.jobfolder import local_folder
+from remotebridge.linkback import resume_auth
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for, live_frontends
 from remotebridge.states import ExecResult, RunState
@@ -143,6 +144,7 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
     ``link_factory`` gives the links of a site (default :func:`links_for`).
     """
     links = _Links(link_factory)
+    back = resume_auth(engine, config, links.live)  # auth runs whose link works again
     outcomes: list[ExecOutcome] = []
     with read_session(engine) as s:
         due = statemachine.candidates(s, RunState.PENDING, remote_id=remote_id, label=label)
@@ -153,7 +155,8 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
             if not statemachine.claim(s, RunState.PENDING, remote_ids=[rid]):
                 continue
         outcomes.append(_exec_claimed(engine, config, rid, links, progress))
-    return outcomes
+    return outcomes + [ExecOutcome(h.remote_id, ExecResult.AUTH, message=h.note)
+                       for h in back.held]
 
 
 def _load(engine: Engine, rid: int) -> _Run:

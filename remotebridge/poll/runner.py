@@ -47,6 +47,7 @@ from remotebridge.errors import (
     TransferError,
 )
 from remotebridge.jobfolder import local_folder, remote_job_dir, walltime_seconds
+from remotebridge.linkback import resume_auth
 from remotebridge.poll.faults import FAULT_OTHER, PollFault, local_folder_fault
 from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
@@ -123,6 +124,7 @@ def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
               label: str | None = None, force: bool = False,
               links: LinksFor = links_for) -> list[PollOutcome]:
     """Poll the due runs of the selection; one outcome per run looked at."""
+    back = resume_auth(engine, config, lambda site: live_frontends(site, links))
     runs = _claim(engine, select_due(engine, config, remote_id=remote_id, label=label,
                                      force=force))
     by_site: dict[str, list[RunInfo]] = {}
@@ -134,7 +136,8 @@ def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
             outcomes += _poll_site(engine, config.site(name or None), site_runs, links)
     finally:
         _release_all(engine, runs)
-    return outcomes
+    return outcomes + [PollOutcome(h.remote_id, h.site, h.job_id, "", PollAction.AUTH,
+                                   RunState.AUTH.value, note=h.note) for h in back.held]
 
 
 def _release_all(engine: Engine, runs: list[RunInfo]) -> None:
