@@ -4,8 +4,8 @@ For each run (one at a time, each under its own lease):
 
 a. the site's front ends that can run a command right now (checked once per site and
    call); none -> the run goes ``pending -> auth`` ("link down: ...") with nothing
-   half-done, and ``remotetool revertauth`` brings it back once the key-card holder
-   has logged in again;
+   half-done; the next exec or poll brings it back once the key-card holder has
+   logged in again (:mod:`remotebridge.linkback`), or ``remotetool revertauth``;
 b. the job folder is pushed to its ``job_dir`` (one small tar bundle);
 c. ONE remote call, ``rbhelper.py check-inputs``, lists the inputs that are missing
    or of the wrong size on the site;
