@@ -51,6 +51,7 @@ from remotebridge.linkback import resume_auth
 from remotebridge.poll.faults import FAULT_OTHER, PollFault, local_folder_fault
 from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
+from remotebridge.poll.purged import InputsPurged, clear_summary
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for, live_frontends
@@ -227,11 +228,28 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
         return _error(engine, run, state.value, FAULT_OTHER, f"retry subset: {exc.message}")
     except ConcurrentUpdate as exc:
         return _outcome(run, state.value, PollAction.DEFERRED, RunState.RUN, note=str(exc))
+    except InputsPurged as exc:
+        return _repush(engine, links, run, state.value, exc)
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
         return _defer(engine, run, state.value, str(exc))
     action = PollAction.RETRY if done.state is RunState.PENDING else PollAction.FULL
     return _outcome(run, state.value, action, done.state, note=done.note, **done.tally(),
                     seconds=time.perf_counter() - t0)
+
+
+def _repush(engine: Engine, links: Sequence[Link], run: RunInfo, job_state: str,
+            exc: InputsPurged) -> PollOutcome:
+    """The job ended before its first task (inputs purged): back to ``pending`` for exec
+    to push them again; no component's attempts change."""
+    note = statemachine.clip(f"poll: {exc}: back to pending, re-push (no attempt spent)")
+    try:
+        clear_summary(links[0], run.job_dir)
+        _move(engine, run, RunState.PENDING, note, fault=0)
+    except ConcurrentUpdate as lost:
+        return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN, note=str(lost))
+    except LinkError as exc2:
+        return _defer(engine, run, job_state, str(exc2))
+    return _outcome(run, job_state, PollAction.RETRY, RunState.PENDING, note=note)
 
 
 def _outcome(run: RunInfo, job_state: str, action: PollAction, state: RunState,

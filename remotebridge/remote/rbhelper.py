@@ -21,6 +21,11 @@ It runs in the job folder (the current directory) and never needs the network.
                      --from-stats a,b] --append F      one record, appended atomically
   rbhelper.py summary                collect status/*.json into job_summary.jsonl
   rbhelper.py check-inputs MANIFEST  print remote paths missing or of the wrong size
+  rbhelper.py precheck [--manifest F]
+                                     the job's first step: every input present with its
+                                     size (and digest, when the manifest has one)? If not,
+                                     write job_summary.jsonl with ``inputs_missing`` and
+                                     exit 79 (EXIT_INPUTS_MISSING): the job ends early
 
 A task's own exit code is recorded, not returned: the helper exits 0 once the
 status is safely written, so one failing science command never disturbs the other
@@ -31,6 +36,7 @@ import argparse
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -58,6 +64,11 @@ DIRS_HEADER = "# remotebridge.dirs v1"
 INPUTS_HEADER = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
+EXIT_INPUTS_MISSING = 79
+"""precheck's exit code (and the job's) when inputs are gone: purged before the start."""
+INPUTS_FILE = "inputs.manifest"
+MISSING_LISTED = 50
+"""At most this many missing paths are named in the job summary."""
 
 
 def now_iso() -> str:
@@ -284,6 +295,63 @@ def cmd_check_inputs(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- precheck --------------------------------------------------------------------
+
+
+def digest_matches(path: str, spec: str) -> bool:
+    """``spec`` (``algo:hex``, or bare hex taken as sha256) holds for ``path``. A spec
+    this helper cannot read (unknown algorithm, not hex of the right length) is not
+    checked: True, the size alone decides."""
+    algo, _, want = spec.lower().rpartition(":")
+    try:
+        h = hashlib.new(algo or "sha256")
+    except ValueError:
+        return True
+    if len(want) != 2 * h.digest_size or any(c not in "0123456789abcdef" for c in want):
+        return True
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest() == want
+
+
+def input_ok(remote: str, size: str, digest: str) -> bool:
+    """The input is there with its size, and its digest when the manifest has one."""
+    try:
+        return os.stat(remote).st_size == int(size) and \
+            (not digest or digest_matches(remote, digest))
+    except (OSError, ValueError):
+        return False
+
+
+def manifest_lines(path: str) -> list:
+    """(remote, size, digest) of every input; digest '' when the manifest has none."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        if fh.readline().strip() != INPUTS_HEADER:
+            raise SystemExit(f"rbhelper: {path}: not a {INPUTS_HEADER[2:]} file")
+        for line in fh:
+            if not line.strip() or line.startswith("#"):
+                continue
+            cols = line.rstrip("\n").split("\t")
+            out.append((cols[1], cols[2], cols[3].strip() if len(cols) > 3 else ""))
+    return out
+
+
+def cmd_precheck(args: argparse.Namespace) -> int:
+    """Exit 79 with a job summary naming the missing inputs; 0 when all are there."""
+    gone = [r for r, size, digest in manifest_lines(args.manifest)
+            if not input_ok(r, size, digest)]
+    if not gone:
+        return 0
+    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, [], tasks=0, ok=0, failed=0,
+                                      missing=0, inputs_missing=len(gone),
+                                      inputs_missing_paths=gone[:MISSING_LISTED]))
+    sys.stderr.write(f"rbhelper: {len(gone)} inputs missing before the start, "
+                     f"first {gone[0]}\n")
+    return EXIT_INPUTS_MISSING
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="rbhelper.py", description=__doc__.splitlines()[0])
@@ -301,11 +369,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--from-stats", default="")
     sub.add_parser("summary").add_argument("--out", default=SUMMARY_FILE)
     sub.add_parser("check-inputs").add_argument("manifest")
+    pc = sub.add_parser("precheck")
+    pc.add_argument("--manifest", default=INPUTS_FILE)
+    pc.add_argument("--out", default=SUMMARY_FILE)
     return p
 
 
 COMMANDS = {"task": cmd_task, "mkdirs": cmd_mkdirs, "dbinfo": cmd_dbinfo,
-            "summary": cmd_summary, "check-inputs": cmd_check_inputs}
+            "summary": cmd_summary, "check-inputs": cmd_check_inputs,
+            "precheck": cmd_precheck}
 
 
 def main(argv: Optional[list] = None) -> int:
