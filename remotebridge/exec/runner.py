@@ -60,6 +60,7 @@ from remotebridge.exec.inputs import InputPush, MissingInputs, push_inputs
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.jobfolder import local_folder
 from remotebridge.linkback import resume_auth
+from remotebridge.purgeage import first_push
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for, live_frontends
 from remotebridge.states import ExecResult, RunState
@@ -297,7 +298,8 @@ def _to_run(engine: Engine, run: _Run, sub: Submitted, figures: str) -> _Verdict
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
                                 where=[statemachine.held_by_me()], job_id=sub.job_id,
-                                attempt=run.attempt + 1, last_poll=utcnow(), fault=0)
+                                attempt=run.attempt + 1, last_poll=utcnow(), fault=0,
+                                inputs_pushed=first_push())
     return _Verdict(ExecResult.RUN, note)
 
 

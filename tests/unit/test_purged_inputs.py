@@ -107,3 +107,45 @@ def test_purge_before_start_goes_back_to_pending_without_an_attempt(engine: Engi
     wait_job(tmp_path, again.job_id or "")
     (done,) = poll_runs(engine, cfg, force=True)
     assert (done.action, done.state) == ("full", "full"), done.note
+
+
+def test_exec_records_the_first_push_and_list_warns_near_the_purge_age(
+        engine: Engine, db_url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+
+    from remotebridge.cli.context import AppContext
+    from remotebridge.cli.remotetool import list_cmd
+    from remotebridge.db import statemachine
+    from remotebridge.db.base import utcnow
+    from remotebridge.db.bridge import RemoteRun
+    from remotebridge.db.engine import write_session
+    from remotebridge.purgeage import aging_inputs
+    from remotebridge.states import RunState
+    from tests.support.poll_runs import raw_config, toml_site
+
+    rid = prepared_run(engine, tmp_path, exposures=1)
+    assert get(engine, rid).inputs_pushed is None
+    t0 = utcnow()
+    (first,) = exec_runs(engine, config(tmp_path))
+    pushed = get(engine, rid).inputs_pushed
+    assert pushed is not None and pushed >= t0 - timedelta(seconds=1)
+    wait_job(tmp_path, first.job_id or "")
+    with write_session(engine) as s:  # a resubmission keeps the first push's time
+        statemachine.transition(s, rid, RunState.RUN, RunState.PENDING, note="retry")
+        run = s.get(RemoteRun, rid)
+        assert run is not None
+        run.inputs_pushed = pushed - timedelta(days=6)
+    (again,) = exec_runs(engine, config(tmp_path))
+    assert again.result == "run" and get(engine, rid).inputs_pushed == pushed - timedelta(days=6)
+    assert aging_inputs(engine, config(tmp_path)) == []  # no purge_days: nothing known
+    assert aging_inputs(engine, config(tmp_path, purge_days=30)) == []
+    (aging,) = aging_inputs(engine, config(tmp_path, purge_days=7))  # 6 days > 7 - 1
+    assert (aging.remote_id, aging.state) == (rid, "run") and "purges after 7" in aging.warning()
+    cfg_file = tmp_path / "purge.toml"
+    cfg_file.write_text(toml_site({**raw_config(tmp_path)["site"]["demo"], "purge_days": 7}))
+    r = CliRunner().invoke(list_cmd, [], obj=AppContext(config_path=str(cfg_file),
+                                                          db_url=db_url))
+    assert r.exit_code == 0, r.output
+    assert f"warning: run {rid} (run): inputs pushed 6.0 days" in r.output
