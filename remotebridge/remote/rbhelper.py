@@ -325,16 +325,21 @@ def input_ok(remote: str, size: str, digest: str) -> bool:
 
 
 def manifest_lines(path: str) -> list:
-    """(remote, size, digest) of every input; digest '' when the manifest has none."""
-    out = []
+    """(remote, size, digest) of every input. The digest is the column named ``digest``
+    in the ``# local<TAB>remote<TAB>...`` names line; '' when the manifest has none."""
+    out, at = [], -1
     with open(path, encoding="utf-8") as fh:
         if fh.readline().strip() != INPUTS_HEADER:
             raise SystemExit(f"rbhelper: {path}: not a {INPUTS_HEADER[2:]} file")
         for line in fh:
+            cols = line.rstrip("\n").split("\t")
+            if line.startswith("# local\t"):
+                names = [c.strip() for c in cols]
+                at = names.index("digest") if "digest" in names else -1
             if not line.strip() or line.startswith("#"):
                 continue
-            cols = line.rstrip("\n").split("\t")
-            out.append((cols[1], cols[2], cols[3].strip() if len(cols) > 3 else ""))
+            digest = cols[at].strip() if 0 <= at < len(cols) else ""
+            out.append((cols[1], cols[2], digest))
     return out
 
 

@@ -30,8 +30,9 @@ _env = demo_env
 
 
 def precheck(folder: Path, rows: Sequence[tuple[Path, int, str]]) -> int:
-    lines = [INPUTS_HEADER] + [f"/home/x\t{p}\t{size}" + (f"\t{d}" if d else "")
-                               for p, size, d in rows]
+    names = "# local\tremote\tsize\tarea\tshared\tdigest"
+    lines = [INPUTS_HEADER, names] + [f"/home/x\t{p}\t{size}\tscratch\t0\t{d}"
+                                      for p, size, d in rows]
     (folder / "inputs.manifest").write_text("\n".join(lines) + "\n")
     return subprocess.run([sys.executable, str(helper_path()), "precheck"], cwd=folder,
                           capture_output=True, timeout=60).returncode
@@ -50,6 +51,11 @@ def test_precheck_sizes_and_digests_when_present(tmp_path: Path) -> None:
     assert precheck(tmp_path, [(data, 10, hashlib.sha256(b"x" * 10).hexdigest())]) == 0
     assert precheck(tmp_path, [(data, 10, "not-a-digest")]) == 0  # unreadable: size decides
     assert not (tmp_path / "job_summary.jsonl").exists()
+    # today's manifest has no digest column: the 4th column (area) is no digest
+    (tmp_path / "inputs.manifest").write_text(
+        f"{INPUTS_HEADER}\n# local\tremote\tsize\tarea\tshared\n/h/a\t{data}\t10\tscratch\t0\n")
+    assert subprocess.run([sys.executable, str(helper_path()), "precheck"], cwd=tmp_path,
+                          timeout=60).returncode == 0
     assert precheck(tmp_path, [(data, 10, "sha256:" + "0" * 64)]) == EXIT_INPUTS_MISSING
     assert precheck(tmp_path, [(data, 11, "")]) == EXIT_INPUTS_MISSING
     gone = tmp_path / "gone.fits"
