@@ -139,6 +139,11 @@ class SiteConfig:
     multiprog_max_args: int = field(default=128, metadata=_doc("most arguments per line"))
     poll_interval: int = field(default=300, metadata=_doc("seconds between polls of a run"))
     max_attempts: int = field(default=3, metadata=_doc("tries per task before abandoning it"))
+    purge_days: float = field(
+        default=0.0,
+        metadata=_doc("the site deletes scratch files older than this many days (0: no "
+                      "purge known); 'list' warns of runs whose inputs near that age"),
+    )
     bundle_bytes: int = field(default=100_000_000, metadata=_doc("target tar bundle size"))
     jobs_per_frontend: int = field(default=4, metadata=_doc("parallel transfers per front end"))
     path_rules: list[PathRule] = field(

@@ -187,7 +187,7 @@ class LinkError(EvidenceError):
 class LinkDown(LinkError):
     """No live master connection, or it needs a new login: the caller sets state ``auth``."""
 
-    hint = "the key-card holder runs 'control-tool start', then 'remotetool revertauth'"
+    hint = "the key-card holder runs 'control-tool start'; the next exec/poll resumes the runs"
 
 
 class TransientLinkError(LinkError):

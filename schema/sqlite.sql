@@ -278,3 +278,9 @@ CREATE TABLE "sitePause" (
 
 UPDATE alembic_version SET version_num='control' WHERE alembic_version.version_num = '0001';
 
+-- Running upgrade control -> resume
+
+ALTER TABLE "remoteRun" ADD COLUMN inputs_pushed DATETIME;
+
+UPDATE alembic_version SET version_num='resume' WHERE alembic_version.version_num = 'control';
+

@@ -73,7 +73,8 @@ def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
     """Push, check inputs and submit each pending run; it moves to 'run'.
 
     A run whose site cannot be reached goes to 'auth' (exit 75; after the key-card
-    holder runs 'control-tool start', 'remotetool revertauth' resumes it). Safe to
+    holder runs 'control-tool start', the next exec resumes it; while the link is
+    down every exec exits 75). Safe to
     run from cron on several hosts at once: each run is submitted exactly once.
     """
     with _progress_bar(app) as progress:
@@ -87,8 +88,8 @@ def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
         else:
             app.err.print(f"remotetool: run {_line(o)}", highlight=False, soft_wrap=True)
     if any(o.result is ExecResult.AUTH for o in outcomes) and not app.json:
-        app.err.print("  hint: log in again with 'control-tool start', then run "
-                      "'remotetool revertauth'", highlight=False)
+        app.err.print("  hint: log in again with 'control-tool start'; the next exec "
+                      "or poll resumes the runs in auth", highlight=False)
     code = exit_code(outcomes)
     if code:
         raise click.exceptions.Exit(code)

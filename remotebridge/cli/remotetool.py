@@ -109,6 +109,7 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
 
     records = runs.list_runs(app.engine, label=label, state=state, stage=stage)
     show_pauses(app)
+    _warn_aging(app, [r.remote_id for r in records])
     if app.json:
         app.emit([r.to_dict() for r in records])
         return
@@ -126,6 +127,15 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
     for r in records:
         click.echo("\t".join([str(r.remote_id), r.stage, r.label, r.site, r.state,
                               r.job_id or "-", str(r.components), str(r.fault)]))
+
+
+def _warn_aging(app: AppContext, ids: list[int]) -> None:
+    """Runs whose inputs near their site's purge age: one warning line each on stderr."""
+    from remotebridge.purgeage import aging_inputs
+
+    for aging in aging_inputs(app.engine, app.config, ids):
+        app.err.print(f"remotetool: warning: {aging.warning()}", highlight=False,
+                      soft_wrap=True, markup=False)
 
 
 @main.command()

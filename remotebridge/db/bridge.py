@@ -34,6 +34,8 @@ class RemoteRun(Base):
     submit_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     last_poll: Mapped[datetime | None] = mapped_column(DateTime)
+    inputs_pushed: Mapped[datetime | None] = mapped_column(DateTime)
+    """When exec first pushed (or found) this run's inputs on the site: their age."""
     fault: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
     #: lease: who is working on the run, until when (cron-safe claiming)

@@ -4,8 +4,8 @@ For each run (one at a time, each under its own lease):
 
 a. the site's front ends that can run a command right now (checked once per site and
    call); none -> the run goes ``pending -> auth`` ("link down: ...") with nothing
-   half-done, and ``remotetool revertauth`` brings it back once the key-card holder
-   has logged in again;
+   half-done; the next exec or poll brings it back once the key-card holder has
+   logged in again (:mod:`remotebridge.linkback`), or ``remotetool revertauth``;
 b. the job folder is pushed to its ``job_dir`` (one small tar bundle);
 c. ONE remote call, ``rbhelper.py check-inputs``, lists the inputs that are missing
    or of the wrong size on the site;
@@ -67,6 +67,8 @@ from remotebridge.exec.robust import (
 from remotebridge.exec.submit import Submitted, submit_once
 from remotebridge.exec.trace import EarlierAttemptFound, earlier_job
 from remotebridge.jobfolder import local_folder
+from remotebridge.linkback import resume_auth
+from remotebridge.purgeage import first_push
 from remotebridge.schedulers import Scheduler, make_scheduler
 from remotebridge.ssh import Link, links_for, live_frontends
 from remotebridge.states import ExecResult, RunState
@@ -154,6 +156,7 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
     ``link_factory`` gives the links of a site (default :func:`links_for`).
     """
     links = _Links(link_factory)
+    back = resume_auth(engine, config, links.live)  # auth runs whose link works again
     outcomes: list[ExecOutcome] = []
     with read_session(engine) as s:
         due = statemachine.candidates(s, RunState.PENDING, remote_id=remote_id, label=label)
@@ -164,7 +167,8 @@ def exec_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
             if not statemachine.claim(s, RunState.PENDING, remote_ids=[rid]):
                 continue
         outcomes.append(_exec_claimed(engine, config, rid, links, progress))
-    return outcomes
+    return outcomes + [ExecOutcome(h.remote_id, ExecResult.AUTH, message=h.note)
+                       for h in back.held]
 
 
 def _load(engine: Engine, rid: int) -> _Run:
@@ -313,7 +317,8 @@ def _to_run(engine: Engine, run: _Run, sub: Submitted, figures: str) -> _Verdict
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
                                 where=[statemachine.held_by_me()], job_id=sub.job_id,
-                                attempt=run.attempt + 1, last_poll=utcnow(), fault=0)
+                                attempt=run.attempt + 1, last_poll=utcnow(), fault=0,
+                                inputs_pushed=first_push())
     return _Verdict(ExecResult.RUN, note)
 
 

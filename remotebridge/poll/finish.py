@@ -49,6 +49,7 @@ from remotebridge.poll.faults import (
     local_folder_fault,
 )
 from remotebridge.poll.products import pull_products, read_outputs
+from remotebridge.poll.purged import raise_if_purged
 from remotebridge.poll.remote_files import (
     SUMMARY,
     TaskResult,
@@ -183,6 +184,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     if files.get(SUMMARY) is None:
         raise PollFault(f"the job ended but {run.job_dir}/{SUMMARY} is missing and cannot be "
                         "made (helper or plan gone?)", fault=FAULT_JOB_UNREADABLE)
+    raise_if_purged(files[SUMMARY])  # ended before its first task: inputs gone
     summary = parse_summary(files[SUMMARY] or b"")
     ok, tasks = _succeeded(plan, summary, pending)
     missing: dict[int, list[str]] = {}

@@ -47,9 +47,11 @@ from remotebridge.errors import (
     TransferError,
 )
 from remotebridge.jobfolder import local_folder, remote_job_dir, walltime_seconds
+from remotebridge.linkback import resume_auth
 from remotebridge.poll.faults import FAULT_OTHER, PollFault, local_folder_fault
 from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
+from remotebridge.poll.purged import InputsPurged, clear_summary
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for, live_frontends
@@ -123,6 +125,7 @@ def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
               label: str | None = None, force: bool = False,
               links: LinksFor = links_for) -> list[PollOutcome]:
     """Poll the due runs of the selection; one outcome per run looked at."""
+    back = resume_auth(engine, config, lambda site: live_frontends(site, links))
     runs = _claim(engine, select_due(engine, config, remote_id=remote_id, label=label,
                                      force=force))
     by_site: dict[str, list[RunInfo]] = {}
@@ -134,7 +137,8 @@ def poll_runs(engine: Engine, config: Config, *, remote_id: int | None = None,
             outcomes += _poll_site(engine, config.site(name or None), site_runs, links)
     finally:
         _release_all(engine, runs)
-    return outcomes
+    return outcomes + [PollOutcome(h.remote_id, h.site, h.job_id, "", PollAction.AUTH,
+                                   RunState.AUTH.value, note=h.note) for h in back.held]
 
 
 def _release_all(engine: Engine, runs: list[RunInfo]) -> None:
@@ -224,11 +228,28 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
         return _error(engine, run, state.value, FAULT_OTHER, f"retry subset: {exc.message}")
     except ConcurrentUpdate as exc:
         return _outcome(run, state.value, PollAction.DEFERRED, RunState.RUN, note=str(exc))
+    except InputsPurged as exc:
+        return _repush(engine, links, run, state.value, exc)
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
         return _defer(engine, run, state.value, str(exc))
     action = PollAction.RETRY if done.state is RunState.PENDING else PollAction.FULL
     return _outcome(run, state.value, action, done.state, note=done.note, **done.tally(),
                     seconds=time.perf_counter() - t0)
+
+
+def _repush(engine: Engine, links: Sequence[Link], run: RunInfo, job_state: str,
+            exc: InputsPurged) -> PollOutcome:
+    """The job ended before its first task (inputs purged): back to ``pending`` for exec
+    to push them again; no component's attempts change."""
+    note = statemachine.clip(f"poll: {exc}: back to pending, re-push (no attempt spent)")
+    try:
+        clear_summary(links[0], run.job_dir)
+        _move(engine, run, RunState.PENDING, note, fault=0)
+    except ConcurrentUpdate as lost:
+        return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN, note=str(lost))
+    except LinkError as exc2:
+        return _defer(engine, run, job_state, str(exc2))
+    return _outcome(run, job_state, PollAction.RETRY, RunState.PENDING, note=note)
 
 
 def _outcome(run: RunInfo, job_state: str, action: PollAction, state: RunState,

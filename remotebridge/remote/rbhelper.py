@@ -27,6 +27,11 @@ It runs in the job folder (the current directory) and never needs the network.
                                      path inside a root or not
   rbhelper.py unpack [--stale S]     extract a plain tar from stdin, each file written in
                                      a staging folder beside it, then renamed into place
+  rbhelper.py precheck [--manifest F]
+                                     the job's first step: every input present with its
+                                     size (and digest, when the manifest has one)? If not,
+                                     write job_summary.jsonl with ``inputs_missing`` and
+                                     exit 79 (EXIT_INPUTS_MISSING): the job ends early
 
 A task's own exit code is recorded, not returned: the helper exits 0 once the
 status is safely written, so one failing science command never disturbs the other
@@ -37,6 +42,7 @@ import argparse
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +74,11 @@ DIRS_HEADER = "# remotebridge.dirs v1"
 INPUTS_HEADER = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
+EXIT_INPUTS_MISSING = 79
+"""precheck's exit code (and the job's) when inputs are gone: purged before the start."""
+INPUTS_FILE = "inputs.manifest"
+MISSING_LISTED = 50
+"""At most this many missing paths are named in the job summary."""
 
 
 def now_iso() -> str:
@@ -491,6 +502,68 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --- precheck --------------------------------------------------------------------
+
+
+def digest_matches(path: str, spec: str) -> bool:
+    """``spec`` (``algo:hex``, or bare hex taken as sha256) holds for ``path``. A spec
+    this helper cannot read (unknown algorithm, not hex of the right length) is not
+    checked: True, the size alone decides."""
+    algo, _, want = spec.lower().rpartition(":")
+    try:
+        h = hashlib.new(algo or "sha256")
+    except ValueError:
+        return True
+    if len(want) != 2 * h.digest_size or any(c not in "0123456789abcdef" for c in want):
+        return True
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest() == want
+
+
+def input_ok(remote: str, size: str, digest: str) -> bool:
+    """The input is there with its size, and its digest when the manifest has one."""
+    try:
+        return os.stat(remote).st_size == int(size) and \
+            (not digest or digest_matches(remote, digest))
+    except (OSError, ValueError):
+        return False
+
+
+def manifest_lines(path: str) -> list:
+    """(remote, size, digest) of every input. The digest is the column named ``digest``
+    in the ``# local<TAB>remote<TAB>...`` names line; '' when the manifest has none."""
+    out, at = [], -1
+    with open(path, encoding="utf-8") as fh:
+        if fh.readline().strip() != INPUTS_HEADER:
+            raise SystemExit(f"rbhelper: {path}: not a {INPUTS_HEADER[2:]} file")
+        for line in fh:
+            cols = line.rstrip("\n").split("\t")
+            if line.startswith("# local\t"):
+                names = [c.strip() for c in cols]
+                at = names.index("digest") if "digest" in names else -1
+            if not line.strip() or line.startswith("#"):
+                continue
+            digest = cols[at].strip() if 0 <= at < len(cols) else ""
+            out.append((cols[1], cols[2], digest))
+    return out
+
+
+def cmd_precheck(args: argparse.Namespace) -> int:
+    """Exit 79 with a job summary naming the missing inputs; 0 when all are there."""
+    gone = [r for r, size, digest in manifest_lines(args.manifest)
+            if not input_ok(r, size, digest)]
+    if not gone:
+        return 0
+    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, [], tasks=0, ok=0, failed=0,
+                                      missing=0, inputs_missing=len(gone),
+                                      inputs_missing_paths=gone[:MISSING_LISTED]))
+    sys.stderr.write(f"rbhelper: {len(gone)} inputs missing before the start, "
+                     f"first {gone[0]}\n")
+    return EXIT_INPUTS_MISSING
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="rbhelper.py", description=__doc__.splitlines()[0])
@@ -510,12 +583,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("check-inputs").add_argument("manifest")
     sub.add_parser("sizes")
     sub.add_parser("unpack").add_argument("--stale", type=float, default=STALE_SECONDS)
+    pc = sub.add_parser("precheck")
+    pc.add_argument("--manifest", default=INPUTS_FILE)
+    pc.add_argument("--out", default=SUMMARY_FILE)
     return p
 
 
 COMMANDS = {"task": cmd_task, "mkdirs": cmd_mkdirs, "dbinfo": cmd_dbinfo,
             "summary": cmd_summary, "check-inputs": cmd_check_inputs, "sizes": cmd_sizes,
-            "unpack": cmd_unpack}
+            "unpack": cmd_unpack, "precheck": cmd_precheck}
 
 
 def main(argv: Optional[list] = None) -> int:

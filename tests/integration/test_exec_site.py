@@ -112,7 +112,7 @@ def test_control_tool_and_exec_through_the_dmz(site_alone: Any, env: dict[str, A
     time.sleep(0.5)
     rid2 = prepared_run(engine, cfg, tmp, limit=1)
     r = tool("remotetool", env, cfg_file, "exec")
-    assert r.returncode == 75 and "revertauth" in r.stderr
+    assert r.returncode == 75 and "control-tool start" in r.stderr
     run2 = run_row(engine, rid2)
     assert (run2.state, run2.job_id) == ("auth", None)
     # the key-card holder logs in again; revertauth; exec succeeds

@@ -15,6 +15,7 @@ rb_chunk() {
   grep -v '^#' "chunks/$1.conf" | cut -d' ' -f2- | xargs -P "$SLOTS" -L 1 env || rb_note chunk "$1" rc=$?
 }
 
+python3 rbhelper.py precheck; [ $? -ne 79 ] || { rb_note inputs missing, ended early; exit 79; }
 rb_note phase pre
 python3 rbhelper.py task pre.0000 0
 

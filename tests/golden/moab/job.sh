@@ -20,6 +20,7 @@ cd -- "$JOBDIR" || { echo "rb: cannot enter the job folder" >&2; exit 3; }
 mkdir -p status dbinfo
 rb_note() { echo "rb: $(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
 
+python3 rbhelper.py precheck; [ $? -ne 79 ] || { rb_note inputs missing, ended early; exit 79; }
 rb_note phase pre
 python3 rbhelper.py task pre.0000 0
 
