@@ -204,11 +204,10 @@ def test_listed_job_in_an_unmapped_state_is_never_timed_out(tmp_path: Path) -> N
     """Queued under a state name we do not know is not 'forgotten': no walltime rule."""
     from datetime import timedelta
 
+    from remotebridge import jobfolder
     from remotebridge.db.base import utcnow
     from remotebridge.poll.finish import RunInfo
     from remotebridge.poll.runner import _ended
-
-    from remotebridge import jobfolder
 
     (tmp_path / "allocation.json").write_text(
         jobfolder.json_doc(jobfolder.ALLOCATION, {"walltime_seconds": 600}))
