@@ -11,7 +11,7 @@ schema of their own), then times ``prepare_run`` (database load, detrend choice,
 of every input, plan, chunks, script, job folder written) in a child process of its
 own, so that its peak RSS is prepare's alone. Input files are made once under
 ``$TMPDIR/rb-bench-files`` and stat'ed by prepare as in production; the raw chip images
-are hard links to one 64-byte file (a real path and stat each, without 600,000 inodes).
+are hard links to a few 64-byte files (a real path and stat each, without 600,000 inodes).
 The wall time on a loaded shared machine mostly measures the other users: the CPU
 seconds of the child (with its start-up) are reported beside it.
 
@@ -64,14 +64,14 @@ def make_files(root: Path, n_exp: int) -> None:
     """The raw and detrend files (made once, reused).
 
     Every raw chip image is a real directory entry that prepare stat()s like in
-    production, but they are hard links to one 64-byte file: 600,000 inputs cost
+    production, but they are hard links to a few 64-byte files: 600,000 inputs cost
     directory entries, not 600,000 inodes and data blocks.
     """
     root.mkdir(parents=True, exist_ok=True)
-    raw = root / "raw.one"
-    if not raw.exists():
-        raw.write_bytes(b"x" * 64)
     for e in range(n_exp):
+        raw = root / f"raw.one.{e // 1000}"  # ext4 allows 65,000 links to one inode
+        if not raw.exists():
+            raw.write_bytes(b"x" * 64)
         d = root / "raw" / f"e{e:05d}"
         if not (d / f"e{e:05d}.{class_ids()[-1]}.fits").exists():
             d.mkdir(parents=True, exist_ok=True)
