@@ -9,8 +9,11 @@ commands; ``--quick``: 25, 100) builds the pipeline rows (rawExp, rawImfile, sha
 detrends, chipRun) and one remoteRun on SQLite and PostgreSQL (tables re-created in a
 schema of their own), then times ``prepare_run`` (database load, detrend choice, stat
 of every input, plan, chunks, script, job folder written) in a child process of its
-own, so that its peak RSS is prepare's alone. Input files are small real files made
-once under ``$TMPDIR/rb-bench-files`` (sizes are stat'ed, as in production).
+own, so that its peak RSS is prepare's alone. Input files are made once under
+``$TMPDIR/rb-bench-files`` and stat'ed by prepare as in production; the raw chip images
+are hard links to a few 64-byte files (a real path and stat each, without 600,000 inodes).
+The wall time on a loaded shared machine mostly measures the other users: the CPU
+seconds of the child (with its start-up) are reported beside it.
 
 Baseline, same run: the field log's approach re-implemented faithfully on a sample of
 ``--sample`` chip images (default 3,000): per chip image one detrend look-up query
@@ -58,14 +61,24 @@ def class_ids() -> list[str]:
 
 
 def make_files(root: Path, n_exp: int) -> None:
-    """Tiny raw and detrend files (made once, reused)."""
+    """The raw and detrend files (made once, reused).
+
+    Every raw chip image is a real directory entry that prepare stat()s like in
+    production, but they are hard links to a few 64-byte files: 600,000 inputs cost
+    directory entries, not 600,000 inodes and data blocks.
+    """
     root.mkdir(parents=True, exist_ok=True)
     for e in range(n_exp):
+        raw = root / f"raw.one.{e // 1000}"  # ext4 allows 65,000 links to one inode
+        if not raw.exists():
+            raw.write_bytes(b"x" * 64)
         d = root / "raw" / f"e{e:05d}"
         if not (d / f"e{e:05d}.{class_ids()[-1]}.fits").exists():
             d.mkdir(parents=True, exist_ok=True)
             for c in class_ids():
-                (d / f"e{e:05d}.{c}.fits").write_bytes(b"x" * 64)
+                p = d / f"e{e:05d}.{c}.fits"
+                if not p.exists():
+                    os.link(raw, p)
     det = root / "det"
     det.mkdir(exist_ok=True)
     for c in class_ids():
@@ -223,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
                               "chip image (sampled) x chip images",
                               check=lambda o, _r: o < LIMIT_S, database=name, commands=n * CHIPS,
                               cpu_s=cpu))
-            report.note(f"{name} {n * CHIPS:,} commands: prepare used {cpu:.2f} CPU s "
-                        "(child process, with start-up)")
+            report.add(figure(f"prepare {n * CHIPS:,} commands {name} CPU", cpu, None,
+                              unit="s", target=f"< {LIMIT_S:g} s",
+                              note="CPU of the child process, with start-up; the wall "
+                              "time is the figure above",
+                              check=lambda o, _r: o < LIMIT_S, database=name,
+                              commands=n * CHIPS))
             report.add(figure(f"prepare {n * CHIPS:,} commands {name} peak RSS", rss, None,
                               unit="MB", target=f"< {LIMIT_MB:g} MB",
                               check=lambda o, _r: o < LIMIT_MB, database=name,

@@ -11,7 +11,10 @@ large random files, and moves them home -> site (push) and site -> home (pull):
 
   (a) baseline: ``link.put`` / ``link.get`` per file over one front end;
   (b) tar bundles over one front end (``jobs`` bundles at a time);
-  (c) tar bundles over all three front ends.
+  (c) tar bundles over all three front ends;
+  (d) classic baselines over front end 1's master, same files: one ``scp`` per file,
+      ``rsync -a`` (rsync must be on the front end; the test site installs it) and
+      ``tar -c | ssh tar -x`` (and back).
 
 Prints MB/s for each and the ratios to the baseline (bench/_common.py figures), and checks that
 the transfers spent no DMZ token. Front ends run at the site's rate (200 Mbit/s)
@@ -24,6 +27,7 @@ import argparse
 import hashlib
 import json
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -85,6 +89,68 @@ def one_by_one_push(link: Link, specs: list[FileSpec]) -> None:
 def one_by_one_pull(link: Link, specs: list[FileSpec]) -> None:
     for s in specs:
         link.get(s.remote, s.local)
+
+
+def ssh_words(link: OpenSSHLink) -> list[str]:
+    """The options of an ssh/scp/rsync call over ``link``'s master (no new login);
+    ``-l user`` becomes ``-o User=`` (for scp ``-l`` is a bandwidth limit)."""
+    opts = [*link.base_options(), "-o", "BatchMode=yes", "-o", "ControlMaster=no",
+            "-o", "ProxyCommand=false"]
+    if "-l" in opts:
+        i = opts.index("-l")
+        opts[i:i + 2] = ["-o", f"User={opts[i + 1]}"]
+    return opts
+
+
+def sh(argv: list[str] | str, **kw: object) -> None:
+    """Run a baseline command; any failure ends the benchmark loudly."""
+    proc = subprocess.run(argv, capture_output=True, shell=isinstance(argv, str), check=False,
+                          **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise BaselineFailed(f"{argv}: {proc.stderr[-300:]!r}")
+
+
+class BaselineFailed(Exception):
+    """A classic tool failed (e.g. the shared site's link was cut): its figures are
+    left out and said so, ours are still reported."""
+
+
+def scp_each(link: OpenSSHLink, pairs: list[tuple[str, str]]) -> None:
+    """One scp process per file over the master (the field log's way)."""
+    for src, dst in pairs:
+        sh(["scp", "-q", *ssh_words(link), src, dst])
+
+
+def baseline_mode(name: str, link: OpenSSHLink, src: Path, work: Path,
+                  remote_base: str) -> tuple[float, float]:
+    """Push then pull the whole ``src`` tree with a classic tool; (push_s, pull_s)."""
+    remote, back, host = f"{remote_base}/{name}", work / name, link.host
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    link.run(["mkdir", "-p", "--", *sorted({f"{remote}/{p.parent.name}" for p in files})])
+    back.mkdir(parents=True)
+    for d in {p.parent.name for p in files}:
+        (back / d).mkdir(exist_ok=True)
+    rsh = shlex.join(["ssh", *ssh_words(link)])
+    q = shlex.quote
+    if name == "scp-each":
+        t_push = timed(lambda: scp_each(link, [(str(p), f"{host}:{remote}/{p.parent.name}/"
+                                                f"{p.name}") for p in files]))
+        t_pull = timed(lambda: scp_each(link, [(f"{host}:{remote}/{p.parent.name}/{p.name}",
+                                                str(back / p.parent.name / p.name))
+                                               for p in files]))
+    elif name == "rsync":
+        t_push = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{src}/", f"{host}:{remote}/"]))
+        t_pull = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{host}:{remote}/", f"{back}/"]))
+    else:  # tar-ssh: tar -c | ssh tar -x, and back
+        t_push = timed(lambda: sh(f"tar -C {q(str(src))} -cf - . | {rsh} {q(host)} "
+                                  f"{q('tar -xf - -C ' + q(remote))}"))
+        t_pull = timed(lambda: sh(f"{rsh} {q(host)} {q('tar -cf - -C ' + q(remote) + ' .')} "
+                                  f"| tar -xf - -C {q(str(back))}"))
+    for p in files[:: max(1, len(files) // 25)]:
+        assert sha(p) == sha(back / p.parent.name / p.name), f"{name}: {p.name} differs"
+    link.run(["rm", "-rf", "--", remote])
+    shutil.rmtree(back, ignore_errors=True)
+    return t_push, t_pull
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -154,6 +220,11 @@ def main() -> int:
         tokens = int(site("auth-count").strip())
         rows = {m: run_mode(m, links, files, work, remote_base, args)
                 for m in ("one-by-one", "bundles-1fe", "bundles-3fe")}
+        for m in ("scp-each", "rsync", "tar-ssh"):
+            try:
+                rows[m] = baseline_mode(m, links[0], work / "src", work, remote_base)
+            except BaselineFailed as exc:
+                report.note(f"baseline {m} failed, its figures are left out: {exc}")
         spent = int(site("auth-count").strip()) - tokens
     finally:
         for link in links:
@@ -165,8 +236,13 @@ def main() -> int:
                 site("shape", fe, "default")
     # (figure, ours, baseline, what the baseline is, target ratio)
     cases = [("bundles 1 fe", "bundles-1fe", "one-by-one", "link.put/get per file", 10.0),
-             ("fan-out 1 -> 3 fe", "bundles-3fe", "bundles-1fe", "bundles over 1 fe", 2.8)]
+             ("fan-out 1 -> 3 fe", "bundles-3fe", "bundles-1fe", "bundles over 1 fe", 2.8),
+             ("bundles 1 fe vs scp", "bundles-1fe", "scp-each", "scp per file, master", 10.0),
+             ("bundles 1 fe vs rsync", "bundles-1fe", "rsync", "rsync -a over master", 1.0),
+             ("bundles 1 fe vs tar|ssh", "bundles-1fe", "tar-ssh", "tar -c | ssh tar -x", 1.0)]
     for name, mode, base_mode, base_is, want in cases:
+        if base_mode not in rows:
+            continue
         for i, way in enumerate(("push", "pull")):
             t, base = rows[mode][i], rows[base_mode][i]
             report.add(figure(f"{name} {way}", total / t, total / base, unit="MB/s",

@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -158,10 +158,15 @@ class TsvFormat(FileFormat, Generic[R]):
 
     def text(self, rows: Iterable[R]) -> str:
         """The whole file: header, column line, one line per row."""
+        return "".join(self.pieces(rows))
+
+    def pieces(self, rows: Iterable[R]) -> Iterator[str]:
+        """:meth:`text` line by line (the same bytes), for a :class:`Streamed` file."""
         cols = _schema(self.row).columns
-        head = [self.comment + "\n", "# " + "\t".join(c.name for c in cols) + "\n"]
-        return "".join(head + ["\t".join([c.write(getattr(r, c.name)) for c in cols]) + "\n"
-                               for r in rows])
+        yield self.comment + "\n"
+        yield "# " + "\t".join(c.name for c in cols) + "\n"
+        for r in rows:
+            yield "\t".join([c.write(getattr(r, c.name)) for c in cols]) + "\n"
 
     def parse(self, line: str, path: str, number: int) -> R:
         """One row from one line; JobFolderError naming the file, line and column."""
@@ -355,17 +360,51 @@ def jsonl_text(fmt: FileFormat, lines: Iterable[str], **extra: Any) -> str:
     return fmt.header(**extra) + "\n" + "".join(line + "\n" for line in lines)
 
 
+def jsonl_pieces(fmt: FileFormat, lines: Iterable[str], **extra: Any) -> Iterator[str]:
+    """:func:`jsonl_text` piece by piece (the same bytes), for :class:`Streamed` files."""
+    yield fmt.header(**extra) + "\n"
+    for line in lines:
+        yield line + "\n"
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A file whose text is produced piece by piece while it is written, so that a big
+    plan, task file or manifest of a run is never held in memory whole."""
+
+    pieces: Callable[[], Iterable[str]]
+    """Called once per write; the concatenated pieces are the file's text."""
+
+    def text(self) -> str:
+        """The whole text (for review and tests; small files only)."""
+        return "".join(self.pieces())
+
+
+FileText = str | Streamed
+"""What a job folder file holds before it is written: its text, or a :class:`Streamed`."""
+
+
+def text_of(value: FileText) -> str:
+    """The whole text of a file value."""
+    return value if isinstance(value, str) else value.text()
+
+
 def lines_text(fmt: FileFormat, items: Iterable[str]) -> str:
     """A lines file: the comment header, then one item per line."""
     return fmt.comment + "\n" + "".join(item + "\n" for item in items)
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def atomic_write(path: Path, text: FileText, mode: int = 0o644) -> None:
+    """Write ``text`` (or a :class:`Streamed` file's pieces) to ``path`` through a
+    temporary file and a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                for piece in text.pieces():
+                    fh.write(piece)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -373,7 +412,7 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def write_files(folder: Path, files: Mapping[str, str]) -> None:
+def write_files(folder: Path, files: Mapping[str, FileText]) -> None:
     """Write ``files`` (relative name -> text) into ``folder``, each atomically, in order."""
     made: set[Path] = set()
     for name, text in files.items():
@@ -384,7 +423,7 @@ def write_files(folder: Path, files: Mapping[str, str]) -> None:
         atomic_write(path, text, 0o755 if name in EXECUTABLE else 0o644)
 
 
-def write_folder(target: Path, files: Mapping[str, str]) -> Path:
+def write_folder(target: Path, files: Mapping[str, FileText]) -> Path:
     """Write ``files`` as the folder ``target``, published by one rename: they go to
     ``.<name>.staging-<pid>/`` first; a folder already at ``target`` is moved aside and
     removed, so a reader never sees a half-written job folder."""

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.exec import ExecOutcome, exec_runs, summary
 from remotebridge.states import ExecResult
-from remotebridge.transfer import Progress as ProgressFn
+
+if TYPE_CHECKING:
+    # the tick with nothing to do must not load the transfer machinery or rich
+    from remotebridge.exec import ExecOutcome
+    from remotebridge.transfer import Progress as ProgressFn
 
 
 @contextlib.contextmanager
@@ -34,6 +30,15 @@ def _progress_bar(app: AppContext) -> Iterator[ProgressFn | None]:
     if not app.interactive or app.quiet:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(TextColumn("pushing inputs"), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), TimeRemainingColumn(), console=app.err,
                    transient=True)
@@ -47,6 +52,8 @@ def _progress_bar(app: AppContext) -> Iterator[ProgressFn | None]:
 
 
 def _line(o: ExecOutcome) -> str:
+    from remotebridge.exec import summary
+
     if o.result is ExecResult.RUN:
         how = "adopted" if o.adopted else "submitted"
         return f"{o.remote_id}: pending -> run, job {o.job_id} {how}; {summary(o)}"
@@ -77,6 +84,13 @@ def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
     down every exec exits 75). Safe to
     run from cron on several hosts at once: each run is submitted exactly once.
     """
+    from remotebridge.due import pending_due
+
+    if not pending_due(app.engine, remote_id=remote_id, label=label):
+        app.emit([])  # nothing pending: what exec_runs would have said, without loading it
+        return
+    from remotebridge.exec import exec_runs
+
     with _progress_bar(app) as progress:
         outcomes = exec_runs(app.engine, app.config, remote_id=remote_id, label=label,
                              limit=limit, progress=progress)

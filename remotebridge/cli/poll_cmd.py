@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.poll import PollOutcome, poll_runs, poll_until
 from remotebridge.states import PollAction
+
+if TYPE_CHECKING:
+    # the tick with nothing to do must not load the poll and transfer machinery
+    from remotebridge.poll import PollOutcome
 
 ERROR_HINT = ("inspect the run ('remotetool show ID'); 'remotetool revert ID' retries "
               "the poll once fixed")
@@ -71,6 +76,14 @@ def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
             if o.action is not PollAction.ERROR and (o.changed or deferred):
                 app.info(_line(o))
         _report_errors(app, round_)
+
+    from remotebridge.due import poll_due
+
+    if wait is None and not poll_due(app.engine, app.config, remote_id=remote_id, label=label,
+                                     force=force):
+        app.emit([])  # nothing due: what poll_runs would have said, without loading it
+        return
+    from remotebridge.poll import poll_runs, poll_until
 
     if wait is None:
         outcomes = poll_runs(app.engine, app.config, remote_id=remote_id, label=label,

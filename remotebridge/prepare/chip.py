@@ -9,6 +9,7 @@ the in-memory catalogue; one dbinfo record per chip image into
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -29,6 +30,8 @@ from remotebridge.prepare.detrends import DetrendCatalogue
 from remotebridge.prepare.plan import HomeRecord, Plan
 
 DETREND_TYPES = ["bias", "dark", "flat", "mask"]
+ROWS_PER_BATCH = 5000
+"""Chip images fetched from the database at a time."""
 CHIP_STATS = ["bg", "bg_stdev", "n_stars", "fwhm", "dtime_script", "hostname"]
 
 
@@ -56,12 +59,13 @@ class ChipStage(StageBase):
 
     def build_plan(self, ctx: StageContext) -> Plan:
         """One rb_chip.py command per chip image of every component."""
-        rows = self._rows(ctx)
         catalogue = DetrendCatalogue.load(ctx.session, DETREND_TYPES)
         b = PlanBuilder(ctx, self.name)
         prog = b.program("rb_chip.py")
         threads, cost = ctx.stage_config.threads, float(ctx.options.get("cost", 0.0))
-        for chip_id, workdir, exp_name, dateobs, filt, class_id, uri in rows:
+        seen: set[int] = set()
+        for chip_id, workdir, exp_name, dateobs, filt, class_id, uri in self._rows(ctx):
+            seen.add(chip_id)
             detrends = self._detrends(b, catalogue, chip_id, class_id, filt, dateobs)
             base = product_base(workdir, exp_name, f"{exp_name}.{class_id}.ch")
             out, stats = b.output(base + ".fits", chip_id), b.output(base + ".stats.json", chip_id)
@@ -72,24 +76,32 @@ class ChipStage(StageBase):
             b.home(chip_id, HomeRecord("chipProcessedImfile",
                                        {"chip_id": chip_id, "class_id": class_id},
                                        {"uri": base + ".fits", "fault": 0}, stats, CHIP_STATS))
+        self._check_all_seen(ctx, seen)
         return b.finish()
 
     @staticmethod
-    def _rows(ctx: StageContext) -> list[Any]:
+    def _rows(ctx: StageContext) -> Iterator[Any]:
+        """The chip images, read in batches (a server-side cursor on PostgreSQL): the
+        rows of a big run are never all in memory."""
         query = (
             select(ChipRun.chip_id, ChipRun.workdir, RawExp.exp_name, RawExp.dateobs,
                    RawExp.filter, RawImfile.class_id, RawImfile.uri)
             .join(RawExp, RawExp.exp_id == ChipRun.exp_id)
             .join(RawImfile, RawImfile.exp_id == RawExp.exp_id)
             .where(ChipRun.chip_id.in_(ctx.components()))
-            .order_by(ChipRun.chip_id, RawImfile.class_id))
-        rows = list(ctx.session.execute(query).all())
+            .order_by(ChipRun.chip_id, RawImfile.class_id)
+            .execution_options(yield_per=ROWS_PER_BATCH))
+        for batch in ctx.session.execute(query).partitions():
+            yield from batch
+
+    @staticmethod
+    def _check_all_seen(ctx: StageContext, seen: set[int]) -> None:
+        """Every component must have had chip images (rawImfile rows)."""
         wanted = set(ctx.session.execute(ctx.components()).scalars())
-        missing = wanted - {r[0] for r in rows}
+        missing = wanted - seen
         if missing:
             raise PrepareError("chip run has no chip images (rawImfile rows)",
                                component=min(missing), fault=FAULT_NO_COMPONENTS)
-        return rows
 
     @staticmethod
     def _detrends(b: PlanBuilder, catalogue: DetrendCatalogue, chip_id: int, class_id: str,

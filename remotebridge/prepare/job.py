@@ -1,4 +1,5 @@
-"""Assemble a plan into the job folder's files (in memory): manifests, chunks, script.
+"""Assemble a plan into the job folder's files: manifests, chunks, script (the big ones
+streamed while written).
 
 Nothing here touches the database or the disk; :func:`remotebridge.jobfolder.write_folder`
 writes the result atomically, and ``--pretend`` only summarises it.
@@ -6,8 +7,9 @@ writes the result atomically, and ``--pretend`` only summarises it.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,7 @@ from remotebridge import jobfolder as jf
 from remotebridge.config import SiteConfig
 from remotebridge.prepare import allocation as alloc_mod
 from remotebridge.prepare.chunking import Chunk, Limits, make_chunks
-from remotebridge.prepare.plan import Phase, Plan
+from remotebridge.prepare.plan import HomeRecord, Phase, Plan, Task
 from remotebridge.prepare.render import render
 from remotebridge.remote import helper_path
 
@@ -27,7 +29,7 @@ class Job:
     plan: Plan
     allocation: alloc_mod.Allocation
     chunks: list[tuple[Phase, Chunk]]
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, jf.FileText] = field(default_factory=dict)
     scheduler: str = "slurm"
     limits: Limits = field(default_factory=Limits)
     python: str = "python3"
@@ -35,22 +37,22 @@ class Job:
 
 
 def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> Job:
-    """Cut chunks, render the script and lay out every file of the job folder."""
+    """Cut chunks, render the script and lay out every file of the job folder.
+
+    The files with a line per task or per file (plan, chunk task files, manifests) are
+    :class:`~remotebridge.jobfolder.Streamed`: their text is made while the folder is
+    written, so a run of hundreds of thousands of commands is never held as text too.
+    """
     limits = Limits(site.multiprog_max_bytes, site.multiprog_max_line,
                     site.multiprog_max_args, allocation.slots)
     job = Job(plan, allocation, [], scheduler=site.scheduler.value, limits=limits,
               python=remote_python(site))
-    serial = {t.task_id: json.dumps(t.record()) for t in plan.tasks}
     files = job.files
-    files[jf.PLAN.name] = jf.jsonl_text(jf.PLAN, serial.values(), remote_id=plan.remote_id,
-                                        stage=plan.stage, tasks=len(plan.tasks))
+    files[jf.PLAN.name] = jf.Streamed(functools.partial(
+        _jsonl_of, jf.PLAN, plan.tasks, remote_id=plan.remote_id, stage=plan.stage,
+        tasks=len(plan.tasks)))
     for phase in Phase:
-        ids = [t.task_id for t in plan.tasks if t.phase is phase]
-        one = Limits(limits.max_bytes, limits.max_line, limits.max_args,
-                     1 if phase is Phase.PRE else limits.slots)
-        for chunk in make_chunks(phase.value, ids, one, python=job.python):
-            job.chunks.append((phase, chunk))
-            files.update(chunk_files(chunk, (serial[i] for i in chunk.task_ids)))
+        _phase_chunks(job, phase, [t for t in plan.tasks if t.phase is phase])
     files.update(_manifests(plan))
     files.update(_homes(plan))
     files.update(plan.job_files)
@@ -59,6 +61,26 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     files[jf.HELPER] = helper_path().read_text(encoding="utf-8")
     files[jf.JOB.name] = jf.json_doc(jf.JOB, job_info(job))
     return job
+
+
+def _phase_chunks(job: Job, phase: Phase, tasks: list[Task]) -> None:
+    """The chunks of one phase: multi-prog text, and task files streamed from ``tasks``
+    (each chunk takes the next tasks of the phase, in order)."""
+    lim = job.limits
+    one = Limits(lim.max_bytes, lim.max_line, lim.max_args,
+                 1 if phase is Phase.PRE else lim.slots)
+    start = 0
+    for chunk in make_chunks(phase.value, [t.task_id for t in tasks], one, python=job.python):
+        part = tasks[start:start + len(chunk.task_ids)]
+        start += len(part)
+        job.chunks.append((phase, chunk))
+        job.files[jf.MULTIPROG.path(chunk=chunk.name)] = chunk.text()
+        job.files[jf.TASKS.path(chunk=chunk.name)] = jf.Streamed(functools.partial(
+            _jsonl_of, jf.TASKS, part, chunk=chunk.name))
+
+
+def _jsonl_of(fmt: jf.FileFormat, of: list[Task], /, **extra: Any) -> Iterator[str]:
+    return jf.jsonl_pieces(fmt, (json.dumps(t.record()) for t in of), **extra)
 
 
 def chunk_files(chunk: Chunk, task_lines: Iterable[str]) -> dict[str, str]:
@@ -73,16 +95,21 @@ def remote_python(site: SiteConfig) -> str:
     return site.remote_python or "python3"
 
 
-def _manifests(plan: Plan) -> dict[str, str]:
-    return {jf.INPUTS.name: jf.INPUTS.text(plan.inputs.values()),
-            jf.OUTPUTS.name: jf.OUTPUTS.text(plan.outputs),
+def _manifests(plan: Plan) -> dict[str, jf.FileText]:
+    return {jf.INPUTS.name: jf.Streamed(functools.partial(jf.INPUTS.pieces,
+                                                          plan.inputs.values())),
+            jf.OUTPUTS.name: jf.Streamed(functools.partial(jf.OUTPUTS.pieces, plan.outputs)),
             jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 
-def _homes(plan: Plan) -> dict[str, str]:
-    return {jf.HOME.path(stage_id=sid): jf.jsonl_text(jf.HOME, (json.dumps(r.record())
-                                                                for r in recs), stage=plan.stage)
+def _homes(plan: Plan) -> dict[str, jf.FileText]:
+    return {jf.HOME.path(stage_id=sid): jf.Streamed(functools.partial(_home_pieces, plan.stage,
+                                                                      recs))
             for sid, recs in plan.home.items()}
+
+
+def _home_pieces(stage: str, recs: list[HomeRecord]) -> Iterator[str]:
+    return jf.jsonl_pieces(jf.HOME, (json.dumps(r.record()) for r in recs), stage=stage)
 
 
 def _chunk_ctx(job: Job, phase: Phase) -> list[dict[str, Any]]:

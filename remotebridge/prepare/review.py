@@ -27,6 +27,14 @@ def _head(text: str, n: int = HEAD_LINES) -> list[str]:
     return list(itertools.islice(text.splitlines(), n))
 
 
+def _head_of(value: jf.FileText, n: int = HEAD_LINES) -> list[str]:
+    """The first lines of a file value; a streamed one is read no further (its pieces
+    are whole lines)."""
+    if isinstance(value, str):
+        return _head(value, n)
+    return _head("".join(itertools.islice(value.pieces(), n)), n)
+
+
 def _build(info: dict[str, Any], allocation: dict[str, Any], script: str,
            reader: Callable[[str], list[str]]) -> dict[str, Any]:
     limit = info["limits"]["max_bytes"]
@@ -41,9 +49,9 @@ def _build(info: dict[str, Any], allocation: dict[str, Any], script: str,
 
 def review_job(job: Job) -> dict[str, Any]:
     """Review data for a job assembled in memory (``prepare --pretend``)."""
-    alloc = json.loads(job.files[jf.ALLOCATION.name])
-    return _build(job_info(job), alloc, job.files[jf.SCRIPT.name],
-                  lambda name: _head(job.files.get(name, "")))
+    alloc = json.loads(jf.text_of(job.files[jf.ALLOCATION.name]))
+    return _build(job_info(job), alloc, jf.text_of(job.files[jf.SCRIPT.name]),
+                  lambda name: _head_of(job.files.get(name, "")))
 
 
 def review_run(path_base: str, remote_id: int) -> dict[str, Any]:

@@ -9,12 +9,23 @@ then review the diff of tests/golden/ like any other code change.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from remotebridge.config import SchedulerKind, SiteConfig
+from remotebridge.jobfolder import (
+    HOME,
+    INPUTS,
+    OUTPUTS,
+    PLAN,
+    Streamed,
+    jsonl_text,
+    text_of,
+    write_folder,
+)
 from remotebridge.prepare.allocation import AllocationInput, compute
 from remotebridge.prepare.job import assemble
 from remotebridge.prepare.plan import HomeRecord, Phase, Plan, Task
@@ -53,7 +64,7 @@ def files_for(kind: SchedulerKind) -> dict[str, str]:
     job = assemble(sample_plan(), alloc, site(kind))
     keep = ["job.sh", "plan.jsonl", "allocation.json", "job.json"]
     keep += [n for n in job.files if n.startswith("chunks/")]
-    return {n: job.files[n] for n in sorted(keep)}
+    return {n: text_of(job.files[n]) for n in sorted(keep)}
 
 
 @pytest.mark.parametrize("kind", list(SchedulerKind))
@@ -92,3 +103,20 @@ def test_moab_log_path_is_absolute_and_jobs_not_rerun() -> None:
 def test_slurm_jobs_are_not_requeued() -> None:
     """A requeued job reruns the script from the top: we submit with --no-requeue."""
     assert "#SBATCH --no-requeue" in files_for(SchedulerKind.SLURM)["job.sh"].splitlines()
+
+
+@pytest.mark.parametrize("kind", list(SchedulerKind))
+def test_written_folder_is_byte_identical_to_golden(kind: SchedulerKind, tmp_path: Path) -> None:
+    """The streamed files (plan, task files, manifests) reach the disk as the golden bytes."""
+    alloc = compute(AllocationInput(5, 2, 150.0, 4, 0.8, 10, 600, 43200))
+    plan = sample_plan()
+    job = assemble(plan, alloc, site(kind))
+    assert isinstance(job.files[PLAN.name], Streamed)  # never held whole
+    folder = write_folder(tmp_path / "job", job.files)
+    for name in files_for(kind):
+        assert (folder / name).read_bytes() == (GOLDEN / kind.value / name).read_bytes(), name
+    assert (folder / INPUTS.name).read_text() == INPUTS.text(plan.inputs.values())
+    assert (folder / OUTPUTS.name).read_text() == OUTPUTS.text(plan.outputs)
+    for sid, recs in plan.home.items():
+        want = jsonl_text(HOME, (json.dumps(r.record()) for r in recs), stage=plan.stage)
+        assert (folder / HOME.path(stage_id=sid)).read_text() == want

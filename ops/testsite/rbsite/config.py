@@ -20,7 +20,8 @@ HOSTS_BEGIN = "# BEGIN rbsite (remotebridge test site, managed by ops/testsite/s
 HOSTS_END = "# END rbsite"
 PACKAGES = ["openssh-server", "openssh-client", "munge", "slurm-wlm", "libpam-oath",
             "oathtool", "iproute2", "iptables", "procps", "netcat-openbsd", "parallel",
-            "python3-numpy", "python3-astropy"]
+            "python3-numpy", "python3-astropy",
+            "rsync"]  # bench/bench_transfer.py's rsync baseline runs it on the front end
 DEFAULTS = {"site": {"root": "/srv/rbsite", "user": "rbremote", "partition": "batch",
                      "slurm_wait_time": "3"},
             "links": {"dmz_rate": "1gbit", "fe_rate": "200mbit"}}

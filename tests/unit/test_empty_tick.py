@@ -1,0 +1,84 @@
+"""A cron tick of ``exec`` or ``poll`` with nothing to do asks the database one cheap
+question and loads none of the transfer, exec or poll machinery, Jinja2 or rich
+(behavioural: what the fresh interpreter imported; the time is in bench/bench_startup.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert
+
+from remotebridge.db.base import utcnow
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.due import pending_due, poll_due
+from tests.support.poll_runs import config
+
+HEAVY = ("jinja2", "rich", "paramiko", "remotebridge.transfer", "remotebridge.exec",
+         "remotebridge.poll", "remotebridge.prepare", "remotebridge.ssh")
+PROBE = """
+import json, sys
+from remotebridge.cli.remotetool import main
+try:
+    main(sys.argv[1:], prog_name="remotetool")
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({{m for m in sys.modules for h in {heavy!r} if m == h or m.startswith(h + ".")}})
+print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
+"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _runs(engine: Engine, *states: tuple[str, int]) -> None:
+    """Runs in the given states; ``run`` ones polled ``age`` seconds ago."""
+    rows = [{"remote_id": i + 1, "stage": "chip", "label": "tick", "site": "demo",
+             "state": st, "path_base": "/nonexistent",
+             "last_poll": utcnow() - timedelta(seconds=age)}
+            for i, (st, age) in enumerate(states)]
+    with engine.begin() as conn:
+        conn.execute(insert(RemoteRun), rows)
+
+
+def _probe(db_url: str, tmp: Path, args: list[str]) -> dict[str, object]:
+    cfg = tmp / "rb.toml"
+    cfg.write_text('[site.demo]\nkind = "local"\nscheduler = "local"\n'
+                   f'local_root = "{tmp}/remote"\npoll_interval = 600\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp / "xc"),
+           "XDG_DATA_HOME": str(tmp / "xd")}
+    src = PROBE.format(heavy=HEAVY)
+    proc = subprocess.run([sys.executable, "-c", src, "--db", db_url, "--config", str(cfg),
+                           "--json", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    got = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert json.loads(proc.stdout) == [], proc.stdout
+    return got  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("command", ["exec", "poll"])
+def test_empty_tick_imports_nothing_heavy(engine: Engine, db_url: str, tmp_path: Path,
+                                          command: str) -> None:
+    # one run not yet prepared, one just polled, one finished: nothing for exec or poll
+    _runs(engine, ("new", 0), ("run", 5), ("full", 0))
+    assert _probe(db_url, tmp_path, [command]) == {"code": 0, "heavy": []}
+
+
+def test_due_questions(engine: Engine, tmp_path: Path) -> None:
+    """The cheap questions answer like the runners select."""
+    cfg = config(tmp_path, poll_interval=600)
+    _runs(engine, ("new", 0), ("run", 5))
+    assert not pending_due(engine)
+    assert not poll_due(engine, cfg)
+    assert poll_due(engine, cfg, force=True)
+    assert poll_due(engine, config(tmp_path, poll_interval=1))
+    more = [{"remote_id": 3, "stage": "chip", "label": "other", "site": "demo",
+                   "state": "pending", "path_base": "/nonexistent"}]
+    with engine.begin() as conn:
+        conn.execute(insert(RemoteRun), more)
+    assert pending_due(engine)
+    assert pending_due(engine, label="other") and not pending_due(engine, label="tick")
