@@ -184,17 +184,44 @@ def revert(app: AppContext, remote_id: int, to: str | None) -> None:
 
 
 @main.command()
-@click.argument("remote_id", type=int)
+@click.argument("remote_id", type=int, required=False)
+@click.option("--label", "-l", help="Cancel every non-terminal run of this label.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before cancelling a label's runs.")
 @pass_app
-def cancel(app: AppContext, remote_id: int) -> None:
-    """Withdraw a run that is not yet running; its stage runs become free again."""
-    from remotebridge.db import statemachine
-    from remotebridge.db.engine import write_session
+def cancel(app: AppContext, remote_id: int | None, label: str | None, yes: bool) -> None:
+    """Cancel a run in any state but 'full'/'cancelled' (its scheduler job first).
 
-    with write_session(app.engine) as session:
-        before = statemachine.cancel(session, remote_id)
-    app.emit({"remote_id": remote_id, "state": RunState.CANCELLED.value},
-             f"{remote_id}: {before.value} -> cancelled")
+    A run in 'run' has its job cancelled (by id, else by its submit token) and the
+    scheduler's confirmation awaited; products already home stay. A site that cannot
+    be reached gets nothing sent (exit 75). --label asks before cancelling each of
+    the label's runs (--yes for scripts).
+    """
+    from remotebridge.cancel import cancel_run, label_runs
+    from remotebridge.errors import UsageError
+
+    if (remote_id is None) == (label is None):
+        raise UsageError("give either REMOTE_ID or --label")
+    ids = [remote_id] if remote_id is not None else label_runs(app.engine, label or "")
+    if label is not None and ids and not yes:
+        click.confirm(f"cancel {len(ids)} runs of label {label!r} ({_ids(ids)})?",
+                      abort=True, err=True)
+    done = [cancel_run(app.engine, app.config, rid) for rid in ids]
+    app.emit([o.to_dict() for o in done] if label is not None else done[0].to_dict(),
+             "\n".join(_cancel_line(o) for o in done) or None)
+
+
+def _ids(ids: list[int]) -> str:
+    from remotebridge.db.statemachine import id_ranges
+
+    return id_ranges(ids)
+
+
+def _cancel_line(o: object) -> str:
+    from remotebridge.cancel import CancelOutcome
+
+    assert isinstance(o, CancelOutcome)
+    jobs = f" (job {', '.join(o.jobs)} cancelled)" if o.jobs else ""
+    return f"{o.remote_id}: {o.before.value} -> cancelled{jobs}"
 
 
 @main.command()
