@@ -8,6 +8,7 @@ Global options come before the command::
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -113,17 +114,47 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
     if app.quiet or not records:
         return
     if app.interactive:
-        from rich.table import Table
-
-        table = Table("id", "stage", "label", "site", "state", "job", "comps", "fault", "updated")
-        for r in records:
-            table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.job_id or "",
-                          str(r.components), str(r.fault), r.updated.strftime("%Y-%m-%d %H:%M"))
-        app.console.print(table)
+        app.console.print(runs_table(records, app.console.width))
         return
     for r in records:
         click.echo("\t".join([str(r.remote_id), r.stage, r.label, r.site, r.state,
-                              r.job_id or "-", str(r.components), str(r.fault)]))
+                              r.job_id or "-", str(r.components), str(r.fault),
+                              r.progress or "-"]))
+
+
+def runs_table(records: list[Any], width: int = 80) -> Any:
+    """The rich table of ``list`` for a terminal ``width`` columns wide: ids, job ids
+    and times are never cut or wrapped (the label and site columns fold, and the time
+    drops its year below 100 columns)."""
+    from rich import box
+    from rich.table import Table
+
+    from remotebridge.db.base import utcnow
+
+    def widest(values: list[str], title: str) -> int:
+        return max([len(title), *map(len, values)])
+
+    ids = [str(r.remote_id) for r in records]
+    jobs = [r.job_id or "" for r in records]
+    done = [r.progress or "-" for r in records]
+    stamp = "%Y-%m-%d %H:%M" if width >= 100 else "%m-%d %H:%M"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    table.add_column("id", no_wrap=True, width=widest(ids, "id"))
+    table.add_column("stage", no_wrap=True, width=5)
+    table.add_column("label", overflow="fold", ratio=2, min_width=5)
+    table.add_column("site", overflow="fold", ratio=1, min_width=4)
+    table.add_column("state", no_wrap=True, width=9)
+    table.add_column("done", no_wrap=True, width=widest(done, "done"))
+    table.add_column("job", no_wrap=True, width=widest(jobs, "job"))
+    table.add_column("comps", no_wrap=True, width=widest([str(r.components) for r in records],
+                                                         "comps"))
+    table.add_column("fault", no_wrap=True, width=5)
+    table.add_column("updated", no_wrap=True, width=len(utcnow().strftime(stamp)))
+    for r in records:
+        table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.progress or "-",
+                      r.job_id or "", str(r.components), str(r.fault),
+                      r.updated.strftime(stamp))
+    return table
 
 
 @main.command()
@@ -235,8 +266,17 @@ def labels(app: AppContext, stage: str | None) -> None:
     if app.json:
         app.emit([r.__dict__ for r in rows])
         return
+    if app.interactive and not app.quiet:
+        from rich.table import Table
+
+        table = Table("stage", "label", "ready", "in remote", "total")
+        for r in rows:
+            table.add_row(r.stage, r.label, str(r.ready), str(r.taken), str(r.total))
+        app.console.print(table)
+        return
     for r in rows:
-        app.info(f"{r.stage}\t{r.label}\tready={r.ready}\tin_remote={r.taken}\ttotal={r.total}")
+        # click, not rich: rich expands tabs into spaces
+        app.line(f"{r.stage}\t{r.label}\tready={r.ready}\tin_remote={r.taken}\ttotal={r.total}")
 
 
 @main.group()
@@ -280,9 +320,24 @@ def config() -> None:
 @config.command("show")
 @pass_app
 def config_show(app: AppContext) -> None:
-    """Print the effective configuration (file, defaults and overrides merged)."""
+    """Print the effective configuration (file, defaults and overrides merged).
+
+    The database URL shown is the one in use (the default SQLite file when the
+    configuration names none), its password masked; ``file_read`` says whether a
+    configuration file was read at all.
+    """
+    from pathlib import Path
+
+    from remotebridge.db.url import mask_url
+
     data = app.config.to_dict()
+    data["database"]["url"] = mask_url(app.config.database.effective_url())
+    data["database"]["url_source"] = app.db_source
+    data["file_read"] = bool(app.config.path) and Path(app.config.path).is_file()
     if app.json:
         app.emit(data)
-    else:
-        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(json.dumps(data, indent=2))
+    if not data["file_read"]:
+        click.echo(f"no configuration file was read ({app.config.path or 'none'} does not "
+                   "exist): these are the defaults", err=True)
