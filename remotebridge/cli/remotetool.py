@@ -256,6 +256,56 @@ def _cancel_line(o: object) -> str:
 
 
 @main.command()
+@click.argument("remote_id", type=int)
+@click.option("--task", "-t", type=click.IntRange(min=0), help="Only this task's log.")
+@click.option("--failed", is_flag=True, help="The logs of the failed tasks only.")
+@click.option("--job", "job", is_flag=True, help="The job's output file (with --task or "
+              "--failed: as well; alone: only it).")
+@click.option("--tail", "-n", type=click.IntRange(min=1), default=200, show_default=True,
+              help="At most this many last lines of each file.")
+@pass_app
+def logs(app: AppContext, remote_id: int, task: int | None, failed: bool, job: bool,
+         tail: int) -> None:
+    """Print a submitted run's job output file and task logs, read from its site now.
+
+    One remote call over the master; by default the job's output file and the logs
+    of the failed tasks. Control characters in the logs are shown escaped.
+    """
+    from remotebridge.errors import UsageError
+    from remotebridge.tasklogs import LogRequest, run_logs
+
+    if task is not None and failed:
+        raise UsageError("give --task or --failed, not both")
+    picked = task is not None or failed
+    req = LogRequest(tasks=picked or not job, task=task, failed=task is None,
+                     job=job or not picked, tail=tail)
+    answer = run_logs(app.engine, app.config, remote_id, req)
+    if app.json:
+        app.emit({"remote_id": remote_id, "folder_missing": answer.folder_missing,
+                  "files": [{"label": f.label, "path": f.path, "size": f.size,
+                             "text": f.text, "missing": f.missing, "cut": f.cut}
+                            for f in answer.files]})
+        return
+    _print_logs(app, answer)
+
+
+def _print_logs(app: AppContext, answer: Any) -> None:
+    from remotebridge.textsafe import visible
+
+    if answer.folder_missing:
+        click.echo("the job folder is gone from the site (purged?); see the job folder's "
+                   "logs/ at home", err=True)
+    for f in answer.files:
+        if f.missing:
+            app.line(f"==> {visible(f.label)} {visible(f.path)}: missing <==")
+            continue
+        more = " (left out: total cap reached)" if f.cut and not f.text else ""
+        app.line(f"==> {visible(f.label)} {visible(f.path)} ({f.size} bytes){more} <==")
+        if f.text:
+            app.line(visible(f.text).rstrip("\n"))
+
+
+@main.command()
 @click.option("--stage", type=STAGE_CHOICE, help="Only this stage.")
 @pass_app
 def labels(app: AppContext, stage: str | None) -> None:
