@@ -12,6 +12,8 @@ from sqlalchemy import Engine, func, select
 from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
 from remotebridge.db.engine import read_session
 from remotebridge.db.statemachine import get_run
+from remotebridge.jobfolder import local_folder
+from remotebridge.tasklogs import home_logs
 
 
 @dataclass
@@ -48,11 +50,13 @@ class RunDetail:
     run: RunRecord
     components: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    """The logs poll kept in the job folder (``logs/...``, relative to it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
-                "history": self.history}
+                "history": self.history, "logs": self.logs}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
@@ -126,4 +130,6 @@ def show_run(engine: Engine, remote_id: int) -> RunDetail:
              "actor": e.actor, "note": e.note}
             for e in events
         ]
-        return RunDetail(run=_record(run, len(comps)), components=comps, history=history)
+        folder = local_folder(run.path_base, remote_id)
+        return RunDetail(run=_record(run, len(comps)), components=comps, history=history,
+                         logs=home_logs(folder))

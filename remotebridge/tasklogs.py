@@ -14,6 +14,7 @@ every control character is escaped before it reaches a terminal
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from remotebridge import jobfolder
 from remotebridge.config import Config
 from remotebridge.db import statemachine
 from remotebridge.db.engine import read_session
-from remotebridge.errors import LinkDown, NotFoundError, Refused
+from remotebridge.errors import BridgeError, LinkDown, NotFoundError, Refused
 from remotebridge.ssh import links_for, live_frontends
 from remotebridge.ssh.base import Link
 from remotebridge.states import RunState
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TAIL = 200
 """Lines of each file by default."""
@@ -37,7 +40,8 @@ LOG_STATES = frozenset({RunState.RUN, RunState.FULL, RunState.ERROR, RunState.AU
                         RunState.CANCELLED})
 """States whose run may have logs on the site (it was submitted)."""
 
-# $1 job folder, $2 lines per file, $3 total bytes, $4 1 = failed tasks only,
+# $1 job folder, $2 lines per file, $3 total bytes, $4 1 = failed tasks only (2: and
+# the job has ended, so a task with no status never ran: abandoned),
 # $5 1 = the job's output files too. "TASK_ID PATH" lines on stdin.
 LOGS_SCRIPT = r"""
 cd -- "$1" 2>/dev/null || { printf 'nodir\n'; exit 0; }
@@ -60,6 +64,7 @@ if [ "$5" = 1 ]; then
   done
 fi
 ended=0; [ -f job_summary.jsonl ] && ended=1
+[ "$failed" = 2 ] && { failed=1; ended=1; }
 while read -r tid path; do
   if [ "$failed" = 1 ]; then
     st="status/$tid.json"
@@ -121,6 +126,8 @@ class LogRequest:
     task: int | None = None
     failed: bool = True
     job: bool = True
+    ended: bool = False
+    """The job has ended: a failed-only read counts tasks with no status as failed."""
     tail: int = DEFAULT_TAIL
     total: int = TOTAL_BYTES
 
@@ -143,9 +150,14 @@ def fetch_logs(link: Link, job_dir: str, tasks: Sequence[tuple[int, str]],
     """The logs of ``tasks`` (and the job's output files) in one remote call."""
     stdin = "".join(f"{tid} {path}\n" for tid, path in tasks).encode()
     argv = ["sh", "-c", LOGS_SCRIPT, "rb-logs", job_dir, str(max(1, req.tail)),
-            str(max(0, req.total)), "1" if req.failed else "0", "1" if req.job else "0"]
+            str(max(0, req.total)), _failed_flag(req), "1" if req.job else "0"]
     result = link.run(argv, stdin=stdin, timeout=300)
     return parse_answer(result.stdout)
+
+
+def _failed_flag(req: LogRequest) -> str:
+    """$4 of the script: 0 every task, 1 failed only, 2 failed or never run."""
+    return ("2" if req.ended else "1") if req.failed else "0"
 
 
 def parse_answer(data: bytes) -> LogAnswer:
@@ -208,3 +220,30 @@ def keep_home(folder: Path, answer: LogAnswer) -> list[str]:
         jobfolder.atomic_write(folder / log.home_name, data.decode("utf-8", "replace"))
         written.append(log.home_name)
     return written
+
+
+HOME_REQUEST = LogRequest(tasks=True, failed=True, job=True, ended=True, tail=1000,
+                          total=4 << 20)
+"""What poll brings home: the failed/abandoned tasks' logs and the job output file."""
+
+
+def bring_home(link: Link, job_dir: str, folder: Path) -> list[str]:
+    """Poll's step: keep the failed tasks' logs and the job output in ``logs/``.
+
+    Best effort (the products matter, the logs help): any problem is logged and
+    nothing is kept; the names written otherwise.
+    """
+    try:
+        answer = fetch_logs(link, job_dir, plan_logs(folder), HOME_REQUEST)
+        return keep_home(folder, answer)
+    except (BridgeError, OSError, ValueError) as exc:
+        log.warning("logs of %s not brought home: %s", job_dir, exc)
+        return []
+
+
+def home_logs(folder: Path) -> list[str]:
+    """The names of the logs kept in the job folder (for ``show``)."""
+    root = folder / jobfolder.LOGS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(f"{jobfolder.LOGS_DIR}/{p.name}" for p in root.iterdir() if p.is_file())

@@ -177,6 +177,9 @@ def show(app: AppContext, remote_id: int) -> None:
              + (" ..." if r.components > 20 else "")]
     if r.owner:
         lines.append(f"  leased by {r.owner}")
+    if detail.logs:
+        lines.append(f"  logs at home ({r.path_base}/remote_{r.remote_id}/): "
+                     + ", ".join(detail.logs))
     lines.append("  history:")
     lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
               for h in detail.history]

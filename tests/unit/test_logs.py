@@ -103,3 +103,22 @@ def test_parse_answer_keeps_frames_and_stops_at_garbage(tmp_path: Path) -> None:
     folder.mkdir()
     assert keep_home(folder, ans) == ["logs/task-4.log", "logs/x"]
     assert (folder / "logs" / "task-4.log").read_text() == "abc"
+
+
+def test_poll_brings_the_failed_logs_home_and_show_names_them(
+        engine: Engine, db_url: str, tmp_path: Path) -> None:
+    from remotebridge.poll import poll_until
+
+    rid = prepared_run(engine, tmp_path, corrupt=1)
+    submit(engine, tmp_path, rid)
+    out = poll_until(engine, config(tmp_path), wait=120, remote_id=rid, pause=0.5)
+    assert out[-1].action == "retry", out
+    logs = tmp_path / "jobs" / f"remote_{rid}" / "logs"
+    names = sorted(p.name for p in logs.iterdir())
+    assert any(n.startswith("task-") for n in names), names
+    assert any(n.startswith("rb_local.") for n in names), names
+    bad = {int(str(t["task_id"])) for t in _plan(tmp_path, rid) if t["stage_id"] == 1}
+    assert {int(n[5:-4]) for n in names if n.startswith("task-")} <= bad
+    assert all((logs / n).stat().st_size <= 64 << 10 for n in names)
+    code, shown = _cli(db_url, tmp_path, "show", str(rid))
+    assert code == 0 and "logs at home" in shown and "logs/task-" in shown, shown
