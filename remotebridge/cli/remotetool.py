@@ -35,6 +35,7 @@ LAZY_HELP = {
     "serve": "Serve a read-only status page of the runs (and a UWS 1.1 view under /uws/).",
     "site": "Inspect the remote sites.",
     "stages": "List the stages (built in or plugged in) with their options and defaults.",
+    "watch": "Watch the runs: a live table at a terminal, one line per change in a pipe.",
 }
 """Short help of the lazy commands, for ``--help`` without importing them (a test
 checks that it matches each command's own)."""
@@ -47,6 +48,7 @@ LAZY = {
     "serve": "remotebridge.cli.serve_cmd:serve",
     "site": "remotebridge.cli.site_cmd:site",
     "stages": "remotebridge.cli.stages_cmd:stages",
+    "watch": "remotebridge.cli.watch:watch",
 }
 
 
