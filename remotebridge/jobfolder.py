@@ -324,6 +324,27 @@ SCHEDULER_OUTPUT_SUFFIXES = (".out", ".err")
 """The scheduler's output files of job.sh (``job.<jobid>.out``, ``job.moab.out``...)."""
 
 
+LOGS_DIR = "logs"
+"""Logs brought home (failed tasks' logs, the job's output file), capped in size."""
+LOGS_MAX_BYTES = 64 << 10
+"""Most bytes of one log kept at home (its end: that is where the error is)."""
+LOGS_MAX_FILES = 200
+"""Most log files kept at home for one run."""
+
+
+def task_log_name(task_id: int) -> str:
+    """Where a task's log is kept at home, relative to the job folder."""
+    return f"{LOGS_DIR}/task-{int(task_id)}.log"
+
+
+def job_output_name(remote_name: str) -> str:
+    """Where the scheduler's output file ``remote_name`` of job.sh is kept at home
+    (``None``-safe: only the base name's safe characters are used)."""
+    base = "".join(ch if ch.isalnum() or ch in "._-" else "_"
+                   for ch in remote_name.rsplit("/", 1)[-1])[:100].lstrip(".")
+    return f"{LOGS_DIR}/{base or 'job.out'}"
+
+
 # --- paths ---------------------------------------------------------------------------------
 
 

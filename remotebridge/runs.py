@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,8 @@ from sqlalchemy import Engine, func, select
 from remotebridge.db.bridge import RemoteComponent, RemoteEvent, RemoteRun
 from remotebridge.db.engine import read_session
 from remotebridge.db.statemachine import get_run
+from remotebridge.jobfolder import local_folder
+from remotebridge.tasklogs import home_logs
 
 
 @dataclass
@@ -31,6 +34,8 @@ class RunRecord:
     updated: datetime
     prev_state: str | None = None
     owner: str | None = None
+    progress: str | None = None
+    """``done/total`` tasks of a run in ``run`` when poll recorded it, else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -45,11 +50,13 @@ class RunDetail:
     run: RunRecord
     components: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    """The logs poll kept in the job folder (``logs/...``, relative to it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
-                "history": self.history}
+                "history": self.history, "logs": self.logs}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
@@ -58,7 +65,33 @@ def _record(run: RemoteRun, ncomp: int) -> RunRecord:
         state=run.state, job_id=run.job_id, path_base=run.path_base, fault=run.fault,
         attempt=run.attempt, components=ncomp, last_poll=run.last_poll,
         updated=run.updated, prev_state=run.prev_state, owner=run.owner,
+        progress=progress_of(run) if run.state == "run" else None,
     )
+
+
+def progress_of(run: Any) -> str | None:
+    """``done/total`` from the progress poll stored on the run, None when unknown.
+
+    Read defensively: the figures may be absent (an older schema, a run not polled
+    yet), a mapping (``progress`` with ``done`` and ``total``, or ``done``, ``failed``,
+    ``running`` and ``left``), or two columns ``tasks_done``/``tasks_total``.
+    """
+    data = getattr(run, "progress", None)
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    if isinstance(data, dict):
+        done, total = data.get("done"), data.get("total")
+        if total is None and isinstance(done, int):
+            parts = [data.get(k) for k in ("done", "failed", "running", "left")]
+            total = sum(p for p in parts if isinstance(p, int))
+    else:
+        done, total = getattr(run, "tasks_done", None), getattr(run, "tasks_total", None)
+    if isinstance(done, int) and isinstance(total, int) and total > 0:
+        return f"{done}/{total}"
+    return None
 
 
 def list_runs(engine: Engine, *, label: str | None = None, state: str | None = None,
@@ -97,4 +130,6 @@ def show_run(engine: Engine, remote_id: int) -> RunDetail:
              "actor": e.actor, "note": e.note}
             for e in events
         ]
-        return RunDetail(run=_record(run, len(comps)), components=comps, history=history)
+        folder = local_folder(run.path_base, remote_id)
+        return RunDetail(run=_record(run, len(comps)), components=comps, history=history,
+                         logs=home_logs(folder))

@@ -31,7 +31,8 @@ class RunState(enum.StrEnum):
     """The link was down when needed; ``revertauth`` restores the remembered state."""
 
     CANCELLED = "cancelled"
-    """Withdrawn by an operator before it ran; its components are free again. Terminal."""
+    """Withdrawn by an operator (its scheduler job cancelled first if it had one); its
+    components that did not come home are free again. Terminal."""
 
     @property
     def terminal(self) -> bool:
@@ -48,15 +49,22 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.PENDING: frozenset(
         {RunState.RUN, RunState.AUTH, RunState.ERROR, RunState.CANCELLED, RunState.NEW}
     ),
-    RunState.RUN: frozenset({RunState.FULL, RunState.AUTH, RunState.ERROR, RunState.PENDING}),
-    RunState.AUTH: frozenset({RunState.PENDING, RunState.RUN}),
-    RunState.ERROR: frozenset({RunState.NEW, RunState.PENDING, RunState.RUN}),
+    RunState.RUN: frozenset(
+        {RunState.FULL, RunState.AUTH, RunState.ERROR, RunState.PENDING, RunState.CANCELLED}
+    ),
+    RunState.AUTH: frozenset({RunState.PENDING, RunState.RUN, RunState.CANCELLED}),
+    RunState.ERROR: frozenset({RunState.NEW, RunState.PENDING, RunState.RUN, RunState.CANCELLED}),
     RunState.FULL: frozenset(),
     RunState.CANCELLED: frozenset(),
 }
 
-#: States from which a run can be cancelled (it has not been submitted).
+#: States from which a run can be cancelled in the database alone (it has not been
+#: submitted). A run in ``run`` (or in ``auth``/``error`` entered from ``run``) is
+#: cancelled by :mod:`remotebridge.cancel`, which cancels its scheduler job first.
 CANCELLABLE = frozenset({RunState.NEW, RunState.PENDING})
+
+#: States whose runs have no job that may be alive on the site.
+CANCELLABLE_OFFLINE = frozenset({RunState.NEW, RunState.PENDING, RunState.AUTH, RunState.ERROR})
 
 
 def is_legal(current: RunState, wanted: RunState) -> bool:

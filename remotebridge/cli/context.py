@@ -105,6 +105,12 @@ class AppContext:
         if not self.quiet and not self.json:
             self.console.print(text, highlight=False, soft_wrap=True)
 
+    def line(self, text: str) -> None:
+        """A plain line for pipes, tabs kept (rich would expand them into spaces);
+        suppressed by --quiet and --json."""
+        if not self.quiet and not self.json:
+            click.echo(text)
+
 
 def _warn(message: str) -> None:
     """One warning line on stderr, in the format of the error lines."""

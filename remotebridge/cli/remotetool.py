@@ -8,6 +8,7 @@ Global options come before the command::
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -35,6 +36,7 @@ LAZY_HELP = {
     "serve": "Serve a read-only status page of the runs (and a UWS 1.1 view under /uws/).",
     "site": "Inspect the remote sites.",
     "stages": "List the stages (built in or plugged in) with their options and defaults.",
+    "watch": "Watch the runs: a live table at a terminal, one line per change in a pipe.",
 }
 """Short help of the lazy commands, for ``--help`` without importing them (a test
 checks that it matches each command's own)."""
@@ -47,6 +49,7 @@ LAZY = {
     "serve": "remotebridge.cli.serve_cmd:serve",
     "site": "remotebridge.cli.site_cmd:site",
     "stages": "remotebridge.cli.stages_cmd:stages",
+    "watch": "remotebridge.cli.watch:watch",
 }
 
 
@@ -116,17 +119,47 @@ def list_cmd(app: AppContext, label: str | None, state: str | None, stage: str |
     if app.quiet or not records:
         return
     if app.interactive:
-        from rich.table import Table
-
-        table = Table("id", "stage", "label", "site", "state", "job", "comps", "fault", "updated")
-        for r in records:
-            table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.job_id or "",
-                          str(r.components), str(r.fault), r.updated.strftime("%Y-%m-%d %H:%M"))
-        app.console.print(table)
+        app.console.print(runs_table(records, app.console.width))
         return
     for r in records:
         click.echo("\t".join([str(r.remote_id), r.stage, r.label, r.site, r.state,
-                              r.job_id or "-", str(r.components), str(r.fault)]))
+                              r.job_id or "-", str(r.components), str(r.fault),
+                              r.progress or "-"]))
+
+
+def runs_table(records: list[Any], width: int = 80) -> Any:
+    """The rich table of ``list`` for a terminal ``width`` columns wide: ids, job ids
+    and times are never cut or wrapped (the label and site columns fold, and the time
+    drops its year below 100 columns)."""
+    from rich import box
+    from rich.table import Table
+
+    from remotebridge.db.base import utcnow
+
+    def widest(values: list[str], title: str) -> int:
+        return max([len(title), *map(len, values)])
+
+    ids = [str(r.remote_id) for r in records]
+    jobs = [r.job_id or "" for r in records]
+    done = [r.progress or "-" for r in records]
+    stamp = "%Y-%m-%d %H:%M" if width >= 100 else "%m-%d %H:%M"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    table.add_column("id", no_wrap=True, width=widest(ids, "id"))
+    table.add_column("stage", no_wrap=True, width=5)
+    table.add_column("label", overflow="fold", ratio=2, min_width=5)
+    table.add_column("site", overflow="fold", ratio=1, min_width=4)
+    table.add_column("state", no_wrap=True, width=9)
+    table.add_column("done", no_wrap=True, width=widest(done, "done"))
+    table.add_column("job", no_wrap=True, width=widest(jobs, "job"))
+    table.add_column("comps", no_wrap=True, width=widest([str(r.components) for r in records],
+                                                         "comps"))
+    table.add_column("fault", no_wrap=True, width=5)
+    table.add_column("updated", no_wrap=True, width=len(utcnow().strftime(stamp)))
+    for r in records:
+        table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.progress or "-",
+                      r.job_id or "", str(r.components), str(r.fault),
+                      r.updated.strftime(stamp))
+    return table
 
 
 def _warn_aging(app: AppContext, ids: list[int]) -> None:
@@ -158,6 +191,9 @@ def show(app: AppContext, remote_id: int) -> None:
              + (" ..." if r.components > 20 else "")]
     if r.owner:
         lines.append(f"  leased by {r.owner}")
+    if detail.logs:
+        lines.append(f"  logs at home ({r.path_base}/remote_{r.remote_id}/): "
+                     + ", ".join(detail.logs))
     lines.append("  history:")
     lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
               for h in detail.history]
@@ -196,17 +232,94 @@ def revert(app: AppContext, remote_id: int, to: str | None) -> None:
 
 
 @main.command()
-@click.argument("remote_id", type=int)
+@click.argument("remote_id", type=int, required=False)
+@click.option("--label", "-l", help="Cancel every non-terminal run of this label.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before cancelling a label's runs.")
 @pass_app
-def cancel(app: AppContext, remote_id: int) -> None:
-    """Withdraw a run that is not yet running; its stage runs become free again."""
-    from remotebridge.db import statemachine
-    from remotebridge.db.engine import write_session
+def cancel(app: AppContext, remote_id: int | None, label: str | None, yes: bool) -> None:
+    """Cancel a run in any state but 'full'/'cancelled' (its scheduler job first).
 
-    with write_session(app.engine) as session:
-        before = statemachine.cancel(session, remote_id)
-    app.emit({"remote_id": remote_id, "state": RunState.CANCELLED.value},
-             f"{remote_id}: {before.value} -> cancelled")
+    A run in 'run' has its job cancelled (by id, else by its submit token) and the
+    scheduler's confirmation awaited; products already home stay. A site that cannot
+    be reached gets nothing sent (exit 75). --label asks before cancelling each of
+    the label's runs (--yes for scripts).
+    """
+    from remotebridge.cancel import cancel_run, label_runs
+    from remotebridge.errors import UsageError
+
+    if (remote_id is None) == (label is None):
+        raise UsageError("give either REMOTE_ID or --label")
+    ids = [remote_id] if remote_id is not None else label_runs(app.engine, label or "")
+    if label is not None and ids and not yes:
+        click.confirm(f"cancel {len(ids)} runs of label {label!r} ({_ids(ids)})?",
+                      abort=True, err=True)
+    done = [cancel_run(app.engine, app.config, rid) for rid in ids]
+    app.emit([o.to_dict() for o in done] if label is not None else done[0].to_dict(),
+             "\n".join(_cancel_line(o) for o in done) or None)
+
+
+def _ids(ids: list[int]) -> str:
+    from remotebridge.db.statemachine import id_ranges
+
+    return id_ranges(ids)
+
+
+def _cancel_line(o: object) -> str:
+    from remotebridge.cancel import CancelOutcome
+
+    assert isinstance(o, CancelOutcome)
+    jobs = f" (job {', '.join(o.jobs)} cancelled)" if o.jobs else ""
+    return f"{o.remote_id}: {o.before.value} -> cancelled{jobs}"
+
+
+@main.command()
+@click.argument("remote_id", type=int)
+@click.option("--task", "-t", type=click.IntRange(min=0), help="Only this task's log.")
+@click.option("--failed", is_flag=True, help="The logs of the failed tasks only.")
+@click.option("--job", "job", is_flag=True, help="The job's output file (with --task or "
+              "--failed: as well; alone: only it).")
+@click.option("--tail", "-n", type=click.IntRange(min=1), default=200, show_default=True,
+              help="At most this many last lines of each file.")
+@pass_app
+def logs(app: AppContext, remote_id: int, task: int | None, failed: bool, job: bool,
+         tail: int) -> None:
+    """Print a submitted run's job output file and task logs, read from its site now.
+
+    One remote call over the master; by default the job's output file and the logs
+    of the failed tasks. Control characters in the logs are shown escaped.
+    """
+    from remotebridge.errors import UsageError
+    from remotebridge.tasklogs import LogRequest, run_logs
+
+    if task is not None and failed:
+        raise UsageError("give --task or --failed, not both")
+    picked = task is not None or failed
+    req = LogRequest(tasks=picked or not job, task=task, failed=task is None,
+                     job=job or not picked, tail=tail)
+    answer = run_logs(app.engine, app.config, remote_id, req)
+    if app.json:
+        app.emit({"remote_id": remote_id, "folder_missing": answer.folder_missing,
+                  "files": [{"label": f.label, "path": f.path, "size": f.size,
+                             "text": f.text, "missing": f.missing, "cut": f.cut}
+                            for f in answer.files]})
+        return
+    _print_logs(app, answer)
+
+
+def _print_logs(app: AppContext, answer: Any) -> None:
+    from remotebridge.textsafe import visible
+
+    if answer.folder_missing:
+        click.echo("the job folder is gone from the site (purged?); see the job folder's "
+                   "logs/ at home", err=True)
+    for f in answer.files:
+        if f.missing:
+            app.line(f"==> {visible(f.label)} {visible(f.path)}: missing <==")
+            continue
+        more = " (left out: total cap reached)" if f.cut and not f.text else ""
+        app.line(f"==> {visible(f.label)} {visible(f.path)} ({f.size} bytes){more} <==")
+        if f.text:
+            app.line(visible(f.text).rstrip("\n"))
 
 
 @main.command()
@@ -220,8 +333,17 @@ def labels(app: AppContext, stage: str | None) -> None:
     if app.json:
         app.emit([r.__dict__ for r in rows])
         return
+    if app.interactive and not app.quiet:
+        from rich.table import Table
+
+        table = Table("stage", "label", "ready", "in remote", "total")
+        for r in rows:
+            table.add_row(r.stage, r.label, str(r.ready), str(r.taken), str(r.total))
+        app.console.print(table)
+        return
     for r in rows:
-        app.info(f"{r.stage}\t{r.label}\tready={r.ready}\tin_remote={r.taken}\ttotal={r.total}")
+        # click, not rich: rich expands tabs into spaces
+        app.line(f"{r.stage}\t{r.label}\tready={r.ready}\tin_remote={r.taken}\ttotal={r.total}")
 
 
 @main.group()
@@ -265,9 +387,24 @@ def config() -> None:
 @config.command("show")
 @pass_app
 def config_show(app: AppContext) -> None:
-    """Print the effective configuration (file, defaults and overrides merged)."""
+    """Print the effective configuration (file, defaults and overrides merged).
+
+    The database URL shown is the one in use (the default SQLite file when the
+    configuration names none), its password masked; ``file_read`` says whether a
+    configuration file was read at all.
+    """
+    from pathlib import Path
+
+    from remotebridge.db.url import mask_url
+
     data = app.config.to_dict()
+    data["database"]["url"] = mask_url(app.config.database.effective_url())
+    data["database"]["url_source"] = app.db_source
+    data["file_read"] = bool(app.config.path) and Path(app.config.path).is_file()
     if app.json:
         app.emit(data)
-    else:
-        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(json.dumps(data, indent=2))
+    if not data["file_read"]:
+        click.echo(f"no configuration file was read ({app.config.path or 'none'} does not "
+                   "exist): these are the defaults", err=True)

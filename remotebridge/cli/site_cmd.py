@@ -7,6 +7,7 @@ can run a command (the link is down: the key-card holder must log in again).
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -29,6 +30,30 @@ def _load_config(ctx: click.Context) -> config_mod.Config:
         cfg: config_mod.Config = obj.config
         return cfg
     return config_mod.load(getattr(obj, "config_path", None))
+
+
+_WORDS = {True: "ok", False: "FAIL", None: "skip"}
+
+
+def _print_rows(ctx: click.Context, title: str, rows: list[CheckRow]) -> None:
+    """A rich table at a terminal, tab-separated lines in a pipe; with --quiet only the
+    rows that failed (nothing at all when every check passed)."""
+    obj: Any = ctx.obj
+    quiet = bool(getattr(obj, "quiet", False))
+    if quiet:
+        rows = [r for r in rows if r.ok is False]
+        if not rows:
+            return
+    if sys.stdout.isatty():
+        _print_table(title, rows)
+        return
+    for r in rows:
+        click.echo("\t".join([r.host, r.check, _WORDS[r.ok], _one_line(r.detail)]))
+
+
+def _one_line(text: str) -> str:
+    """A detail as one tab-free line (a pipe reader splits on tabs and newlines)."""
+    return " ".join(text.replace("\t", " ").split())
 
 
 def _print_table(title: str, rows: list[CheckRow]) -> None:
@@ -59,7 +84,7 @@ def check(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
                                "link_down": link_down(rows),
                                "rows": [r.to_dict() for r in rows]}, indent=2))
     else:
-        _print_table(describe(site_cfg), rows)
+        _print_rows(ctx, describe(site_cfg), rows)
     if link_down(rows):
         ctx.exit(int(ExitCode.TEMPORARY))
     ctx.exit(int(ExitCode.OK if all_ok(rows) else ExitCode.FAILURE))

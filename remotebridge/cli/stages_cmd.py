@@ -45,4 +45,4 @@ def stages(app: AppContext) -> None:
         return
     for r in rows:
         opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
-        app.info(f"{r['name']}\t{r['description']}\t{opts}")
+        app.line(f"{r['name']}\t{r['description']}\t{opts}")

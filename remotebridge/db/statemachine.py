@@ -35,7 +35,7 @@ from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteEvent, RemoteRun
 from remotebridge.db.engine import write_session
 from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundError
-from remotebridge.states import CANCELLABLE, RunState, is_legal
+from remotebridge.states import CANCELLABLE_OFFLINE, RunState, is_legal
 
 DEFAULT_LEASE = timedelta(minutes=30)
 
@@ -304,13 +304,16 @@ def revert(session: Session, remote_id: int, to: RunState | None = None) -> RunS
 
 
 def cancel(session: Session, remote_id: int) -> RunState:
-    """Withdraw a run that has not been submitted; its stage runs become free again."""
+    """Withdraw a run whose job cannot be alive (never submitted, or in ``auth``/``error``
+    entered before submission); its stage runs become free again. A run in ``run`` needs
+    its scheduler job cancelled first: :func:`remotebridge.cancel.cancel_run`."""
     run = get_run(session, remote_id)
     current = RunState(run.state)
-    if current not in CANCELLABLE:
+    if current not in CANCELLABLE_OFFLINE:
         raise IllegalTransition(
             remote_id, current.value, RunState.CANCELLED.value,
-            hint="only runs in 'new' or 'pending' can be cancelled",
+            hint="a run in 'run' is cancelled with its scheduler job ('remotetool cancel'); "
+                 "'full' and 'cancelled' are final",
         )
     if run.lease_until is not None and run.lease_until >= utcnow():
         # exec may be pushing or submitting it right now: cancelling would orphan a job
@@ -321,12 +324,12 @@ def cancel(session: Session, remote_id: int) -> RunState:
     # otherwise keep them). The history keeps what the run held.
     ids = [c.stage_id for c in run.components]
     record(session, remote_id, RunState.CANCELLED.value, RunState.CANCELLED.value,
-           note=f"released {len(ids)} components: {_id_ranges(ids)}")
+           note=f"released {len(ids)} components: {id_ranges(ids)}")
     run.components.clear()
     return current
 
 
-def _id_ranges(ids: Sequence[int]) -> str:
+def id_ranges(ids: Sequence[int]) -> str:
     """Compact '1-5,8,10-12' rendering of ids for history notes."""
     spans: list[list[int]] = []
     for i in sorted(ids):

@@ -57,6 +57,7 @@ from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for, live_frontends
 from remotebridge.ssh.base import Link
 from remotebridge.states import PollAction, RunState
+from remotebridge.tasklogs import bring_home
 
 LinksFor = Callable[[SiteConfig], list[Link]]
 
@@ -219,6 +220,7 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
             state: JobState) -> PollOutcome:
     t0 = time.perf_counter()
     try:
+        bring_home(links[0], run.job_dir, run.folder)  # logs/ first: the job has ended
         done = finish_run(engine, site, links, run)
     except LinkDown as exc:
         return _auth(engine, run, state.value, exc)

@@ -7,28 +7,13 @@ right-to-left override must be shown, not obeyed; XML 1.0 cannot carry most of t
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from markupsafe import Markup
 
-#: categories shown as escapes: controls, format (bidi overrides), surrogates, private use
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co"})
-_KEEP = frozenset("\n\t")
+from remotebridge.textsafe import visible
 
-
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
-        else f"\\U{code:08x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every control/format character except newline and tab escaped."""
-    if text.isprintable():
-        return text
-    return "".join(_escape_char(ch) if ch not in _KEEP and unicodedata.category(ch) in _HIDDEN
-                   else ch for ch in text)
+__all__ = ["finalize", "visible"]
 
 
 def finalize(value: Any) -> Any:

@@ -17,7 +17,7 @@ from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.statemachine import cancel, move, revert, revertauth
 from remotebridge.define import define_by_query
 from remotebridge.errors import IllegalTransition, NotFoundError
-from remotebridge.states import CANCELLABLE, RunState, is_legal
+from remotebridge.states import CANCELLABLE_OFFLINE, RunState, is_legal
 from tests.support.db import add_chipruns
 
 
@@ -96,7 +96,7 @@ def machine_for(engine: Engine) -> type[RuleBasedStateMachine]:
             rid = data.draw(st.sampled_from(sorted(self.state)))
             cur = self.state[rid]
             op = data.draw(st.sampled_from(["revert", "cancel"]))
-            ok = cur is RunState.ERROR if op == "revert" else cur in CANCELLABLE
+            ok = cur is RunState.ERROR if op == "revert" else cur in CANCELLABLE_OFFLINE
             try:
                 with write_session(engine) as s:
                     result = revert(s, rid) if op == "revert" else cancel(s, rid)

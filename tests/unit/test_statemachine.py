@@ -130,6 +130,20 @@ def test_cancel_frees_components_and_refuses_running_runs(engine: Engine) -> Non
         cancel(s, running)
 
 
+def test_every_non_terminal_state_may_move_to_cancelled() -> None:
+    for state in RunState:
+        assert is_legal(state, RunState.CANCELLED) is (not state.terminal), state
+
+
+@pytest.mark.parametrize("state", [RunState.AUTH, RunState.ERROR])
+def test_cancel_in_the_database_takes_runs_in_auth_and_error(engine: Engine,
+                                                             state: RunState) -> None:
+    rid = _new_run(engine, state, components=2)
+    with write_session(engine) as s:
+        assert cancel(s, rid) is state
+    assert _state(engine, rid)[0] == "cancelled"
+
+
 def test_claim_takes_each_run_once_and_respects_leases(engine: Engine) -> None:
     ids = [_new_run(engine) for _ in range(3)]
     with write_session(engine) as s:

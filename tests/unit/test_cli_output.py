@@ -1,0 +1,113 @@
+"""Output that means the same everywhere: tab-separated lines in pipes, rich tables
+at a terminal, --quiet silent when all is well, config show without a file, and the
+list table at 80 columns."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner, Result
+from rich.console import Console
+from sqlalchemy import Engine
+
+from remotebridge.cli import remotetool
+from remotebridge.cli.context import AppContext
+from remotebridge.runs import RunRecord, progress_of
+from tests.support.db import add_chipruns
+
+
+def rt(*args: str) -> Result:
+    return CliRunner().invoke(remotetool.main, list(args), catch_exceptions=False)
+
+
+def _local_cfg(tmp: Path) -> Path:
+    (tmp / "rs").mkdir(exist_ok=True)
+    cfg = tmp / "rb.toml"
+    cfg.write_text(f'[site.demo]\nkind = "local"\nscheduler = "local"\n'
+                   f'local_root = "{tmp / "rs"}"\n')
+    return cfg
+
+
+def test_piped_site_check_prints_tab_separated_rows(tmp_path: Path, isolated_env: str) -> None:
+    res = rt("--config", str(_local_cfg(tmp_path)), "site", "check")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines and all(len(line.split("\t")) == 4 for line in lines), res.output
+    assert "┃" not in res.output and "│" not in res.output
+    assert {line.split("\t")[2] for line in lines} == {"ok"}
+
+
+def test_quiet_site_check_prints_nothing_when_all_is_well(tmp_path: Path,
+                                                          isolated_env: str) -> None:
+    res = rt("--quiet", "--config", str(_local_cfg(tmp_path)), "site", "check")
+    assert res.exit_code == 0 and res.output == ""
+
+
+def test_config_show_without_a_file_shows_the_url_in_use(tmp_path: Path,
+                                                        isolated_env: str) -> None:
+    res = CliRunner().invoke(remotetool.main, ["config", "show"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["database"]["url"].startswith("sqlite:///")
+    assert data["database"]["url"].endswith("remotebridge.db")
+    assert data["file_read"] is False
+    assert "no configuration file was read" in res.stderr
+
+
+def test_config_show_masks_the_password_in_use(tmp_path: Path, isolated_env: str) -> None:
+    res = CliRunner().invoke(remotetool.main, ["--db", "postgresql://u:sekrit@h/db",
+                                               "--json", "config", "show"])
+    data = json.loads(res.stdout)
+    assert "sekrit" not in res.stdout and data["database"]["url"].startswith("postgresql://u:")
+    assert data["database"]["url_source"] == "--db"
+
+
+def _record(job: str, label: str = "survey.2026.night-label") -> RunRecord:
+    return RunRecord(12345, "chip", label, "cluster-north", "run", job, "/x", 0, 1, 1200,
+                     None, datetime(2026, 3, 4, 5, 6), progress="17/1200")
+
+
+@pytest.mark.parametrize("job", ["12345678", "12345678.sdb", "4123456789012"])
+def test_list_table_keeps_job_ids_whole_at_80_columns(job: str) -> None:
+    console = Console(width=80, record=True, color_system=None)
+    console.print(remotetool.runs_table([_record(job)], 80))
+    text = console.export_text()
+    assert job in text, text
+    assert "03-04 05:06" in text and "17/1200" in text and "12345" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_progress_is_read_defensively() -> None:
+    assert progress_of(SimpleNamespace()) is None
+    assert progress_of(SimpleNamespace(progress={"done": 3, "total": 10})) == "3/10"
+    assert progress_of(SimpleNamespace(progress=json.dumps(
+        {"done": 3, "failed": 1, "running": 2, "left": 4}))) == "3/10"
+    assert progress_of(SimpleNamespace(progress="not json")) is None
+    assert progress_of(SimpleNamespace(tasks_done=2, tasks_total=5)) == "2/5"
+    assert progress_of(SimpleNamespace(tasks_done=2, tasks_total=0)) is None
+
+
+def test_labels_piped_tabs_and_a_table_at_a_terminal(engine: Engine, db_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    add_chipruns(engine, "lbl", 3)
+    piped = rt("--db", db_url, "labels")
+    assert piped.output.splitlines() == ["chip\tlbl\tready=3\tin_remote=0\ttotal=3"]
+    monkeypatch.setattr(AppContext, "interactive", property(lambda self: True))
+    shown = rt("--db", db_url, "labels")
+    assert "\t" not in shown.output and "in remote" in shown.output and "lbl" in shown.output
+
+
+def test_list_piped_ends_with_progress(engine: Engine, db_url: str) -> None:
+    add_chipruns(engine, "lbl", 2)
+    assert rt("--db", db_url, "definebyquery", "-l", "lbl", "-s", "chip").exit_code == 0
+    line = rt("--db", db_url, "list").output.splitlines()[0].split("\t")
+    assert len(line) == 9 and line[4] == "new" and line[-1] == "-"
+
+
+def test_stages_piped_tab_separated(db_url: str, isolated_env: str) -> None:
+    lines = rt("--db", db_url, "stages").output.splitlines()
+    assert lines and all(len(line.split("\t")) == 3 for line in lines)
