@@ -9,6 +9,8 @@ Run faults (``remoteRun.fault``, run moved to ``error``, nothing applied):
 * 33: a tar bundle of products was unsafe (absolute path, ``..``, link, device);
 * 35: the job ended but its folder or summary cannot be read (purged scratch,
   helper missing);
+* 37: the dbinfo records are not the planned ones (``expected.jsonl``): a planned
+  record missing, a record never planned, or a value naming a file (uri, path) changed;
 * 39: anything else that retrying will not fix.
 
 Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
@@ -31,6 +33,7 @@ FAULT_UNSAFE_ARCHIVE = 33
 FAULT_ABANDONED = 34
 FAULT_JOB_UNREADABLE = 35
 FAULT_PRODUCT_MISSING = 36
+FAULT_NOT_PLANNED = 37
 FAULT_OTHER = 39
 
 

@@ -39,6 +39,7 @@ from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteComponent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.pipeline import STAGE_FULL, STAGE_RUN_TABLES
+from remotebridge.poll.expect import check_planned, read_expected
 from remotebridge.poll.faults import (
     FAULT_ABANDONED,
     FAULT_DBINFO_REFUSED,
@@ -188,6 +189,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     items = _records(files, ok, missing)
     stage = get_stage(run.stage)
     check_records(run.stage, stage.dbinfo_schema, items)  # refuse before installing anything
+    check_planned(read_expected(run.folder), ok - set(missing), items)
     ok -= set(missing)
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     pulled = pull_products(site, links, read_outputs(run.folder), ok)

@@ -80,9 +80,13 @@ def _manifests(plan: Plan) -> dict[str, str]:
 
 
 def _homes(plan: Plan) -> dict[str, str]:
-    return {jf.HOME.path(stage_id=sid): jf.jsonl_text(jf.HOME, (json.dumps(r.record())
-                                                                for r in recs), stage=plan.stage)
-            for sid, recs in plan.home.items()}
+    files = {jf.HOME.path(stage_id=sid): jf.jsonl_text(jf.HOME, (json.dumps(r.record())
+                                                                 for r in recs), stage=plan.stage)
+             for sid, recs in plan.home.items()}
+    files[jf.EXPECTED.name] = jf.jsonl_text(
+        jf.EXPECTED, (json.dumps(r.expected(sid)) for sid in sorted(plan.home)
+                      for r in plan.home[sid]), stage=plan.stage)
+    return files
 
 
 def _chunk_ctx(job: Job, phase: Phase) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ It runs in the job folder (the current directory) and never needs the network.
   rbhelper.py dbinfo --table T --key-json J --values-json J [--stats F
                      --from-stats a,b] --append F      one record, appended atomically
   rbhelper.py summary                collect status/*.json into job_summary.jsonl
-  rbhelper.py check-inputs MANIFEST  print remote paths missing or of the wrong size
+  rbhelper.py check-inputs MANIFEST  print remote paths missing, of the wrong size or
+                                     of another sha256 than the manifest's
 
 A task's own exit code is recorded, not returned: the helper exits 0 once the
 status is safely written, so one failing science command never disturbs the other
@@ -31,6 +32,7 @@ import argparse
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -55,7 +57,8 @@ SUMMARY_FILE = "job_summary.jsonl"
 SUMMARY_FORMAT = "remotebridge.job_summary"
 STATUS_FILE = "status/{task_id}.json"
 DIRS_HEADER = "# remotebridge.dirs v1"
-INPUTS_HEADER = "# remotebridge.inputs v1"
+INPUTS_HEADER = "# remotebridge.inputs v2"
+INPUTS_HEADER_V1 = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
 
@@ -266,22 +269,38 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_check_inputs(args: argparse.Namespace) -> int:
-    """Print the remote path of every input that is missing or of the wrong size."""
+    """Print the remote path of every input that is missing, has another size, or
+    (manifest v2) whose content has another sha256."""
     with open(args.manifest, encoding="utf-8") as fh:
-        if fh.readline().strip() != INPUTS_HEADER:
-            raise SystemExit(f"rbhelper: {args.manifest}: not a {INPUTS_HEADER[2:]} file")
+        if fh.readline().strip() not in (INPUTS_HEADER, INPUTS_HEADER_V1):
+            raise SystemExit(f"rbhelper: {args.manifest}: not a {INPUTS_HEADER[2:-3]} file")
         out = sys.stdout
         for line in fh:
             if not line.strip() or line.startswith("#"):
                 continue
-            _local, remote, size = line.rstrip("\n").split("\t")[:3]
-            try:
-                ok = os.stat(remote).st_size == int(size)
-            except OSError:
-                ok = False
-            if not ok:
-                out.write(remote + "\n")
+            cells = line.rstrip("\n").split("\t")
+            if not input_ok(cells[1], int(cells[2]), cells[5] if len(cells) > 5 else ""):
+                out.write(cells[1] + "\n")
     return 0
+
+
+def input_ok(remote: str, size: int, digest: str) -> bool:
+    """The site's file has the manifest's size and (when given) sha256."""
+    try:
+        if os.stat(remote).st_size != size:
+            return False
+        return not digest or file_sha256(remote) == digest
+    except OSError:
+        return False
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's content, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def parser() -> argparse.ArgumentParser:
