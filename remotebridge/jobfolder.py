@@ -305,7 +305,10 @@ EXPECTED = JsonlFormat(name="expected.jsonl", format="remotebridge.expected",
 send back and the values naming files (uri, path) it must carry unchanged."""
 # made on the remote side by the job (poll parses them as untrusted data)
 DBINFO = JsonlFormat(name="dbinfo/{stage_id}.dbinfo.jsonl", format="remotebridge.dbinfo")
-SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary")
+SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary",
+                      version=2, oldest=1)
+"""v2: the task lines are followed by one ``{product, size, sha256}`` line per
+permanent product the job made (header ``products``: their count)."""
 STATUS = "status/{task_id}.json"
 """One task's rc/start/end/host, written by the helper (no header)."""
 

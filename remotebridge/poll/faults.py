@@ -11,6 +11,8 @@ Run faults (``remoteRun.fault``, run moved to ``error``, nothing applied):
   helper missing);
 * 37: the dbinfo records are not the planned ones (``expected.jsonl``): a planned
   record missing, a record never planned, or a value naming a file (uri, path) changed;
+* 38: a product came home with another size or sha256 than the job recorded in its
+  summary when it ended (changed on the site afterwards, or damaged on the way);
 * 39: anything else that retrying will not fix.
 
 Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
@@ -34,6 +36,7 @@ FAULT_ABANDONED = 34
 FAULT_JOB_UNREADABLE = 35
 FAULT_PRODUCT_MISSING = 36
 FAULT_NOT_PLANNED = 37
+FAULT_PRODUCT_ALTERED = 38
 FAULT_OTHER = 39
 
 

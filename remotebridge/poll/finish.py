@@ -55,7 +55,7 @@ from remotebridge.poll.remote_files import (
     TaskResult,
     fetch_files,
     parse_dbinfo,
-    parse_summary,
+    parse_summary_products,
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
 from remotebridge.prepare.registry import get_stage
@@ -183,7 +183,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     if files.get(SUMMARY) is None:
         raise PollFault(f"the job ended but {run.job_dir}/{SUMMARY} is missing and cannot be "
                         "made (helper or plan gone?)", fault=FAULT_JOB_UNREADABLE)
-    summary = parse_summary(files[SUMMARY] or b"")
+    summary, recorded = parse_summary_products(files[SUMMARY] or b"")
     ok, tasks = _succeeded(plan, summary, pending)
     missing: dict[int, list[str]] = {}
     items = _records(files, ok, missing)
@@ -192,7 +192,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     check_planned(read_expected(run.folder), ok - set(missing), items)
     ok -= set(missing)
     statemachine.renew(engine, run.remote_id, RunState.RUN)
-    pulled = pull_products(site, links, read_outputs(run.folder), ok)
+    pulled = pull_products(site, links, read_outputs(run.folder), ok, recorded)
     for sid, paths in pulled.missing.items():
         missing.setdefault(sid, []).extend(paths)
     ok -= set(missing)

@@ -4,8 +4,11 @@ The job folder's ``outputs.manifest`` (written at home by prepare, so trusted) l
 every product with its remote path, local path, ``permanent`` flag and component.
 The permanent ones of the components whose tasks all succeeded are pulled with
 :mod:`remotebridge.transfer` (tar bundles over every front end, extracted safely into
-staging, verified, renamed into place). An unsafe bundle raises
-:class:`~remotebridge.poll.faults.PollFault` (fault 33); files that do not exist on
+staging, verified, renamed into place). Each product must arrive with the size and
+sha256 the job recorded in its summary (v2) when it ended; a product the job did not
+record (absent then) counts as missing. An unsafe bundle raises
+:class:`~remotebridge.poll.faults.PollFault` (fault 33), a product of another size or
+content fault 38 (nothing of its bundle installed); files that do not exist on
 the remote side are reported per component (the component failed); any other
 transfer failure raises :class:`Deferred` (the run is polled again later).
 """
@@ -19,9 +22,14 @@ from typing import Any
 
 from remotebridge import jobfolder
 from remotebridge.config import SiteConfig
-from remotebridge.errors import BridgeError, UnsafeArchive
+from remotebridge.errors import BridgeError, ContentMismatch, UnsafeArchive
 from remotebridge.jobfolder import OutputLine as Product
-from remotebridge.poll.faults import FAULT_UNSAFE_ARCHIVE, PollFault, local_folder_fault
+from remotebridge.poll.faults import (
+    FAULT_PRODUCT_ALTERED,
+    FAULT_UNSAFE_ARCHIVE,
+    PollFault,
+    local_folder_fault,
+)
 from remotebridge.ssh.base import Link
 from remotebridge.transfer import (
     UNKNOWN_SIZE,
@@ -56,14 +64,34 @@ def read_outputs(job_folder: Path) -> list[Product]:
         return jobfolder.read_outputs(job_folder)
 
 
+def _specs(products: Sequence[Product], components: Collection[int],
+           recorded: dict[str, tuple[int, str]] | None, outcome: PullOutcome
+           ) -> dict[str, tuple[FileSpec, int]]:
+    """What to pull, with the recorded size and digest; unrecorded products are missing."""
+    specs = {}
+    for p in products:
+        if not p.permanent or p.stage_id not in components:
+            continue
+        if recorded is None:
+            specs[p.remote] = (FileSpec(p.local, p.remote, UNKNOWN_SIZE), p.stage_id)
+        elif p.remote in recorded:
+            size, digest = recorded[p.remote]
+            specs[p.remote] = (FileSpec(p.local, p.remote, size, digest), p.stage_id)
+        else:
+            outcome.missing.setdefault(p.stage_id, []).append(p.remote)
+    return specs
+
+
 def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Product],
-                  components: Collection[int]) -> PullOutcome:
+                  components: Collection[int],
+                  recorded: dict[str, tuple[int, str]] | None = None) -> PullOutcome:
     """Pull the permanent products of ``components``; see the module docstring."""
-    specs = {p.remote: (FileSpec(p.local, p.remote, UNKNOWN_SIZE), p.stage_id)
-             for p in products if p.permanent and p.stage_id in components}
+    absent = PullOutcome()
+    specs = _specs(products, components, recorded, absent)
     if not specs:
-        return PullOutcome()
+        return absent
     unsafe: list[UnsafeArchive] = []
+    altered: list[ContentMismatch] = []
 
     def worker(link: Link, bundle: Bundle, **kwargs: Any) -> BundleResult:
         try:
@@ -71,13 +99,19 @@ def pull_products(site: SiteConfig, links: Sequence[Link], products: Sequence[Pr
         except UnsafeArchive as exc:
             unsafe.append(exc)
             raise
+        except ContentMismatch as exc:
+            altered.append(exc)
+            raise
 
     bundles = plan_bundles([s for s, _ in specs.values()], site.bundle_bytes)
     report = run_bundles(links, bundles, worker, jobs_per_link=site.jobs_per_frontend)
     if unsafe:
         raise PollFault(f"unsafe product bundle from the site: {unsafe[0]}",
                         fault=FAULT_UNSAFE_ARCHIVE)
-    outcome = PullOutcome(report.files, report.bytes, report.seconds)
+    if altered:
+        raise PollFault(f"a product is not what the job recorded: {altered[0]}",
+                        fault=FAULT_PRODUCT_ALTERED)
+    outcome = PullOutcome(report.files, report.bytes, report.seconds, absent.missing)
     if report.failed:
         _sort_failures(links[0], report.failed, report.errors, specs, outcome)
     return outcome

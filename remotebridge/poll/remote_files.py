@@ -144,9 +144,10 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
 
 
-def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION
+def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION, oldest: int = 0
                 ) -> tuple[dict[str, Any], list[Any]]:
-    """Header and records of a versioned JSON Lines file from the remote side."""
+    """Header and records of a versioned JSON Lines file from the remote side (its
+    version ``version``, or down to ``oldest`` when given)."""
     if len(data) > MAX_FILE_BYTES:
         raise PollFault(f"{name}: {len(data)} bytes, more than {MAX_FILE_BYTES}",
                         fault=FAULT_MALFORMED)
@@ -166,7 +167,8 @@ def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION
     header = parsed[0]
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise PollFault(f"{name} line 1: not a {fmt} header", fault=FAULT_MALFORMED)
-    if type(header.get("version")) is not int or header["version"] != version:
+    if type(header.get("version")) is not int \
+            or not (oldest or version) <= header["version"] <= version:
         raise PollFault(f"{name} line 1: {fmt} version {header.get('version')!r} is not "
                         f"supported (this poll reads version {version})", fault=FAULT_MALFORMED)
     return header, parsed[1:]
@@ -190,17 +192,51 @@ _OPT_STR = ("start", "end", "host")
 
 def parse_summary(data: bytes, name: str = SUMMARY) -> dict[int, TaskResult]:
     """``{task_id: TaskResult}`` from a job summary, every field type-checked."""
-    header, records = parse_jsonl(data, name, SUMMARY_FORMAT, jobfolder.SUMMARY.version)
-    if header.get("tasks") != len(records) or type(header.get("tasks")) is not int:
-        raise PollFault(f"{name} line 1: header says {header.get('tasks')!r} tasks, the file "
+    return parse_summary_products(data, name)[0]
+
+
+Recorded = dict[str, tuple[int, str]]
+"""``{remote product path: (size, sha256)}`` as the job recorded them."""
+
+
+def parse_summary_products(data: bytes, name: str = SUMMARY
+                           ) -> tuple[dict[int, TaskResult], Recorded | None]:
+    """The tasks of a job summary and (v2) the size and sha256 the job recorded for
+    each permanent product (None for a v1 summary, which records none)."""
+    header, records = parse_jsonl(data, name, SUMMARY_FORMAT, jobfolder.SUMMARY.version,
+                                  jobfolder.SUMMARY.oldest)
+    ntasks = header.get("tasks")
+    if type(ntasks) is not int or not 0 <= ntasks <= len(records):
+        raise PollFault(f"{name} line 1: header says {ntasks!r} tasks, the file "
+                        f"holds {len(records)}", fault=FAULT_MALFORMED)
+    products = None if header["version"] < 2 else _products(header, records[ntasks:], name,
+                                                            ntasks + 2)
+    if products is None and ntasks != len(records):
+        raise PollFault(f"{name} line 1: header says {ntasks!r} tasks, the file "
                         f"holds {len(records)}", fault=FAULT_MALFORMED)
     out: dict[int, TaskResult] = {}
-    for number, rec in enumerate(records, start=2):
+    for number, rec in enumerate(records[:ntasks], start=2):
         task = _summary_record(rec, name, number)
         if task.task_id in out:
             raise PollFault(f"{name} line {number}: task {task.task_id} appears twice",
                             fault=FAULT_MALFORMED)
         out[task.task_id] = task
+    return out, products
+
+
+def _products(header: dict[str, Any], records: list[Any], name: str, first: int) -> Recorded:
+    if header.get("products") != len(records):
+        raise PollFault(f"{name} line 1: header says {header.get('products')!r} products, "
+                        f"the file holds {len(records)}", fault=FAULT_MALFORMED)
+    out: Recorded = {}
+    for number, rec in enumerate(records, start=first):
+        ok = isinstance(rec, dict) and set(rec) == {"product", "size", "sha256"} \
+            and isinstance(rec["product"], str) and _is_int(rec["size"]) \
+            and isinstance(rec["sha256"], str) and len(rec["sha256"]) == 64
+        if not ok or rec["product"] in out:
+            raise PollFault(f"{name} line {number}: not a product record (product, size, "
+                            "sha256) or a product listed twice", fault=FAULT_MALFORMED)
+        out[rec["product"]] = (rec["size"], rec["sha256"])
     return out
 
 

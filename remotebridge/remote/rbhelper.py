@@ -19,7 +19,8 @@ It runs in the job folder (the current directory) and never needs the network.
                                      and the stats files the commands wrote
   rbhelper.py dbinfo --table T --key-json J --values-json J [--stats F
                      --from-stats a,b] --append F      one record, appended atomically
-  rbhelper.py summary                collect status/*.json into job_summary.jsonl
+  rbhelper.py summary                collect status/*.json into job_summary.jsonl, with
+                                     the size and sha256 of every permanent product
   rbhelper.py check-inputs MANIFEST  print remote paths missing, of the wrong size or
                                      of another sha256 than the manifest's
 
@@ -58,6 +59,9 @@ SUMMARY_FORMAT = "remotebridge.job_summary"
 STATUS_FILE = "status/{task_id}.json"
 DIRS_HEADER = "# remotebridge.dirs v1"
 INPUTS_HEADER = "# remotebridge.inputs v2"
+OUTPUTS_FILE = "outputs.manifest"
+OUTPUTS_HEADER = "# remotebridge.outputs v1"
+SUMMARY_VERSION = 2
 INPUTS_HEADER_V1 = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
@@ -91,9 +95,9 @@ def read_jsonl(path: str, fmt: str) -> list:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def jsonl_text(fmt: str, records: list, **extra: object) -> str:
+def jsonl_text(fmt: str, records: list, version: int = VERSION, **extra: object) -> str:
     """A versioned JSON Lines document."""
-    head = {"format": fmt, "version": VERSION}
+    head = {"format": fmt, "version": version}
     head.update(extra)
     lines = [json.dumps(head)] + [json.dumps(r, sort_keys=True) for r in records]
     return "\n".join(lines) + "\n"
@@ -259,10 +263,31 @@ def cmd_summary(args: argparse.Namespace) -> int:
             rec.update({k: st.get(k) for k in ("rc", "start", "end", "host")})
             counts["ok" if st.get("rc") == 0 else "failed"] += 1
         recs.append(rec)
-    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, recs, tasks=len(recs),
-                                      **counts))
+    products = product_records()
+    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, recs + products, SUMMARY_VERSION,
+                                      tasks=len(recs), products=len(products), **counts))
     sys.stdout.write(json.dumps(counts) + "\n")
     return 0
+
+
+def product_records() -> list:
+    """``{product, size, sha256}`` of every permanent product of outputs.manifest that
+    exists (poll checks what comes home against them)."""
+    out = []
+    with open(OUTPUTS_FILE, encoding="utf-8") as fh:
+        if fh.readline().strip() != OUTPUTS_HEADER:
+            raise SystemExit(f"rbhelper: {OUTPUTS_FILE}: not a {OUTPUTS_HEADER[2:-3]} file")
+        for line in fh:
+            cells = line.rstrip("\n").split("\t")
+            if line.startswith("#") or len(cells) < 3 or cells[2] != "1":
+                continue
+            try:
+                size = os.stat(cells[0]).st_size
+                out.append({"product": cells[0], "size": size,
+                            "sha256": file_sha256(cells[0])})
+            except OSError:
+                continue  # missing: poll finds it missing too
+    return out
 
 
 # --- check-inputs -----------------------------------------------------------------

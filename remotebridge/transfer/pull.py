@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from remotebridge.errors import RemoteCommandFailed, TransferError, UnsafeArchive
+from remotebridge.digests import file_sha256
+from remotebridge.errors import ContentMismatch, RemoteCommandFailed, TransferError, UnsafeArchive
 from remotebridge.ssh.base import Link
 from remotebridge.transfer.bundles import Bundle, BundleResult, FileSpec
 from remotebridge.transfer.push import STREAM_BUFSIZE, ByteCallback, last_line
@@ -90,7 +91,7 @@ def check_member(member: tarfile.TarInfo, wanted: dict[str, FileSpec],
             f"archive member {name!r} is {member.size} bytes, larger than the {spec.size} "
             "expected")
     if spec.known_size and member.size != spec.size:
-        raise TransferError(
+        raise ContentMismatch(
             f"{spec.remote} is {member.size} bytes on the site, expected {spec.size}")
     return spec
 
@@ -177,6 +178,18 @@ def _install(bundle: Bundle, host: str, received: dict[str, tuple[Path, int]],
     return BundleResult(bundle, host, moved, failed, bytes_moved=nbytes)
 
 
+def check_digests(wanted: dict[str, FileSpec], received: dict[str, tuple[Path, int]]) -> None:
+    """Refuse the bundle (nothing installed) when a staged file is not the sha256 its
+    spec expects (:class:`ContentMismatch`)."""
+    for name, (staged, _size) in received.items():
+        spec = wanted[name]
+        if spec.sha256:
+            got = file_sha256(str(staged))
+            if got != spec.sha256:
+                raise ContentMismatch(f"{spec.remote} has sha256 {got[:16]}... on arrival, "
+                                      f"the job recorded {spec.sha256[:16]}...")
+
+
 def pull_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = None,
                 timeout: float | None = 3600.0) -> BundleResult:
     """Fetch ``bundle`` over ``link`` and install its files atomically, each in place.
@@ -194,6 +207,7 @@ def pull_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = N
     staging = Staging()
     try:
         received, tar_error = _receive(link, wanted, staging, on_bytes, timeout)
+        check_digests(wanted, received)
         return _install(bundle, link.host, received, tar_error)
     finally:
         with contextlib.suppress(Exception):

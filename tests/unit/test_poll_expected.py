@@ -20,7 +20,7 @@ from remotebridge.poll import poll_runs
 from remotebridge.poll.expect import _ident, check_planned
 from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_NOT_PLANNED, PollFault
 from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
-from tests.support.poll_runs import chip_states, config, finished_job, results
+from tests.support.poll_runs import chip_states, config, finished_job, results, resummarise
 from tests.unit.test_poll_hostile import assert_refused
 
 Record = dict[str, Any]
@@ -123,6 +123,7 @@ def test_measured_figures_stay_free(engine: Engine, tmp_path: Path) -> None:
     rid, job_dir = finished_job(engine, tmp_path)
     edit_records(job_dir, _with(0, "values", "bg", 4242.5))
     edit_records(job_dir, _with(1, "values", "fault", 2))
+    resummarise(job_dir)  # as if the job had written them so
     out = poll_runs(engine, config(tmp_path), force=True)
     assert [o.action for o in out] == ["full"], out
     rows = results(engine)
