@@ -39,7 +39,8 @@ class InputPush:
 
 
 def check_inputs(link: Link, site: SiteConfig, folder: JobFolder) -> list[str]:
-    """The remote paths the site lacks (or holds with another size): one remote call."""
+    """The remote paths the site lacks (or holds with another size or sha256): one
+    remote call."""
     result = link.run([site.remote_python or "python3", folder.helper, "check-inputs",
                        folder.manifest], timeout=CHECK_TIMEOUT)
     return [line for line in result.out.splitlines() if line]
