@@ -19,14 +19,15 @@ from typing import Any
 from remotebridge import jobfolder
 from remotebridge.poll.faults import FAULT_NOT_PLANNED, PollFault, local_folder_fault
 
-Ident = tuple[str, str]
-"""(table, key as canonical JSON)."""
+Ident = tuple[str, tuple[tuple[str, Any], ...]]
+"""(table, the key's items in name order); key values are ints and strings (the schema
+check ran first), so the tuple is hashable."""
 Expected = dict[int, dict[Ident, dict[str, Any]]]
 """``{stage_id: {(table, key): fixed values}}``."""
 
 
 def _ident(table: str, key: dict[str, Any]) -> Ident:
-    return table, json.dumps(key, sort_keys=True)
+    return table, tuple(sorted(key.items()))
 
 
 def read_expected(folder: Path) -> Expected:
@@ -61,5 +62,5 @@ def check_planned(expected: Expected, stage_ids: Iterable[int],
         if lack:
             table, key = min(lack)
             raise PollFault(f"{jobfolder.DBINFO.path(stage_id=sid)}: {len(lack)} planned "
-                            f"record(s) missing, e.g. {table} key {key}",
+                            f"record(s) missing, e.g. {table} key {json.dumps(dict(key))}",
                             fault=FAULT_NOT_PLANNED)
