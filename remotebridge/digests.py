@@ -20,9 +20,10 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 CACHE_NAME = "digests.sqlite"
-BLOCK = 1 << 20
 IN_CHUNK = 500
 """Paths per look-up query (SQLite allows 999 parameters in old builds)."""
+SCAN_ABOVE = 2000
+"""More paths than this: one scan of the whole cache is cheaper than IN look-ups."""
 SETTLE_NS = 2_000_000_000
 """A file modified this recently is not cached: an edit within the same mtime tick
 would otherwise keep its old digest."""
@@ -32,11 +33,8 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS digest (path TEXT PRIMARY KEY, size INTEGE
 
 def file_sha256(path: str) -> str:
     """The sha256 of a file's content, hex (OSError when it cannot be read)."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def default_cache() -> Path:
@@ -85,18 +83,18 @@ def digests(paths: Iterable[str], cache: Path | None = None) -> dict[str, str]:
 def _lookup(conn: sqlite3.Connection, stats: dict[str, os.stat_result]) -> dict[str, str]:
     """The cached digests still valid (same size and mtime)."""
     names, found = list(stats), {}
+    query = "SELECT path, size, mtime_ns, sha256 FROM digest"
+    parts = [names[i:i + IN_CHUNK] for i in range(0, len(names), IN_CHUNK)]
     try:
-        for i in range(0, len(names), IN_CHUNK):
-            part = names[i:i + IN_CHUNK]
-            marks = ",".join("?" * len(part))
-            for path, size, mtime, digest in conn.execute(
-                    f"SELECT path, size, mtime_ns, sha256 FROM digest WHERE path IN ({marks})",
-                    part):
-                st = stats[path]
-                if (size, mtime) == (st.st_size, st.st_mtime_ns):
-                    found[path] = digest
+        rows = conn.execute(query).fetchall() if len(names) > SCAN_ABOVE else [
+            row for part in parts for row in conn.execute(
+                f"{query} WHERE path IN ({','.join('?' * len(part))})", part)]
     except sqlite3.Error:
         return {}
+    for path, size, mtime, digest in rows:
+        st = stats.get(path)
+        if st is not None and (size, mtime) == (st.st_size, st.st_mtime_ns):
+            found[path] = digest
     return found
 
 

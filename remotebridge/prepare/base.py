@@ -13,7 +13,7 @@ import os
 import posixpath
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import Select, select
@@ -212,7 +212,8 @@ class PlanBuilder:
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
-        self.plan.inputs = {r: replace(f, sha256=sums[f.local]) for r, f in inputs.items()}
+        self.plan.inputs = {r: InputFile(f.local, f.remote, f.size, f.area, f.shared,
+                                         sums[f.local]) for r, f in inputs.items()}
 
     def _post_task(self, stage_id: int) -> None:
         home = jobfolder.HOME.path(stage_id=stage_id)
