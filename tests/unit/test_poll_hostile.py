@@ -118,11 +118,12 @@ def test_database_refusal_is_fault_31(engine: Engine, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A row the checks let through but the database refuses (IntegrityError): fault 31,
     the transaction rolled back, no traceback, the run in error."""
-    from remotebridge.poll import replay
+    from remotebridge.poll import finish, replay
 
     rid, job_dir = finished_job(engine, tmp_path)
     edit_first_record(job_dir, _set("values.uri", None))
     monkeypatch.setattr(replay, "_check_fit", lambda *_a: None)
+    monkeypatch.setattr(finish, "check_planned", lambda *_a: None)  # the plan check too
     out = poll_runs(engine, config(tmp_path), force=True)
     assert [(o.action, o.state, o.fault) for o in out] == [("error", "error", 31)], out
     run = get(engine, rid)
