@@ -122,6 +122,7 @@ def test_database_refusal_is_fault_31(engine: Engine, tmp_path: Path,
 
     rid, job_dir = finished_job(engine, tmp_path)
     edit_first_record(job_dir, _set("values.uri", None))
+    resummarise(job_dir)  # as if the job had written it so
     monkeypatch.setattr(replay, "_check_fit", lambda *_a: None)
     monkeypatch.setattr(finish, "check_planned", lambda *_a: None)  # the plan check too
     out = poll_runs(engine, config(tmp_path), force=True)
