@@ -218,5 +218,9 @@ class TransferError(BridgeError):
     """A bundle could not be moved, verified or safely extracted."""
 
 
+class ContentMismatch(TransferError):
+    """A file that came over is not the size or sha256 recorded for it."""
+
+
 class UnsafeArchive(TransferError):
     """A tar bundle from the remote side holds an absolute path, '..', or a link out."""

@@ -80,6 +80,8 @@ class FileFormat:
     format: str
     style: Style
     version: int = VERSION
+    oldest: int = 0
+    """The oldest version still read (0: only ``version``)."""
 
     def path(self, **parts: object) -> str:
         """The job-relative path of one file of this kind."""
@@ -114,7 +116,7 @@ class FileFormat:
         self._check_version(version, path)
 
     def _check_version(self, version: int, path: str) -> None:
-        if version != self.version:
+        if not (self.oldest or self.version) <= version <= self.version:
             raise JobFolderError(f"{self.format} version {version} is not supported "
                                  f"(this remotebridge reads version {self.version})",
                                  path=path, line=1)
@@ -263,6 +265,8 @@ class InputLine:
     """As the site's path_rules chose."""
     shared: bool = False
     """True for files used by many components (detrends, programs, the helper)."""
+    sha256: str = ""
+    """The content digest at prepare (v2; "" in a v1 manifest: sizes alone compared)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +290,8 @@ JOB = FileFormat(name="job.json", format="remotebridge.job", style=Style.JSON)
 ALLOCATION = FileFormat(name="allocation.json", format="remotebridge.allocation",
                         style=Style.JSON)
 PLAN = JsonlFormat(name="plan.jsonl", format="remotebridge.plan", keys=_TASK_KEYS)
-INPUTS = TsvFormat(name="inputs.manifest", format="remotebridge.inputs", row=InputLine)
+INPUTS = TsvFormat(name="inputs.manifest", format="remotebridge.inputs", row=InputLine,
+                   version=2, oldest=1)
 OUTPUTS = TsvFormat(name="outputs.manifest", format="remotebridge.outputs", row=OutputLine)
 OUTDIRS = FileFormat(name="outdirs.list", format="remotebridge.dirs", style=Style.LINES)
 SCRIPT = FileFormat(name="job.sh", format="remotebridge.job", style=Style.SCRIPT)
@@ -299,14 +304,22 @@ LIST = FileFormat(name="lists/{stage}.{id}.list", format="remotebridge.list",
                   style=Style.LINES)
 SUBSET = FileFormat(name="retry.a{attempt}.tasks", format="remotebridge.subset",
                     style=Style.LINES)
+EXPECTED = JsonlFormat(name="expected.jsonl", format="remotebridge.expected",
+                       keys=(("stage_id", int), ("table", str), ("key", dict), ("fixed", dict)))
+"""What replay accepts: per component, every dbinfo record (table and key) the job must
+send back and the values naming files (uri, path) it must carry unchanged."""
 # made on the remote side by the job (poll parses them as untrusted data)
 DBINFO = JsonlFormat(name="dbinfo/{stage_id}.dbinfo.jsonl", format="remotebridge.dbinfo")
-SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary")
+SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary",
+                      version=2, oldest=1)
+"""v2: the task lines are followed by one ``{product, size, sha256}`` line per
+permanent product the job made (header ``products``: their count)."""
 STATUS = "status/{task_id}.json"
 """One task's rc/start/end/host, written by the helper (no header)."""
 
 FORMATS: tuple[FileFormat, ...] = (JOB, ALLOCATION, PLAN, INPUTS, OUTPUTS, OUTDIRS, SCRIPT,
-                                   MULTIPROG, TASKS, HOME, LIST, SUBSET, DBINFO, SUMMARY)
+                                   MULTIPROG, TASKS, HOME, LIST, SUBSET, EXPECTED, DBINFO,
+                                   SUMMARY)
 
 HELPER = "rbhelper.py"
 EXECUTABLE = frozenset({SCRIPT.name, HELPER})

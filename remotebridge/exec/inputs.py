@@ -1,7 +1,8 @@
 """The inputs of a job: ONE remote check of what is missing, then push only that.
 
 ``rbhelper.py check-inputs inputs.manifest`` runs on a front end and prints the
-remote path of every input that is missing there or has another size. Those files
+remote path of every input that is missing there, has another size or another
+content (the manifest's sha256, computed at prepare). Those files
 (and only those) are pushed as tar bundles fanned out over every live front end,
 and the check runs once more to verify that nothing is still missing.
 """
@@ -12,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from remotebridge import digests
 from remotebridge.config import SiteConfig
 from remotebridge.errors import BridgeError, TransferError
 from remotebridge.exec.folder import InputFile, JobFolder, read_inputs
@@ -23,8 +25,8 @@ CHECK_TIMEOUT = 900.0
 
 
 class MissingInputs(BridgeError):
-    """An input of the manifest cannot be read at home any more, or its size changed
-    since prepare (a push would skip it every time): only a new prepare helps."""
+    """An input of the manifest cannot be read at home any more, or its size or content
+    changed since prepare (a push would skip it every time): only a new prepare helps."""
 
 
 @dataclass
@@ -37,7 +39,8 @@ class InputPush:
 
 
 def check_inputs(link: Link, site: SiteConfig, folder: JobFolder) -> list[str]:
-    """The remote paths the site lacks (or holds with another size): one remote call."""
+    """The remote paths the site lacks (or holds with another size or sha256): one
+    remote call."""
     result = link.run([site.remote_python or "python3", folder.helper, "check-inputs",
                        folder.manifest], timeout=CHECK_TIMEOUT)
     return [line for line in result.out.splitlines() if line]
@@ -48,8 +51,10 @@ def _unreadable(files: Sequence[InputFile]) -> list[str]:
 
 
 def _changed(files: Sequence[InputFile]) -> list[str]:
-    """Inputs whose size at home is no longer the size prepare listed."""
-    out = []
+    """Inputs whose size or content at home is no longer what prepare listed (the
+    digests come from the cache unless the file changed: nothing unchanged is hashed
+    again)."""
+    out, same_size = [], []
     for f in files:
         try:
             size = os.stat(f.local).st_size
@@ -57,7 +62,14 @@ def _changed(files: Sequence[InputFile]) -> list[str]:
             continue  # unreadable: reported by _unreadable
         if size != f.size:
             out.append(f"{f.local} ({size} bytes, prepare listed {f.size})")
-    return out
+        elif f.sha256:
+            same_size.append(f)
+    try:
+        sums = digests.digests(f.local for f in same_size)
+    except OSError as exc:
+        return [f"{exc.filename} ({exc.strerror})"]
+    return out + [f"{f.local} (sha256 {sums[f.local][:12]}..., prepare listed "
+                  f"{f.sha256[:12]}...)" for f in same_size if sums[f.local] != f.sha256]
 
 
 def push_inputs(live: Sequence[Link], site: SiteConfig, folder: JobFolder, *,

@@ -12,7 +12,11 @@ Run faults (``remoteRun.fault``, run moved to ``error``, nothing applied):
 * 37: a product on the site is a symbolic link, or its real path leaves the run's own
   remote folders (the job folder and the planned output folders): not pulled;
 * 38: a product on the site is not a regular file (socket, fifo, device, folder);
-* 39: anything else that retrying will not fix.
+* 39: anything else that retrying will not fix;
+* 40: the dbinfo records are not the planned ones (``expected.jsonl``): a planned
+  record missing, a record never planned, or a value naming a file (uri, path) changed;
+* 41: a product came home with another size or sha256 than the job recorded in its
+  summary when it ended (changed on the site afterwards, or damaged on the way).
 
 Component faults (``remoteComponent.fault`` and the stage run's ``fault``):
 
@@ -37,6 +41,8 @@ FAULT_PRODUCT_MISSING = 36
 FAULT_PRODUCT_LINK = 37
 FAULT_PRODUCT_NOT_REGULAR = 38
 FAULT_OTHER = 39
+FAULT_NOT_PLANNED = 40
+FAULT_PRODUCT_ALTERED = 41
 
 
 class PollFault(BridgeError):

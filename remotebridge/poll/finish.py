@@ -39,6 +39,7 @@ from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteComponent, RemoteRun
 from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.pipeline import STAGE_FULL, STAGE_RUN_TABLES
+from remotebridge.poll.expect import check_planned, read_expected
 from remotebridge.poll.faults import (
     FAULT_ABANDONED,
     FAULT_DBINFO_REFUSED,
@@ -55,7 +56,7 @@ from remotebridge.poll.remote_files import (
     TaskResult,
     fetch_files,
     parse_dbinfo,
-    parse_summary,
+    parse_summary_products,
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
 from remotebridge.poll.retrytasks import retry_task_ids
@@ -185,15 +186,17 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
         raise PollFault(f"the job ended but {run.job_dir}/{SUMMARY} is missing and cannot be "
                         "made (helper or plan gone?)", fault=FAULT_JOB_UNREADABLE)
     raise_if_purged(files[SUMMARY])  # ended before its first task: inputs gone
-    summary = parse_summary(files[SUMMARY] or b"")
+    summary, recorded = parse_summary_products(files[SUMMARY] or b"")
     ok, tasks = _succeeded(plan, summary, pending)
     missing: dict[int, list[str]] = {}
     items = _records(files, ok, missing)
     stage = get_stage(run.stage)
     check_records(run.stage, stage.dbinfo_schema, items)  # refuse before installing anything
+    check_planned(read_expected(run.folder), ok - set(missing), items)
     ok -= set(missing)
     statemachine.renew(engine, run.remote_id, RunState.RUN)
-    pulled = pull_products(site, links, read_outputs(run.folder), ok, job_dir=run.job_dir)
+    pulled = pull_products(site, links, read_outputs(run.folder), ok, job_dir=run.job_dir,
+                           recorded=recorded)
     for sid, paths in pulled.missing.items():
         missing.setdefault(sid, []).extend(paths)
     ok -= set(missing)

@@ -11,7 +11,7 @@ length and count), the format/version header checked, every field's type checked
 A problem raises :class:`~remotebridge.poll.faults.PollFault` (fault 32) naming the
 file and line; nothing is ever executed.
 
-:func:`check_products` asks the site, in ONE call (``rbhelper.py sizes``, sent
+:func:`check_products` asks the site, in ONE call (``rbtransfer.py sizes``, sent
 inline), for the type (lstat: a link is never followed), size and real-path
 containment of every product before it is pulled: a link or a path leaving the run's
 own folders is fault 37, a socket, fifo, device or folder fault 38.
@@ -35,7 +35,7 @@ from remotebridge.poll.faults import (
     FAULT_PRODUCT_NOT_REGULAR,
     PollFault,
 )
-from remotebridge.remote import inline_helper_argv
+from remotebridge.remote import inline_transfer_argv
 from remotebridge.ssh.base import Link
 
 VERSION = jobfolder.VERSION
@@ -158,9 +158,10 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
 
 
-def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION
+def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION, oldest: int = 0
                 ) -> tuple[dict[str, Any], list[Any]]:
-    """Header and records of a versioned JSON Lines file from the remote side."""
+    """Header and records of a versioned JSON Lines file from the remote side (its
+    version ``version``, or down to ``oldest`` when given)."""
     if len(data) > MAX_FILE_BYTES:
         raise PollFault(f"{name}: {len(data)} bytes, more than {MAX_FILE_BYTES}",
                         fault=FAULT_MALFORMED)
@@ -180,7 +181,8 @@ def parse_jsonl(data: bytes, name: str, fmt: str, version: int = VERSION
     header = parsed[0]
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise PollFault(f"{name} line 1: not a {fmt} header", fault=FAULT_MALFORMED)
-    if type(header.get("version")) is not int or header["version"] != version:
+    if type(header.get("version")) is not int \
+            or not (oldest or version) <= header["version"] <= version:
         raise PollFault(f"{name} line 1: {fmt} version {header.get('version')!r} is not "
                         f"supported (this poll reads version {version})", fault=FAULT_MALFORMED)
     return header, parsed[1:]
@@ -204,17 +206,51 @@ _OPT_STR = ("start", "end", "host")
 
 def parse_summary(data: bytes, name: str = SUMMARY) -> dict[int, TaskResult]:
     """``{task_id: TaskResult}`` from a job summary, every field type-checked."""
-    header, records = parse_jsonl(data, name, SUMMARY_FORMAT, jobfolder.SUMMARY.version)
-    if header.get("tasks") != len(records) or type(header.get("tasks")) is not int:
-        raise PollFault(f"{name} line 1: header says {header.get('tasks')!r} tasks, the file "
+    return parse_summary_products(data, name)[0]
+
+
+Recorded = dict[str, tuple[int, str]]
+"""``{remote product path: (size, sha256)}`` as the job recorded them."""
+
+
+def parse_summary_products(data: bytes, name: str = SUMMARY
+                           ) -> tuple[dict[int, TaskResult], Recorded | None]:
+    """The tasks of a job summary and (v2) the size and sha256 the job recorded for
+    each permanent product (None for a v1 summary, which records none)."""
+    header, records = parse_jsonl(data, name, SUMMARY_FORMAT, jobfolder.SUMMARY.version,
+                                  jobfolder.SUMMARY.oldest)
+    ntasks = header.get("tasks")
+    if type(ntasks) is not int or not 0 <= ntasks <= len(records):
+        raise PollFault(f"{name} line 1: header says {ntasks!r} tasks, the file "
+                        f"holds {len(records)}", fault=FAULT_MALFORMED)
+    products = None if header["version"] < 2 else _products(header, records[ntasks:], name,
+                                                            ntasks + 2)
+    if products is None and ntasks != len(records):
+        raise PollFault(f"{name} line 1: header says {ntasks!r} tasks, the file "
                         f"holds {len(records)}", fault=FAULT_MALFORMED)
     out: dict[int, TaskResult] = {}
-    for number, rec in enumerate(records, start=2):
+    for number, rec in enumerate(records[:ntasks], start=2):
         task = _summary_record(rec, name, number)
         if task.task_id in out:
             raise PollFault(f"{name} line {number}: task {task.task_id} appears twice",
                             fault=FAULT_MALFORMED)
         out[task.task_id] = task
+    return out, products
+
+
+def _products(header: dict[str, Any], records: list[Any], name: str, first: int) -> Recorded:
+    if header.get("products") != len(records):
+        raise PollFault(f"{name} line 1: header says {header.get('products')!r} products, "
+                        f"the file holds {len(records)}", fault=FAULT_MALFORMED)
+    out: Recorded = {}
+    for number, rec in enumerate(records, start=first):
+        ok = isinstance(rec, dict) and set(rec) == {"product", "size", "sha256"} \
+            and isinstance(rec["product"], str) and _is_int(rec["size"]) \
+            and isinstance(rec["sha256"], str) and len(rec["sha256"]) == 64
+        if not ok or rec["product"] in out:
+            raise PollFault(f"{name} line {number}: not a product record (product, size, "
+                            "sha256) or a product listed twice", fault=FAULT_MALFORMED)
+        out[rec["product"]] = (rec["size"], rec["sha256"])
     return out
 
 
@@ -267,7 +303,7 @@ FILE_TYPES = {"reg": "a regular file", "link": "a symbolic link", "dir": "a fold
               "fifo": "a fifo", "sock": "a socket", "chr": "a character device",
               "blk": "a block device", "other": "not a regular file",
               "missing": "missing"}
-"""The types ``rbhelper.py sizes`` reports, as the run's note names them."""
+"""The types ``rbtransfer.py sizes`` reports, as the run's note names them."""
 
 
 @dataclass(frozen=True)
@@ -300,7 +336,7 @@ def check_products(link: Link, paths: Sequence[str], roots: Iterable[str], *,
     stdin += b"".join(b"R" + os.fsencode(r) + b"\0" for r in roots)
     stdin += b"".join(b"P" + os.fsencode(p) + b"\0" for p in paths)
     try:
-        result = link.run(inline_helper_argv(python, "sizes"), stdin=stdin, timeout=timeout)
+        result = link.run(inline_transfer_argv(python, "sizes"), stdin=stdin, timeout=timeout)
     except RemoteCommandFailed as exc:
         raise PollFault(f"cannot check the products on {link.host}: "
                         f"{exc.evidence.summary()}", fault=FAULT_JOB_UNREADABLE) from exc
@@ -315,7 +351,7 @@ def planned_roots(job_dir: str, planned: Iterable[str]) -> set[str]:
 
 
 def parse_sizes(data: bytes, wanted: set[str]) -> dict[str, SiteFile]:
-    """The ``<type> <size> <i|o|-> <path>\\0`` records of ``rbhelper.py sizes``, checked:
+    """The ``<type> <size> <i|o|-> <path>\\0`` records of ``rbtransfer.py sizes``, checked:
     a known type, a number, a flag, a path asked for, once; every path answered."""
     out: dict[str, SiteFile] = {}
     for record in data.split(b"\0"):

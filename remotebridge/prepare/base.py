@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from remotebridge import jobfolder
+from remotebridge import digests, jobfolder
 from remotebridge.config import SiteConfig, StageConfig
 from remotebridge.db.bridge import RemoteComponent
 from remotebridge.errors import PrepareError
@@ -200,11 +200,23 @@ class PlanBuilder:
         plan = self.plan
         if not any(t.phase is Phase.CMD for t in plan.tasks):
             raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
+        self._digest_inputs()
         pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", jobfolder.OUTDIRS.name], 1, 1.0)
         plan.tasks.insert(0, pre)
         for stage_id in sorted(plan.home):
             self._post_task(stage_id)
         return plan
+
+    def _digest_inputs(self) -> None:
+        """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
+        inputs = self.plan.inputs
+        try:
+            sums = digests.digests(f.local for f in inputs.values())
+        except OSError as exc:
+            raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
+                               path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
+        self.plan.inputs = {r: InputFile(f.local, f.remote, f.size, f.area, f.shared,
+                                         sums[f.local]) for r, f in inputs.items()}
 
     def _post_task(self, stage_id: int) -> None:
         home = jobfolder.HOME.path(stage_id=stage_id)

@@ -103,9 +103,17 @@ def _manifests(plan: Plan) -> dict[str, jf.FileText]:
 
 
 def _homes(plan: Plan) -> dict[str, jf.FileText]:
-    return {jf.HOME.path(stage_id=sid): jf.Streamed(functools.partial(_home_pieces, plan.stage,
-                                                                      recs))
-            for sid, recs in plan.home.items()}
+    files: dict[str, jf.FileText] = {
+        jf.HOME.path(stage_id=sid): jf.Streamed(functools.partial(_home_pieces, plan.stage, recs))
+        for sid, recs in plan.home.items()}
+    files[jf.EXPECTED.name] = jf.Streamed(functools.partial(_expected_pieces, plan))
+    return files
+
+
+def _expected_pieces(plan: Plan) -> Iterator[str]:
+    """expected.jsonl: every record the job must send back, per component (poll's check)."""
+    return jf.jsonl_pieces(jf.EXPECTED, (json.dumps(r.expected(sid)) for sid in sorted(plan.home)
+                                         for r in plan.home[sid]), stage=plan.stage)
 
 
 def _home_pieces(stage: str, recs: list[HomeRecord]) -> Iterator[str]:

@@ -75,6 +75,13 @@ class HomeRecord:
         return {"table": self.table, "key": self.key, "values": self.values,
                 "stats": self.stats, "from_stats": self.from_stats}
 
+    def expected(self, stage_id: int) -> dict[str, Any]:
+        """The line of ``expected.jsonl`` for this record: its table and key, and the
+        home values that are text (file names: uri, path), which the job must send back
+        unchanged; numbers home sets (``fault``) are the job's to change."""
+        return {"stage_id": stage_id, "table": self.table, "key": self.key,
+                "fixed": {k: v for k, v in self.values.items() if isinstance(v, str)}}
+
 
 @dataclass
 class Plan:

@@ -10,12 +10,12 @@ def helper_path() -> Path:
 
 
 @cache
-def _helper_source() -> str:
-    return helper_path().read_text(encoding="utf-8")
+def _transfer_source() -> str:
+    return Path(__file__).with_name("rbtransfer.py").read_text(encoding="utf-8")
 
 
-def inline_helper_argv(python: str, *args: str) -> list[str]:
-    """argv that runs this version of ``rbhelper.py ARGS`` on the site without a copy
+def inline_transfer_argv(python: str, *args: str) -> list[str]:
+    """argv that runs this version of ``rbtransfer.py ARGS`` on the site without a copy
     there (``python -c SOURCE``): transfers need it before, or without, a job folder,
-    and a verb must not depend on the helper copy an older exec left behind."""
-    return [python, "-c", _helper_source(), *args]
+    and a verb must not depend on a copy an older exec left behind."""
+    return [python, "-c", _transfer_source(), *args]

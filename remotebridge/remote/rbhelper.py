@@ -19,14 +19,10 @@ It runs in the job folder (the current directory) and never needs the network.
                                      and the stats files the commands wrote
   rbhelper.py dbinfo --table T --key-json J --values-json J [--stats F
                      --from-stats a,b] --append F      one record, appended atomically
-  rbhelper.py summary                collect status/*.json into job_summary.jsonl
-  rbhelper.py check-inputs MANIFEST  print remote paths missing or of the wrong size
-  rbhelper.py sizes                  for NUL-separated ``A<anchor>``, ``R<root>`` and
-                                     ``P<path>`` records on stdin, print ``<type> <size>
-                                     <i|o|-> <path>\0`` per path: lstat type, size, real
-                                     path inside a root or not
-  rbhelper.py unpack [--stale S]     extract a plain tar from stdin, each file written in
-                                     a staging folder beside it, then renamed into place
+  rbhelper.py summary                collect status/*.json into job_summary.jsonl, with
+                                     the size and sha256 of every permanent product
+  rbhelper.py check-inputs MANIFEST  print remote paths missing, of the wrong size or
+                                     of another sha256 than the manifest's
   rbhelper.py precheck [--manifest F]
                                      the job's first step: every input present with its
                                      size (and digest, when the manifest has one)? If not,
@@ -45,13 +41,10 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from typing import Optional, Tuple
@@ -71,7 +64,11 @@ SUMMARY_FORMAT = "remotebridge.job_summary"
 STATUS_FILE = "status/{task_id}.json"
 STARTED_FILE = "job.started"  # written by job.sh first; read by exec (token, job id)
 DIRS_HEADER = "# remotebridge.dirs v1"
-INPUTS_HEADER = "# remotebridge.inputs v1"
+INPUTS_HEADER = "# remotebridge.inputs v2"
+OUTPUTS_FILE = "outputs.manifest"
+OUTPUTS_HEADER = "# remotebridge.outputs v1"
+SUMMARY_VERSION = 2
+INPUTS_HEADER_V1 = "# remotebridge.inputs v1"
 FAULT_NO_STATS = 2
 FAULT_TASK_FAILED = 3
 EXIT_INPUTS_MISSING = 79
@@ -109,9 +106,9 @@ def read_jsonl(path: str, fmt: str) -> list:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def jsonl_text(fmt: str, records: list, **extra: object) -> str:
+def jsonl_text(fmt: str, records: list, version: int = VERSION, **extra: object) -> str:
     """A versioned JSON Lines document."""
-    head = {"format": fmt, "version": VERSION}
+    head = {"format": fmt, "version": version}
     head.update(extra)
     lines = [json.dumps(head)] + [json.dumps(r, sort_keys=True) for r in records]
     return "\n".join(lines) + "\n"
@@ -277,229 +274,43 @@ def cmd_summary(args: argparse.Namespace) -> int:
             rec.update({k: st.get(k) for k in ("rc", "start", "end", "host")})
             counts["ok" if st.get("rc") == 0 else "failed"] += 1
         recs.append(rec)
-    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, recs, tasks=len(recs),
-                                      **counts))
+    products = product_records()
+    atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, recs + products, SUMMARY_VERSION,
+                                      tasks=len(recs), products=len(products), **counts))
     sys.stdout.write(json.dumps(counts) + "\n")
     return 0
+
+
+def product_records() -> list:
+    """``{product, size, sha256}`` of every permanent product of outputs.manifest that
+    exists (poll checks what comes home against them)."""
+    out = []
+    with open(OUTPUTS_FILE, encoding="utf-8") as fh:
+        if fh.readline().strip() != OUTPUTS_HEADER:
+            raise SystemExit(f"rbhelper: {OUTPUTS_FILE}: not a {OUTPUTS_HEADER[2:-3]} file")
+        for line in fh:
+            cells = line.rstrip("\n").split("\t")
+            if line.startswith("#") or len(cells) < 3 or cells[2] != "1":
+                continue
+            try:
+                size = os.stat(cells[0]).st_size
+                out.append({"product": cells[0], "size": size,
+                            "sha256": file_sha256(cells[0])})
+            except OSError:
+                continue  # missing: poll finds it missing too
+    return out
 
 
 # --- check-inputs -----------------------------------------------------------------
 
 
 def cmd_check_inputs(args: argparse.Namespace) -> int:
-    """Print the remote path of every input that is missing or of the wrong size."""
-    with open(args.manifest, encoding="utf-8") as fh:
-        if fh.readline().strip() != INPUTS_HEADER:
-            raise SystemExit(f"rbhelper: {args.manifest}: not a {INPUTS_HEADER[2:]} file")
-        out = sys.stdout
-        for line in fh:
-            if not line.strip() or line.startswith("#"):
-                continue
-            _local, remote, size = line.rstrip("\n").split("\t")[:3]
-            try:
-                ok = os.stat(remote).st_size == int(size)
-            except OSError:
-                ok = False
-            if not ok:
-                out.write(remote + "\n")
+    """Print the remote path of every input that is missing, has another size, or
+    (manifest v2) whose content has another sha256."""
+    for remote, size, digest in manifest_inputs(args.manifest):
+        if not input_ok(remote, size, digest):
+            sys.stdout.write(remote + "\n")
     return 0
-
-
-# --- sizes: what a pull may read ------------------------------------------------------
-
-FILE_TYPES = ((stat.S_ISREG, "reg"), (stat.S_ISLNK, "link"), (stat.S_ISDIR, "dir"),
-              (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "sock"), (stat.S_ISCHR, "chr"),
-              (stat.S_ISBLK, "blk"))
-
-
-def file_type(mode: int) -> str:
-    """The short name of the file type in an lstat mode (``reg``, ``link``, ``sock``...)."""
-    for test, name in FILE_TYPES:
-        if test(mode):
-            return name
-    return "other"
-
-
-def real_roots(roots: list, anchors: list) -> set:
-    """The real paths of the roots reached without a link below their anchor.
-
-    An anchor is a folder whose own path the site owns (the configured scratch and
-    permanent roots; else the common folder of the run's folders): links above it are
-    the site's layout and followed. A root counts only when its real path is its
-    anchor's real path plus the rest of its own path: a root (or a folder between it
-    and its anchor) replaced by a link lends nothing, its target is not the run's."""
-    out = set()
-    for root in roots:
-        covering = [a for a in anchors if root == a or root.startswith(a.rstrip("/") + "/")]
-        if not covering:
-            continue
-        anchor = max(covering, key=len)
-        rest = root[len(anchor.rstrip("/")):].lstrip("/")
-        expected = os.path.join(os.path.realpath(anchor), rest)
-        try:
-            is_dir = stat.S_ISDIR(os.lstat(root).st_mode)
-        except OSError:
-            continue
-        real = os.path.realpath(root)
-        if is_dir and real == os.path.normpath(expected):
-            out.add(real)
-    return out
-
-
-def is_inside(real: str, roots: set) -> bool:
-    """True when the real path ``real`` lies in one of the (real) ``roots``."""
-    folder = os.path.dirname(real)
-    while True:
-        if folder in roots:
-            return True
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return False
-        folder = parent
-
-
-def describe(path: str, roots: set) -> str:
-    """``<type> <size> <i|o|-> <path>``: never follows the last component (lstat)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return "missing -1 - " + path
-    flag = "i" if is_inside(os.path.realpath(path), roots) else "o"
-    return f"{file_type(st.st_mode)} {st.st_size} {flag} {path}"
-
-
-def cmd_sizes(args: argparse.Namespace) -> int:
-    """Describe every ``P`` path of stdin against the ``R`` roots (see the module doc)."""
-    records = [os.fsdecode(r) for r in sys.stdin.buffer.read().split(b"\0") if r]
-    roots = real_roots([r[1:] for r in records if r[:1] == "R"],
-                       [r[1:] for r in records if r[:1] == "A"])
-    out = sys.stdout.buffer
-    for rec in records:
-        if rec[:1] == "P":
-            out.write(os.fsencode(describe(rec[1:], roots)) + b"\0")
-    out.flush()
-    return 0
-
-
-# --- unpack: pushes that are atomic per file -----------------------------------------
-
-STAGING_PUSH = ".rb-push-"
-STALE_SECONDS = 1800
-
-
-def owner_tag() -> str:
-    """``<pid>@<host>`` of this process, for the names of its staging folders."""
-    host = "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname())
-    return "{}@{}".format(os.getpid(), host or "unknown")
-
-
-def owner_alive(name: str, prefix: str) -> bool:
-    """Whether the process named in a staging folder's name may still be running.
-
-    Only a process of this host can be asked; one of another host (or a name with no
-    owner) counts as gone, the age rule alone decides then."""
-    tag = name[len(prefix):].rsplit("-", 1)[0]
-    pid, _, host = tag.partition("@")
-    if not pid.isdigit() or host != owner_tag().partition("@")[2]:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, another user's
-    return True
-
-
-def newest_mtime(path: str) -> float:
-    """The latest mtime of a folder and its direct entries."""
-    times = [os.lstat(path).st_mtime]
-    for entry in os.scandir(path):
-        try:
-            times.append(entry.stat(follow_symlinks=False).st_mtime)
-        except OSError:
-            continue
-    return max(times)
-
-
-def sweep_stale(parent: str, prefix: str, stale_after: float) -> int:
-    """Remove the staging folders ``parent/<prefix>*`` left by dead processes (older
-    than ``stale_after`` seconds, owner not alive); returns how many were removed.
-
-    Each is first renamed to a name of ours (atomic: of two sweepers one wins, and
-    one killed while removing leaves a folder the next sweep takes)."""
-    swept = 0
-    try:
-        entries = [e for e in os.scandir(parent) if e.name.startswith(prefix)]
-    except OSError:
-        return 0
-    for entry in entries:
-        try:
-            if not entry.is_dir(follow_symlinks=False) or owner_alive(entry.name, prefix) \
-                    or time.time() - newest_mtime(entry.path) < stale_after:
-                continue
-            claimed = os.path.join(parent, f"{prefix}{owner_tag()}-swept")
-            os.rename(entry.path, claimed)
-        except OSError:
-            continue
-        shutil.rmtree(claimed, ignore_errors=True)
-        swept += 1
-    return swept
-
-
-def exit_on_signals() -> None:
-    """Hang-up and termination raise SystemExit, so ``finally`` blocks clean up."""
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-
-
-def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, stages: dict,
-                  stale_after: float) -> bool:
-    """Write one regular member beside its final path, then rename it into place."""
-    name = member.name
-    if name.startswith("/") or not member.isreg() \
-            or any(p in ("", ".", "..") for p in name.split("/")):
-        sys.stderr.write(f"rbhelper: unpack: member {name!r} refused\n")
-        return False
-    dest = "/" + name
-    parent = os.path.dirname(dest)
-    try:
-        if parent not in stages:
-            os.makedirs(parent, exist_ok=True)
-            sweep_stale(parent, STAGING_PUSH, stale_after)
-            stages[parent] = tempfile.mkdtemp(prefix=STAGING_PUSH + owner_tag() + "-",
-                                              dir=parent)
-        tmp = os.path.join(stages[parent], str(member.offset))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, (member.mode & 0o777) | 0o600)
-        src = tf.extractfile(member)
-        with os.fdopen(fd, "wb") as out:
-            if src is not None:
-                shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
-    except OSError as exc:
-        sys.stderr.write(f"rbhelper: unpack: {dest}: {exc.strerror}\n")
-        return False
-    return True
-
-
-def cmd_unpack(args: argparse.Namespace) -> int:
-    """Extract the tar on stdin (names relative to /); exit 1 if a member failed."""
-    exit_on_signals()
-    stages = {}  # type: dict
-    ok = True
-    try:
-        with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tf:
-            for member in tf:
-                ok = unpack_member(tf, member, stages, args.stale) and ok
-    except (tarfile.TarError, EOFError) as exc:
-        sys.stderr.write(f"rbhelper: unpack: the stream broke off: {exc}\n")
-        ok = False
-    finally:
-        for folder in stages.values():
-            shutil.rmtree(folder, ignore_errors=True)
-    return 0 if ok else 1
 
 
 # --- precheck --------------------------------------------------------------------
@@ -522,37 +333,24 @@ def digest_matches(path: str, spec: str) -> bool:
     return h.hexdigest() == want
 
 
-def input_ok(remote: str, size: str, digest: str) -> bool:
-    """The input is there with its size, and its digest when the manifest has one."""
-    try:
-        return os.stat(remote).st_size == int(size) and \
-            (not digest or digest_matches(remote, digest))
-    except (OSError, ValueError):
-        return False
-
-
-def manifest_lines(path: str) -> list:
-    """(remote, size, digest) of every input. The digest is the column named ``digest``
-    in the ``# local<TAB>remote<TAB>...`` names line; '' when the manifest has none."""
-    out, at = [], -1
+def manifest_inputs(path: str) -> list:
+    """(remote, size, digest) of every input of a v1 or v2 inputs.manifest; the digest
+    (v2's sixth column, sha256 hex) is '' in a v1 manifest."""
+    out = []
     with open(path, encoding="utf-8") as fh:
-        if fh.readline().strip() != INPUTS_HEADER:
-            raise SystemExit(f"rbhelper: {path}: not a {INPUTS_HEADER[2:]} file")
+        if fh.readline().strip() not in (INPUTS_HEADER, INPUTS_HEADER_V1):
+            raise SystemExit(f"rbhelper: {path}: not a {INPUTS_HEADER[2:-3]} file")
         for line in fh:
-            cols = line.rstrip("\n").split("\t")
-            if line.startswith("# local\t"):
-                names = [c.strip() for c in cols]
-                at = names.index("digest") if "digest" in names else -1
             if not line.strip() or line.startswith("#"):
                 continue
-            digest = cols[at].strip() if 0 <= at < len(cols) else ""
-            out.append((cols[1], cols[2], digest))
+            cells = line.rstrip("\n").split("\t")
+            out.append((cells[1], int(cells[2]), cells[5] if len(cells) > 5 else ""))
     return out
 
 
 def cmd_precheck(args: argparse.Namespace) -> int:
     """Exit 79 with a job summary naming the missing inputs; 0 when all are there."""
-    gone = [r for r, size, digest in manifest_lines(args.manifest)
+    gone = [r for r, size, digest in manifest_inputs(args.manifest)
             if not input_ok(r, size, digest)]
     if not gone:
         return 0
@@ -562,6 +360,23 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     sys.stderr.write(f"rbhelper: {len(gone)} inputs missing before the start, "
                      f"first {gone[0]}\n")
     return EXIT_INPUTS_MISSING
+
+
+def input_ok(remote: str, size: int, digest: str) -> bool:
+    """The site's file has the manifest's size and (when given) digest."""
+    try:
+        return os.stat(remote).st_size == size and (not digest or digest_matches(remote, digest))
+    except OSError:
+        return False
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's content, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -581,8 +396,6 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--from-stats", default="")
     sub.add_parser("summary").add_argument("--out", default=SUMMARY_FILE)
     sub.add_parser("check-inputs").add_argument("manifest")
-    sub.add_parser("sizes")
-    sub.add_parser("unpack").add_argument("--stale", type=float, default=STALE_SECONDS)
     pc = sub.add_parser("precheck")
     pc.add_argument("--manifest", default=INPUTS_FILE)
     pc.add_argument("--out", default=SUMMARY_FILE)
@@ -590,8 +403,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"task": cmd_task, "mkdirs": cmd_mkdirs, "dbinfo": cmd_dbinfo,
-            "summary": cmd_summary, "check-inputs": cmd_check_inputs, "sizes": cmd_sizes,
-            "unpack": cmd_unpack, "precheck": cmd_precheck}
+            "summary": cmd_summary, "check-inputs": cmd_check_inputs, "precheck": cmd_precheck}
 
 
 def main(argv: Optional[list] = None) -> int:

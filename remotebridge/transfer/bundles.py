@@ -35,12 +35,14 @@ UNKNOWN_SIZE = -1
 class FileSpec:
     """One file to move: ``local`` path at home, absolute ``remote`` path on the site.
 
-    ``size`` is the expected size in bytes, or :data:`UNKNOWN_SIZE` (-1).
+    ``size`` is the expected size in bytes, or :data:`UNKNOWN_SIZE` (-1); ``sha256`` the
+    expected content digest, or "" (not checked).
     """
 
     local: str
     remote: str
     size: int = UNKNOWN_SIZE
+    sha256: str = ""
 
     @property
     def known_size(self) -> bool:

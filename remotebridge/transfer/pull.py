@@ -32,8 +32,9 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from remotebridge.errors import RemoteCommandFailed, TransferError, UnsafeArchive
-from remotebridge.remote import rbhelper
+from remotebridge.digests import file_sha256
+from remotebridge.errors import ContentMismatch, RemoteCommandFailed, TransferError, UnsafeArchive
+from remotebridge.remote import rbtransfer
 from remotebridge.ssh.base import Link
 from remotebridge.transfer.bundles import Bundle, BundleResult, FileSpec
 from remotebridge.transfer.push import STREAM_BUFSIZE, ByteCallback, last_line
@@ -64,7 +65,7 @@ class Staging:
         if parent not in self.dirs:
             parent.mkdir(parents=True, exist_ok=True)
             self.dirs[parent] = Path(tempfile.mkdtemp(
-                prefix=f"{STAGING_PREFIX}{rbhelper.owner_tag()}-", dir=parent))
+                prefix=f"{STAGING_PREFIX}{rbtransfer.owner_tag()}-", dir=parent))
         self._count += 1
         return self.dirs[parent] / f"{self._count:06d}"
 
@@ -83,7 +84,7 @@ def sweep_staging(locals_: Iterable[str], stale_after: float = STALE_STAGING_SEC
     ``.rb-staging-<pid>@<host>-*`` folder with partial copies; the next pull into the
     same folder takes it away."""
     parents = {os.path.dirname(os.path.abspath(p)) for p in locals_}
-    return sum(rbhelper.sweep_stale(d, STAGING_PREFIX, stale_after) for d in sorted(parents))
+    return sum(rbtransfer.sweep_stale(d, STAGING_PREFIX, stale_after) for d in sorted(parents))
 
 
 def check_member(member: tarfile.TarInfo, wanted: dict[str, FileSpec],
@@ -113,7 +114,7 @@ def check_member(member: tarfile.TarInfo, wanted: dict[str, FileSpec],
             f"archive member {name!r} is {member.size} bytes, larger than the {spec.size} "
             "expected")
     if spec.known_size and member.size != spec.size:
-        raise TransferError(
+        raise ContentMismatch(
             f"{spec.remote} is {member.size} bytes on the site, expected {spec.size}")
     return spec
 
@@ -200,6 +201,18 @@ def _install(bundle: Bundle, host: str, received: dict[str, tuple[Path, int]],
     return BundleResult(bundle, host, moved, failed, bytes_moved=nbytes)
 
 
+def check_digests(wanted: dict[str, FileSpec], received: dict[str, tuple[Path, int]]) -> None:
+    """Refuse the bundle (nothing installed) when a staged file is not the sha256 its
+    spec expects (:class:`ContentMismatch`)."""
+    for name, (staged, _size) in received.items():
+        spec = wanted[name]
+        if spec.sha256:
+            got = file_sha256(str(staged))
+            if got != spec.sha256:
+                raise ContentMismatch(f"{spec.remote} has sha256 {got[:16]}... on arrival, "
+                                      f"the job recorded {spec.sha256[:16]}...")
+
+
 def pull_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = None,
                 timeout: float | None = 3600.0) -> BundleResult:
     """Fetch ``bundle`` over ``link`` and install its files atomically, each in place.
@@ -217,6 +230,7 @@ def pull_bundle(link: Link, bundle: Bundle, *, on_bytes: ByteCallback | None = N
     staging = Staging()
     try:
         received, tar_error = _receive(link, wanted, staging, on_bytes, timeout)
+        check_digests(wanted, received)
         return _install(bundle, link.host, received, tar_error)
     finally:
         with contextlib.suppress(Exception):

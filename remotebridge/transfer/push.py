@@ -1,7 +1,7 @@
 """Push one bundle home -> site: a tar built on the fly, each file installed atomically.
 
 Python's :mod:`tarfile` writes the stream (``w|``, PAX format so any name fits)
-straight into the stdin of ``rbhelper.py unpack`` on the front end (sent inline,
+straight into the stdin of ``rbtransfer.py unpack`` on the front end (sent inline,
 ``python -c``, so no copy on the site is needed); member names are the remote paths
 without the leading ``/``. The helper makes missing parent folders, writes each file
 into a hidden ``.rb-push-<pid>@<host>-*`` folder beside its final path (the same
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import IO
 
 from remotebridge.errors import RemoteCommandFailed, TransferError
-from remotebridge.remote import inline_helper_argv
+from remotebridge.remote import inline_transfer_argv
 from remotebridge.ssh.base import Link
 from remotebridge.transfer.bundles import Bundle, BundleResult, FileSpec
 from remotebridge.transfer.verify import remote_sizes, size_problems
@@ -37,7 +37,7 @@ DEFAULT_PYTHON = "python3"
 
 def extract_argv(python: str = DEFAULT_PYTHON) -> list[str]:
     """The remote side of a push: unpack the stream from stdin, atomically per file."""
-    return inline_helper_argv(python, "unpack")
+    return inline_transfer_argv(python, "unpack")
 
 STREAM_BUFSIZE = 1 << 20
 

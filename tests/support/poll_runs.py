@@ -104,3 +104,13 @@ def finished_job(engine: Engine, tmp: Path) -> tuple[int, Path]:
     job_id = submit(engine, tmp, rid)
     assert wait_job(tmp, job_id).value == "completed"
     return rid, tmp / "remote side" / f"remote_{rid}"
+
+
+def resummarise(job_dir: Path) -> None:
+    """Make the job's summary again (as the job's last step does), so it records the
+    products as they are now on the site."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "rbhelper.py", "summary"], cwd=job_dir, check=True,
+                   capture_output=True)

@@ -45,19 +45,31 @@ def test_inputs_manifest_round_trips(tmp_path: Path) -> None:
     rows = jf.read_inputs(tmp_path)
     assert rows == [jf.InputLine("/d/a.fits", "/s/a.fits", 64, "scratch", False),
                     jf.InputLine("/d/f.fits", "/p/f.fits", 128, "permanent", True)]
-    assert jf.INPUTS.text(rows) == INPUTS_OK
+    v2 = jf.INPUTS.text(rows)
+    assert v2 == (INPUTS_OK.replace(" v1", " v2").replace("shared\n", "shared\tsha256\n")
+                  .replace("\t0\n", "\t0\t\n").replace("\t1\n", "\t1\t\n"))
+    write(tmp_path, "inputs.manifest", v2)
+    assert jf.read_inputs(tmp_path) == rows
+
+
+def test_inputs_manifest_v2_carries_the_digest(tmp_path: Path) -> None:
+    """v2 adds the sha256 column; a v1 manifest still reads (digest "")."""
+    row = jf.InputLine("/d/a", "/s/a", 3, jf.Area.SCRATCH, False, "ab" * 32)
+    write(tmp_path, "inputs.manifest", jf.INPUTS.text([row]))
+    assert (tmp_path / "inputs.manifest").read_text().startswith("# remotebridge.inputs v2\n")
+    assert jf.read_inputs(tmp_path) == [row]
 
 
 @pytest.mark.parametrize(("text", "where", "what"), [
     ("# remotebridge.outputs v1\n", ":1:", "not a remotebridge.inputs file"),
     ("/d/a\t/s/a\t1\n", ":1:", "not a remotebridge.inputs file"),
     ("", ":1:", "not a remotebridge.inputs file"),
-    ("# remotebridge.inputs v2\n", ":1:", "version 2 is not supported"),
+    ("# remotebridge.inputs v3\n", ":1:", "version 3 is not supported"),
     (INPUTS_OK + "/d/b\t/s/b\tbig\tscratch\t0\n", ":5:", "column size: 'big'"),
     (INPUTS_OK + "/d/b\t/s/b\t1\tscratch\tyes\n", ":5:", "column shared: 'yes' is not 0 or 1"),
-    (INPUTS_OK + "/d/b\n", ":5:", "1 columns, expected 5"),
+    (INPUTS_OK + "/d/b\n", ":5:", "1 columns, expected 6"),
     (INPUTS_OK + "/d/b\t/s/b\t1\tattic\t0\n", ":5:", "column area: 'attic' is not one of"),
-    (INPUTS_OK + "/d/b\t/s/b\t1\tscratch\t0\textra\n", ":5:", "6 columns, expected 5"),
+    (INPUTS_OK + "/d/b\t/s/b\t1\tscratch\t0\tx\ty\n", ":5:", "7 columns, expected 6"),
 ])
 def test_inputs_manifest_refused_naming_file_and_line(tmp_path: Path, text: str, where: str,
                                                       what: str) -> None:
@@ -285,9 +297,11 @@ def test_rbhelper_literals_equal_the_job_folder_constants() -> None:
               "HOME_FORMAT": jf.HOME.format, "DBINFO_FORMAT": jf.DBINFO.format,
               "SUMMARY_FILE": jf.SUMMARY.name, "SUMMARY_FORMAT": jf.SUMMARY.format,
               "STATUS_FILE": jf.STATUS, "DIRS_HEADER": jf.OUTDIRS.comment,
-              "INPUTS_HEADER": jf.INPUTS.comment, "STARTED_FILE": jf.STARTED}
+              "INPUTS_HEADER": jf.INPUTS.comment, "STARTED_FILE": jf.STARTED,
+              "OUTPUTS_FILE": jf.OUTPUTS.name, "OUTPUTS_HEADER": jf.OUTPUTS.comment,
+              "SUMMARY_VERSION": jf.SUMMARY.version}
     assert {name: getattr(rbhelper, name, None) for name in wanted} == wanted
-    every = {f.version for f in (jf.PLAN, jf.TASKS, jf.HOME, jf.DBINFO, jf.SUMMARY)}
+    every = {f.version for f in (jf.PLAN, jf.TASKS, jf.HOME, jf.DBINFO)}
     assert every == {rbhelper.VERSION}, "rbhelper reads and writes one version of each"
 
 

@@ -27,6 +27,7 @@ from tests.support.poll_runs import (
     finished_job,
     get,
     results,
+    resummarise,
 )
 
 Record = dict[str, Any]
@@ -88,8 +89,8 @@ def test_refused_records(engine: Engine, tmp_path: Path, change: Callable[[Recor
     (lambda t: t.replace('"table"', '"table" "x"', 1), "dbinfo", ["line 2: not valid JSON"]),
     (lambda t: t.replace('"fault": 0', '"fault": NaN', 1), "dbinfo", ["NaN is not allowed"]),
     (lambda t: t.replace('"v": 1', '"v": 1, "v": 1', 1), "dbinfo", ["duplicate key"]),
-    (lambda t: t.replace('"version": 1', '"version": 2', 1), "summary",
-     ["job_summary.jsonl line 1", "version 2 is not supported"]),
+    (lambda t: t.replace('"version": 2', '"version": 3', 1), "summary",
+     ["job_summary.jsonl line 1", "version 3 is not supported"]),
     (lambda t: t.replace('"rc": 0', '"rc": "0"', 1), "summary", ["bad or missing field(s) rc"]),
     (lambda t: t + t.splitlines()[-1] + "\n", "summary", ["header says"]),
 ], ids=["json", "nan", "dupkey", "summary-version", "summary-type", "summary-count"])
@@ -117,11 +118,13 @@ def test_database_refusal_is_fault_31(engine: Engine, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A row the checks let through but the database refuses (IntegrityError): fault 31,
     the transaction rolled back, no traceback, the run in error."""
-    from remotebridge.poll import replay
+    from remotebridge.poll import finish, replay
 
     rid, job_dir = finished_job(engine, tmp_path)
     edit_first_record(job_dir, _set("values.uri", None))
+    resummarise(job_dir)  # as if the job had written it so
     monkeypatch.setattr(replay, "_check_fit", lambda *_a: None)
+    monkeypatch.setattr(finish, "check_planned", lambda *_a: None)  # the plan check too
     out = poll_runs(engine, config(tmp_path), force=True)
     assert [(o.action, o.state, o.fault) for o in out] == [("error", "error", 31)], out
     run = get(engine, rid)
@@ -157,6 +160,7 @@ def test_sql_looking_value_is_data(engine: Engine, tmp_path: Path) -> None:
     rid, job_dir = finished_job(engine, tmp_path)
     evil = "x'); DROP TABLE \"chipRun\"; --"
     edit_first_record(job_dir, _set("values.hostname", evil))
+    resummarise(job_dir)  # as if the job had written it so
     out = poll_runs(engine, config(tmp_path), force=True)
     assert [o.action for o in out] == ["full"]
     rows = results(engine)

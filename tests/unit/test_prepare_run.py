@@ -53,7 +53,7 @@ def test_demo_chip_run_end_to_end(demo: tuple[Engine, Path, int]) -> None:
     assert res.info["tasks"] == {"pre": 1, "cmd": 4, "post": 2}
     for name in ["plan.jsonl", "job.json", "allocation.json"]:
         assert json.loads((folder / name).read_text().splitlines()[0][:-1] + "}")["version"] == 1
-    assert (folder / "inputs.manifest").read_text().startswith("# remotebridge.inputs v1\n")
+    assert (folder / "inputs.manifest").read_text().startswith("# remotebridge.inputs v2\n")
     job_dir = stage_remote(folder)
     missing = next(ln for ln in (folder / "inputs.manifest").read_text().splitlines()
                    if "rb_chip.py" in ln).split("\t")[1]
@@ -67,7 +67,7 @@ def test_demo_chip_run_end_to_end(demo: tuple[Engine, Path, int]) -> None:
     assert r.returncode == 0, r.stderr
     lines = (job_dir / "job_summary.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["ok"] == 7
-    assert all(json.loads(ln)["rc"] == 0 for ln in lines[1:])
+    assert all(json.loads(ln)["rc"] == 0 for ln in lines[1:8])
     records = [json.loads(ln) for f in sorted((job_dir / "dbinfo").iterdir())
                for ln in f.read_text().splitlines()[1:]]
     assert len(records) == 4
@@ -145,4 +145,6 @@ def test_cli_pretend_and_review(demo: tuple[Engine, Path, int]) -> None:
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["state"] == "pending" and data["chunks"][0]["limit"] == 60000
-    assert data["heads"]["inputs.manifest"][0] == "# remotebridge.inputs v1"
+    assert data["heads"]["inputs.manifest"][0] == "# remotebridge.inputs v2"
+    assert data["heads"]["inputs.manifest"][1].endswith("\tsha256")  # review shows digests
+    assert len(data["heads"]["inputs.manifest"][2].split("\t")[5]) == 64

@@ -30,7 +30,7 @@ _env = demo_env
 
 
 def precheck(folder: Path, rows: Sequence[tuple[Path, int, str]]) -> int:
-    names = "# local\tremote\tsize\tarea\tshared\tdigest"
+    names = "# local\tremote\tsize\tarea\tshared\tsha256"
     lines = [INPUTS_HEADER, names] + [f"/home/x\t{p}\t{size}\tscratch\t0\t{d}"
                                       for p, size, d in rows]
     (folder / "inputs.manifest").write_text("\n".join(lines) + "\n")

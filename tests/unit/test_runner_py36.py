@@ -11,7 +11,7 @@ import pytest
 from tests.support.py36 import py36_problems
 
 REMOTE = Path(__file__).resolve().parents[2] / "remotebridge" / "remote"
-SHIPPED = ["rbrunner.py", "rbdispatch.py", "rbhelper.py"]
+SHIPPED = ["rbrunner.py", "rbdispatch.py", "rbhelper.py", "rbtransfer.py"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -1,6 +1,6 @@
 """Hostile files on the site: links, special files, crash leftovers, cut pushes.
 
-The site check (``rbhelper.py sizes`` sent inline), the pull without
+The site check (``rbtransfer.py sizes`` sent inline), the pull without
 ``--dereference``, the sweep of stale staging folders and the atomic push, each over
 a LocalLink with the real tar and the real helper.
 """

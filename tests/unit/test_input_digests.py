@@ -1,0 +1,221 @@
+"""Inputs are compared by content (sha256), not only by size (issue: same-size edits).
+
+The digests at home are cached per (path, size, mtime): a repeated prepare or exec of
+unchanged files hashes nothing. The site's helper compares the manifest's digest in
+the same single round trip (``rbhelper.py check-inputs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from remotebridge import digests
+from remotebridge import jobfolder as jf
+from remotebridge.db import statemachine
+from remotebridge.db.engine import write_session
+from remotebridge.demo.generate import init_survey
+from remotebridge.exec import exec_runs
+from remotebridge.remote import helper_path
+from remotebridge.states import RunState
+from tests.support.demo_runs import define_and_prepare, demo_env
+from tests.support.demo_runs import run_row as get
+from tests.unit.test_exec_run import local_config, wait_done
+
+_env = demo_env
+HOUR = 3600
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The digest cache of this test alone (under its own data folder)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def age(paths: list[Path], seconds: int = HOUR) -> None:
+    """Move mtimes into the past (files just written are not cached: same mtime tick)."""
+    past = time.time() - seconds
+    for p in paths:
+        os.utime(p, (past, past))
+
+
+# --- the cache ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path hashed at home."""
+    calls: list[str] = []
+    real = digests.file_sha256
+
+    def counting(path: str) -> str:
+        calls.append(path)
+        return real(path)
+    monkeypatch.setattr(digests, "file_sha256", counting)
+    return calls
+
+
+def test_cache_hashes_each_file_once(tmp_path: Path, counted: list[str]) -> None:
+    files = [tmp_path / f"f{i}" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(b"x" * i)
+    age(files)
+    cache = tmp_path / "c.sqlite"
+    first = digests.digests([str(f) for f in files], cache)
+    assert first == {str(f): sha(b"x" * i) for i, f in enumerate(files)}
+    assert len(counted) == 3
+    assert digests.digests([str(f) for f in files], cache) == first
+    assert len(counted) == 3, "unchanged files are not hashed again"
+
+
+@pytest.mark.parametrize("how", ["same-size", "other-size"])
+def test_cache_rehashes_a_changed_file(tmp_path: Path, counted: list[str], how: str) -> None:
+    f = tmp_path / "prog.py"
+    f.write_bytes(b"print(1)\n")
+    age([f], 2 * HOUR)
+    cache = tmp_path / "c.sqlite"
+    digests.digests([str(f)], cache)
+    f.write_bytes(b"print(2)\n" if how == "same-size" else b"print(22)\n")
+    age([f])
+    assert digests.digests([str(f)], cache) == {str(f): sha(f.read_bytes())}
+    assert counted == [str(f)] * 2
+
+
+def test_fresh_file_is_not_cached(tmp_path: Path, counted: list[str]) -> None:
+    """A file modified within the last seconds may change again in the same mtime tick."""
+    f = tmp_path / "new"
+    f.write_bytes(b"a")
+    cache = tmp_path / "c.sqlite"
+    digests.digests([str(f)], cache)
+    digests.digests([str(f)], cache)
+    assert len(counted) == 2
+
+
+def test_unusable_cache_is_skipped(tmp_path: Path) -> None:
+    f = tmp_path / "a"
+    f.write_bytes(b"a")
+    (tmp_path / "dir.sqlite").mkdir()
+    assert digests.digests([str(f)], tmp_path / "dir.sqlite") == {str(f): sha(b"a")}
+
+
+# --- the site's check (rbhelper check-inputs) ----------------------------------------
+
+
+def test_check_inputs_compares_content(tmp_path: Path) -> None:
+    same, other, gone = (tmp_path / n for n in ("same", "other", "gone"))
+    same.write_bytes(b"abc")
+    other.write_bytes(b"abd")
+    rows = [jf.InputLine(f"/h/{p.name}", str(p), 3, jf.Area.SCRATCH, False, sha(b"abc"))
+            for p in (same, other, gone)]
+    rows.append(jf.InputLine("/h/v1", str(other), 3))  # no digest: size alone
+    jf.write_files(tmp_path, {jf.INPUTS.name: jf.INPUTS.text(rows)})
+    out = subprocess.run([sys.executable, str(helper_path()), "check-inputs",
+                          str(tmp_path / jf.INPUTS.name)], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines() == [str(other), str(gone)]
+
+
+# --- exec: same-size edits reach the site ----------------------------------------------
+
+
+def prepared(engine: Engine, tmp: Path) -> tuple[int, list[jf.InputLine]]:
+    init_survey(engine, tmp / "survey", exposures=2, chips=2, size=64)
+    rid = define_and_prepare(engine, local_config(tmp), tmp, limit=1)
+    return rid, jf.read_inputs(tmp / "jobs" / f"remote_{rid}")
+
+
+def pick(inputs: list[jf.InputLine], kind: str) -> jf.InputLine:
+    if kind == "program":
+        return next(i for i in inputs if i.local.endswith("rb_chip.py"))
+    return next(i for i in inputs if not i.shared)
+
+
+@pytest.mark.parametrize("kind", ["program", "data"])
+def test_same_size_stale_copy_on_the_site_is_pushed(engine: Engine, tmp_path: Path,
+                                                    kind: str) -> None:
+    """The site holds an older copy of the same size (an earlier push): it is replaced."""
+    rid, inputs = prepared(engine, tmp_path)
+    line = pick(inputs, kind)
+    home = Path(line.local).read_bytes()
+    stale = bytes(b ^ 1 for b in home[:8]) + home[8:]
+    assert len(stale) == len(home) and line.sha256 == sha(home)
+    Path(line.remote).parent.mkdir(parents=True, exist_ok=True)
+    Path(line.remote).write_bytes(stale)
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "run", out
+    assert Path(line.remote).read_bytes() == home
+    assert get(engine, rid).state == "run"
+
+
+def test_same_size_program_edit_reaches_the_next_run(engine: Engine, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 1 pushed the program; it is edited at home (same size); run 2 runs the edit."""
+    from remotebridge.demo import programs
+
+    copy = tmp_path / "programs" / "rb_chip.py"
+    copy.parent.mkdir()
+    copy.write_bytes(programs.program_path("rb_chip.py").read_bytes())
+    age([copy])
+    monkeypatch.setattr(programs, "program_path", lambda name: copy)
+    rid, inputs = prepared(engine, tmp_path)
+    prog = pick(inputs, "program")
+    assert prog.local == str(copy)
+    cfg = local_config(tmp_path)
+    (first,) = exec_runs(engine, cfg)
+    wait_done(tmp_path, str(first.job_id))
+    edited = copy.read_bytes().replace(b"#!", b"#!", 1) + b""
+    edited = edited[:-2] + b"#\n" if not edited.endswith(b"#\n") else edited[:-2] + b" \n"
+    assert len(edited) == copy.stat().st_size and edited != copy.read_bytes()
+    copy.write_bytes(edited)
+    rid2 = define_and_prepare(engine, cfg, tmp_path, limit=1)
+    assert rid2 != rid
+    (second,) = exec_runs(engine, cfg, remote_id=rid2)
+    assert second.result == "run", second
+    assert Path(prog.remote).read_bytes() == edited
+    assert second.missing >= 1
+
+
+def test_same_size_edit_after_prepare_is_refused(engine: Engine, tmp_path: Path) -> None:
+    """A data file edited at home after prepare (same size) would run with content the
+    manifest does not describe: exec refuses it (fault 21) rather than push it."""
+    rid, inputs = prepared(engine, tmp_path)
+    line = pick(inputs, "data")
+    data = Path(line.local).read_bytes()
+    Path(line.local).write_bytes(bytes(b ^ 1 for b in data[:8]) + data[8:])
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "error" and "changed at home" in out.message
+    assert "sha256" in out.message
+    assert (get(engine, rid).state, get(engine, rid).fault) == ("error", 21)
+
+
+def test_repeated_exec_hashes_nothing_unchanged(engine: Engine, tmp_path: Path,
+                                                counted: list[str]) -> None:
+    """Prepare hashes each input once; exec and a resubmission of the unchanged folder
+    (one input purged on the site meanwhile) hash nothing again."""
+    init_survey(engine, tmp_path / "survey", exposures=2, chips=2, size=64)
+    age(list((tmp_path / "survey").rglob("*.fits")))
+    cfg = local_config(tmp_path)
+    rid = define_and_prepare(engine, cfg, tmp_path, limit=1)
+    inputs = jf.read_inputs(tmp_path / "jobs" / f"remote_{rid}")
+    assert sorted(counted) == sorted(i.local for i in inputs)
+    counted.clear()
+    (first,) = exec_runs(engine, cfg)
+    assert first.result == "run" and first.missing == len(inputs)
+    wait_done(tmp_path, str(first.job_id))
+    with write_session(engine) as s:
+        statemachine.transition(s, rid, RunState.RUN, RunState.PENDING, note="retry")
+    os.unlink(next(i.remote for i in inputs if not i.shared))
+    (second,) = exec_runs(engine, cfg)
+    assert second.result == "run" and second.missing == 1
+    assert counted == [], "unchanged inputs were hashed again"
