@@ -4,7 +4,7 @@ The front end runs ``tar -c`` over the requested paths (read NUL-separated from
 stdin, so no argv limit and newlines in names are safe). Symbolic links are NOT
 followed (no ``--dereference``): a product that is a link on the site arrives as a
 link member and is refused here, even one swapped in after the caller's check on
-the site (``rbhelper.py sizes``, see poll). Hard links arrive as regular files.
+the site (``rbtransfer.py sizes``, see poll). Hard links arrive as regular files.
 The stream is **untrusted**: every member must be a regular file whose name is one
 of the requested paths, with no absolute name, no ``..``, not a link, not a
 device or fifo, passing :func:`tarfile.data_filter`, not larger than expected.
