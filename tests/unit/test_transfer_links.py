@@ -23,7 +23,7 @@ import pytest
 
 from remotebridge.poll.faults import PollFault
 from remotebridge.poll.remote_files import check_products, planned_roots
-from remotebridge.remote import inline_helper_argv
+from remotebridge.remote import inline_transfer_argv
 from remotebridge.ssh import LocalLink
 from remotebridge.transfer import FileSpec, pull, push
 
@@ -272,7 +272,7 @@ def test_killed_unpack_leaves_only_a_staging_folder_that_the_next_push_sweeps(
         tmp_path: Path, big: tuple[Path, Path]) -> None:
     local, remote = big
     stream = _tar_of(str(remote).lstrip("/"), local.read_bytes())
-    proc = subprocess.Popen(inline_helper_argv(PY, "unpack"), stdin=subprocess.PIPE)
+    proc = subprocess.Popen(inline_transfer_argv(PY, "unpack"), stdin=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(stream[:1_500_000])
     proc.stdin.flush()
@@ -302,7 +302,7 @@ def test_unpack_refuses_links_and_climbing_members(tmp_path: Path) -> None:
         tf.addfile(link)
         up = tarfile.TarInfo(str(tmp_path / "x/../up").lstrip("/"))
         tf.addfile(up, io.BytesIO(b""))
-    done = subprocess.run(inline_helper_argv(PY, "unpack"), input=buf.getvalue(),
+    done = subprocess.run(inline_transfer_argv(PY, "unpack"), input=buf.getvalue(),
                           capture_output=True, check=False)
     assert done.returncode == 1 and b"refused" in done.stderr
     assert not (tmp_path / "l").is_symlink() and not (tmp_path / "up").exists()
