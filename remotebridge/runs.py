@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,11 +46,14 @@ class RunDetail:
     run: RunRecord
     components: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    progress: str | None = None
+    """The dynamic runner's compact progress as poll last read it (JSON), if any."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
-                "history": self.history}
+                "history": self.history,
+                "progress": json.loads(self.progress) if self.progress else None}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
@@ -97,4 +101,5 @@ def show_run(engine: Engine, remote_id: int) -> RunDetail:
              "actor": e.actor, "note": e.note}
             for e in events
         ]
-        return RunDetail(run=_record(run, len(comps)), components=comps, history=history)
+        return RunDetail(run=_record(run, len(comps)), components=comps, history=history,
+                         progress=run.progress)

@@ -265,3 +265,9 @@ CREATE TABLE "warpSkyfile" (
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING version_num;
 
+-- Running upgrade 0001 -> runwire
+
+ALTER TABLE "remoteRun" ADD COLUMN progress TEXT;
+
+UPDATE alembic_version SET version_num='runwire' WHERE alembic_version.version_num = '0001';
+

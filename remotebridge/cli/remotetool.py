@@ -146,6 +146,10 @@ def show(app: AppContext, remote_id: int) -> None:
              + (" ..." if r.components > 20 else "")]
     if r.owner:
         lines.append(f"  leased by {r.owner}")
+    if detail.progress:
+        from remotebridge.poll.progress import describe
+
+        lines.append(f"  progress {describe(detail.progress)}")
     lines.append("  history:")
     lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
               for h in detail.history]

@@ -36,6 +36,8 @@ class RemoteRun(Base):
     last_poll: Mapped[datetime | None] = mapped_column(DateTime)
     fault: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
+    #: the job's runner/progress.json as poll last read it (compact JSON), else NULL
+    progress: Mapped[str | None] = mapped_column(Text)
     #: lease: who is working on the run, until when (cron-safe claiming)
     owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,0 +1,23 @@
+"""remoteRun.progress: the dynamic runner's compact progress, as poll last read it
+
+Revision ID: runwire
+Revises: 0001
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = 'runwire'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('remoteRun', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('progress', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('remoteRun', schema=None) as batch_op:
+        batch_op.drop_column('progress')
