@@ -57,6 +57,7 @@ from remotebridge.poll.remote_files import (
     parse_summary,
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
+from remotebridge.poll.runner_records import parse_records, spared
 from remotebridge.prepare.registry import get_stage
 from remotebridge.prepare.retry import retry_subset
 from remotebridge.ssh.base import Link
@@ -175,7 +176,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     """Finish one ended job (see the module docstring); raises PollFault on bad data."""
     plan = read_plan_tasks(run.folder)
     pending = _pending_components(engine, run.remote_id)
-    names = [SUMMARY] + [_dbinfo_name(sid) for sid in sorted(pending)]
+    names = [SUMMARY, jobfolder.RECORDS.name] + [_dbinfo_name(sid) for sid in sorted(pending)]
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     files = fetch_files(links[0], run.job_dir, names, make_summary=True,
                         python=site.remote_python or "python3")
@@ -196,7 +197,9 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     ok -= set(missing)
     tables = check_records(run.stage, stage.dbinfo_schema,
                            [it for it in items if it[0] in ok])
-    failed = {sid: pending[sid] + 1 for sid in pending if sid not in ok}
+    recs = parse_records(files.get(jobfolder.RECORDS.name))
+    failed = {sid: pending[sid] + (0 if spared(tasks[sid], summary, recs) else 1)
+              for sid in pending if sid not in ok}
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     retry = sorted(sid for sid, att in failed.items() if att < site.max_attempts)
     out = Finished(RunState.FULL, full=sorted(ok), retry=retry,
