@@ -271,6 +271,8 @@ INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_vers
 
 ALTER TABLE "remoteRun" ADD COLUMN progress TEXT;
 
+ALTER TABLE "remoteComponent" ADD COLUMN elapsed FLOAT;
+
 UPDATE alembic_version SET version_num='runwire' WHERE alembic_version.version_num = '0001';
 
 COMMIT;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from remotebridge.db.base import Base, utcnow
@@ -63,6 +63,8 @@ class RemoteComponent(Base):
     state: Mapped[str] = mapped_column(String(16), default="new")
     fault: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: measured seconds per command of the component's tasks, all phases (runner records)
+    elapsed: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[RemoteRun] = relationship(back_populates="components")
 

@@ -57,7 +57,7 @@ from remotebridge.poll.remote_files import (
     parse_summary,
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
-from remotebridge.poll.runner_records import parse_records, spared
+from remotebridge.poll.runner_records import parse_records, per_command, spared
 from remotebridge.prepare.registry import get_stage
 from remotebridge.prepare.retry import retry_subset
 from remotebridge.ssh.base import Link
@@ -214,7 +214,19 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
         out.state = RunState.PENDING
     out.note = _note(out, missing)
     out.records = _commit(engine, run, tables, out, failed, missing)
+    store_elapsed(engine, run.remote_id, per_command(plan, out.full, recs))
     return out
+
+
+def store_elapsed(engine: Engine, remote_id: int, elapsed: dict[int, float]) -> None:
+    """Each full component's measured seconds per command (the cost model's history)."""
+    if not elapsed:
+        return
+    with write_session(engine) as s:
+        for sid, seconds in elapsed.items():
+            s.execute(update(RemoteComponent).where(RemoteComponent.remote_id == remote_id,
+                                                    RemoteComponent.stage_id == sid)
+                      .values(elapsed=seconds).execution_options(synchronize_session=False))
 
 
 def guard(run: RunInfo) -> list[Any]:

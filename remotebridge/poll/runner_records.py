@@ -63,3 +63,18 @@ def spared(tids: list[int], summary: dict[int, TaskResult], recs: RunnerRecords)
     succeed was not started by the walltime guard, and the submission did some work."""
     left = [t for t in tids if not (t in summary and summary[t].rc == 0)]
     return recs.ok > 0 and bool(left) and all(t in recs.not_started for t in left)
+
+
+def per_command(plan: dict[int, tuple[int, str]], full: list[int], recs: RunnerRecords
+                ) -> dict[int, float]:
+    """``{stage_id: measured seconds per command}`` of the full components whose every
+    task (all phases but the job's mkdirs) has a measured successful attempt."""
+    tids: dict[int, list[int]] = {sid: [] for sid in full}
+    cmds: dict[int, int] = {sid: 0 for sid in full}
+    for tid, (sid, phase) in plan.items():
+        if sid in tids and phase != "pre":
+            tids[sid].append(tid)
+            cmds[sid] += phase == "cmd"
+    return {sid: round(sum(recs.elapsed[t] for t in ts) / cmds[sid], 3)
+            for sid, ts in tids.items()
+            if ts and cmds[sid] and all(t in recs.elapsed for t in ts)}

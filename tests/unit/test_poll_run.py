@@ -61,6 +61,13 @@ def test_chip_run_polled_to_full(engine: Engine, tmp_path: Path) -> None:
         assert row.bg == pytest.approx(stats["bg"]) and row.n_stars == stats["n_stars"]
         assert row.fwhm == pytest.approx(stats["fwhm"]) and row.hostname == stats["hostname"]
         assert os.path.isfile(row.uri.replace(".fits", ".log"))
+    # the runner's measured elapsed (all phases) is stored and feeds the cost model
+    from remotebridge.db.engine import read_session
+    from remotebridge.prepare.registry import get_stage
+
+    with read_session(engine) as session:
+        measured = get_stage("chip").measured_cost(session, 10)
+    assert measured is not None and measured > 0
     # polling again is harmless: nothing is left in 'run'
     assert poll_runs(engine, config(tmp_path), force=True) == []
     assert len(results(engine)) == 4

@@ -6,7 +6,7 @@ import json
 
 from remotebridge import jobfolder as jf
 from remotebridge.poll.remote_files import TaskResult
-from remotebridge.poll.runner_records import parse_records, spared
+from remotebridge.poll.runner_records import parse_records, per_command, spared
 
 
 def records(*lines: dict[str, object], fmt: str = jf.RECORDS.format) -> bytes:
@@ -47,3 +47,14 @@ def test_no_work_done_or_unreadable_records_spare_nothing() -> None:
     assert parse_records(records(fmt="remotebridge.plan")).not_started == set()
     assert parse_records(b"\xff").ok == 0
     assert parse_records(None).not_started == set()
+
+
+def test_per_command_elapsed_counts_every_phase() -> None:
+    """A component's measured cost: all its tasks (cmd and post), per command."""
+    plan = {0: (0, "pre"), 1: (7, "cmd"), 2: (7, "cmd"), 3: (7, "post"), 4: (8, "cmd")}
+    recs = parse_records(records(
+        {"task_id": 0, "outcome": "ok", "elapsed": 100.0},
+        {"task_id": 1, "outcome": "ok", "elapsed": 10.0},
+        {"task_id": 2, "outcome": "ok", "elapsed": 30.0},
+        {"task_id": 3, "outcome": "ok", "elapsed": 2.0}))
+    assert per_command(plan, [7, 8], recs) == {7: 21.0}  # 8 has no measurement

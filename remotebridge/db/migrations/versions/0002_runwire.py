@@ -1,4 +1,5 @@
-"""remoteRun.progress: the dynamic runner's compact progress, as poll last read it
+"""remoteRun.progress (the runner's compact progress as poll last read it) and
+remoteComponent.elapsed (measured seconds per command, all phases)
 
 Revision ID: runwire
 Revises: 0001
@@ -16,8 +17,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('remoteRun', schema=None) as batch_op:
         batch_op.add_column(sa.Column('progress', sa.Text(), nullable=True))
+    with op.batch_alter_table('remoteComponent', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('elapsed', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('remoteComponent', schema=None) as batch_op:
+        batch_op.drop_column('elapsed')
     with op.batch_alter_table('remoteRun', schema=None) as batch_op:
         batch_op.drop_column('progress')
