@@ -49,6 +49,17 @@ class SchedulerKind(enum.StrEnum):
     """A detached local process runs the job script (the demo site)."""
 
 
+class RunnerKind(enum.StrEnum):
+    """How a job runs its tasks inside the allocation (docs/runner.md)."""
+
+    DYNAMIC = "dynamic"
+    """rbrunner.py: one worker per node takes tasks as cores free up, walltime guard,
+    retries inside the job."""
+
+    MULTIPROG = "multiprog"
+    """``srun --multi-prog`` chunks run one after another (each waits for its slowest)."""
+
+
 def xdg_config_home() -> Path:
     """$XDG_CONFIG_HOME or ~/.config."""
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
@@ -128,6 +139,10 @@ class SiteConfig:
     fill_factor: float = field(default=0.8, metadata=_doc("planned share of walltime used"))
     walltime_min: int = field(default=600, metadata=_doc("shortest walltime to ask, seconds"))
     walltime_max: int = field(default=43200, metadata=_doc("longest walltime to ask, seconds"))
+    runner: RunnerKind = field(
+        default=RunnerKind.DYNAMIC,
+        metadata=_doc("dynamic (rbrunner.py fills the allocation) | multiprog (srun chunks)"),
+    )
     multiprog_max_bytes: int = field(
         default=60000,
         metadata=_doc("srun --multi-prog file size limit, bytes (60000 up to Slurm 25.05)"),

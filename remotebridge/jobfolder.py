@@ -316,16 +316,28 @@ SUMMARY = JsonlFormat(name="job_summary.jsonl", format="remotebridge.job_summary
 permanent product the job made (header ``products``: their count)."""
 STATUS = "status/{task_id}.json"
 """One task's rc/start/end/host, written by the helper (no header)."""
+# made by the dynamic runner (rbrunner.py, docs/runner.md) in runner/
+RUNNER_DIR = "runner"
+LEADER = FileFormat(name="runner/leader.json", format="remotebridge.runner", style=Style.JSON)
+RECORDS = JsonlFormat(name="runner/records.jsonl", format="remotebridge.runner_records")
+"""One line per attempt end, lost task or task never started."""
+PROGRESS = FileFormat(name="runner/progress.json", format="remotebridge.progress",
+                      style=Style.JSON)
+"""The compact progress (done, failed, running, left, not_started...), one JSON line,
+rewritten atomically; poll reads it in its status round trip."""
 
 FORMATS: tuple[FileFormat, ...] = (JOB, ALLOCATION, PLAN, INPUTS, OUTPUTS, OUTDIRS, SCRIPT,
                                    MULTIPROG, TASKS, HOME, LIST, SUBSET, EXPECTED, DBINFO,
-                                   SUMMARY)
+                                   SUMMARY, LEADER, RECORDS, PROGRESS)
 
 HELPER = "rbhelper.py"
-EXECUTABLE = frozenset({SCRIPT.name, HELPER})
+RUNNER = "rbrunner.py"
+DISPATCH = "rbdispatch.py"
+"""The runner and its policy module, shipped beside the helper (runner = "dynamic")."""
+EXECUTABLE = frozenset({SCRIPT.name, HELPER, RUNNER})
 """Files written with mode 0755."""
 
-REMOTE_MADE_DIRS = frozenset({"status", "dbinfo"})
+REMOTE_MADE_DIRS = frozenset({"status", "dbinfo", RUNNER_DIR})
 """Top-level folders the job writes on the remote side."""
 STARTED = "job.started"
 """The start marker: the job script's first action writes ``token=...`` and ``job_id=...``

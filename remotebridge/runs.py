@@ -52,11 +52,14 @@ class RunDetail:
     history: list[dict[str, Any]] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     """The logs poll kept in the job folder (``logs/...``, relative to it)."""
+    progress: str | None = None
+    """The dynamic runner's compact progress as poll last read it (JSON), if any."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
-                "history": self.history, "logs": self.logs}
+                "history": self.history, "logs": self.logs,
+                "progress": json.loads(self.progress) if self.progress else None}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
@@ -132,4 +135,4 @@ def show_run(engine: Engine, remote_id: int) -> RunDetail:
         ]
         folder = local_folder(run.path_base, remote_id)
         return RunDetail(run=_record(run, len(comps)), components=comps, history=history,
-                         logs=home_logs(folder))
+                         logs=home_logs(folder), progress=run.progress)

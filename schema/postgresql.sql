@@ -286,5 +286,13 @@ ALTER TABLE "remoteRun" ADD COLUMN inputs_pushed TIMESTAMP WITHOUT TIME ZONE;
 
 UPDATE alembic_version SET version_num='resume' WHERE alembic_version.version_num = 'control';
 
+-- Running upgrade resume -> runwire
+
+ALTER TABLE "remoteRun" ADD COLUMN progress TEXT;
+
+ALTER TABLE "remoteComponent" ADD COLUMN elapsed FLOAT;
+
+UPDATE alembic_version SET version_num='runwire' WHERE alembic_version.version_num = 'resume';
+
 COMMIT;
 

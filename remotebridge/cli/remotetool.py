@@ -194,6 +194,10 @@ def show(app: AppContext, remote_id: int) -> None:
     if detail.logs:
         lines.append(f"  logs at home ({r.path_base}/remote_{r.remote_id}/): "
                      + ", ".join(detail.logs))
+    if detail.progress:
+        from remotebridge.poll.progress import describe
+
+        lines.append(f"  progress {describe(detail.progress)}")
     lines.append("  history:")
     lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
               for h in detail.history]

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from remotebridge.db.base import Base, utcnow
@@ -38,6 +48,8 @@ class RemoteRun(Base):
     """When exec first pushed (or found) this run's inputs on the site: their age."""
     fault: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
+    #: the job's runner/progress.json as poll last read it (compact JSON), else NULL
+    progress: Mapped[str | None] = mapped_column(Text)
     #: lease: who is working on the run, until when (cron-safe claiming)
     owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
@@ -63,6 +75,8 @@ class RemoteComponent(Base):
     state: Mapped[str] = mapped_column(String(16), default="new")
     fault: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: measured seconds per command of the component's tasks, all phases (runner records)
+    elapsed: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[RemoteRun] = relationship(back_populates="components")
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 #: The newest migration in migrations/versions (tests/unit/test_schema.py checks it).
-SCHEMA_REVISION = "resume"
+SCHEMA_REVISION = "runwire"
 
 
 def alembic_config(url: str = "sqlite://") -> AlembicConfig:

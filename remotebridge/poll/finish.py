@@ -60,6 +60,7 @@ from remotebridge.poll.remote_files import (
 )
 from remotebridge.poll.replay import Rows, apply_rows, check_records
 from remotebridge.poll.retrytasks import retry_task_ids
+from remotebridge.poll.runner_records import parse_records, per_command, spared
 from remotebridge.prepare.registry import get_stage
 from remotebridge.prepare.retry import retry_subset
 from remotebridge.ssh.base import Link
@@ -178,7 +179,7 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     """Finish one ended job (see the module docstring); raises PollFault on bad data."""
     plan = read_plan_tasks(run.folder)
     pending = _pending_components(engine, run.remote_id)
-    names = [SUMMARY] + [_dbinfo_name(sid) for sid in sorted(pending)]
+    names = [SUMMARY, jobfolder.RECORDS.name] + [_dbinfo_name(sid) for sid in sorted(pending)]
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     files = fetch_files(links[0], run.job_dir, names, make_summary=True,
                         python=site.remote_python or "python3")
@@ -202,7 +203,9 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     ok -= set(missing)
     tables = check_records(run.stage, stage.dbinfo_schema,
                            [it for it in items if it[0] in ok])
-    failed = {sid: pending[sid] + 1 for sid in pending if sid not in ok}
+    recs = parse_records(files.get(jobfolder.RECORDS.name))
+    failed = {sid: pending[sid] + (0 if spared(tasks[sid], summary, recs) else 1)
+              for sid in pending if sid not in ok}
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     retry = sorted(sid for sid, att in failed.items() if att < site.max_attempts)
     out = Finished(RunState.FULL, full=sorted(ok), retry=retry,
@@ -220,7 +223,19 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     if pulled.swept:
         out.note += f", {pulled.swept} stale staging folders swept"
     out.records = _commit(engine, run, tables, out, failed, missing)
+    store_elapsed(engine, run.remote_id, per_command(plan, out.full, recs))
     return out
+
+
+def store_elapsed(engine: Engine, remote_id: int, elapsed: dict[int, float]) -> None:
+    """Each full component's measured seconds per command (the cost model's history)."""
+    if not elapsed:
+        return
+    with write_session(engine) as s:
+        for sid, seconds in elapsed.items():
+            s.execute(update(RemoteComponent).where(RemoteComponent.remote_id == remote_id,
+                                                    RemoteComponent.stage_id == sid)
+                      .values(elapsed=seconds).execution_options(synchronize_session=False))
 
 
 def guard(run: RunInfo) -> list[Any]:

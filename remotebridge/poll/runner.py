@@ -51,6 +51,7 @@ from remotebridge.linkback import resume_auth
 from remotebridge.poll.faults import FAULT_OTHER, PollFault, local_folder_fault
 from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, guard
 from remotebridge.poll.products import Deferred
+from remotebridge.poll.progress import fetch_progress
 from remotebridge.poll.purged import InputsPurged, clear_summary
 from remotebridge.poll.remote_files import summaries_present
 from remotebridge.schedulers import JobState, make_scheduler
@@ -167,6 +168,8 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
         states = make_scheduler(links[0], site).status([r.job_id or "" for r in ready])
         present = summaries_present(links[0], [r.job_dir for r in ready
                                                if states[r.job_id or ""] in _ASK_SUMMARY])
+        progress = fetch_progress(links[0], [r.job_dir for r in ready
+                                             if states[r.job_id or ""] is JobState.RUNNING])
     except LinkDown as exc:
         return outcomes + [_auth(engine, r, "", exc) for r in ready]
     except (LinkError, SchedulerError) as exc:
@@ -176,7 +179,7 @@ def _poll_site(engine: Engine, site: SiteConfig, runs: list[RunInfo],
         if _ended(run, state, present):
             outcomes.append(_finish(engine, site, links, run, state))
         else:
-            outcomes.append(_waiting(engine, run, state))
+            outcomes.append(_waiting(engine, run, state, progress.get(run.job_dir)))
     return outcomes
 
 
@@ -260,14 +263,15 @@ def _outcome(run: RunInfo, job_state: str, action: PollAction, state: RunState,
                        **kw)
 
 
-def _touch(engine: Engine, run: RunInfo) -> None:
+def _touch(engine: Engine, run: RunInfo, **values: Any) -> None:
     """Record the poll and give the lease back (the run stays in ``run``)."""
     with write_session(engine) as s:
-        statemachine.release(s, run.remote_id, where=guard(run), last_poll=utcnow())
+        statemachine.release(s, run.remote_id, where=guard(run), last_poll=utcnow(), **values)
 
 
-def _waiting(engine: Engine, run: RunInfo, state: JobState) -> PollOutcome:
-    _touch(engine, run)
+def _waiting(engine: Engine, run: RunInfo, state: JobState,
+             progress: str | None = None) -> PollOutcome:
+    _touch(engine, run, **({"progress": progress} if progress else {}))
     return _outcome(run, state.value, PollAction.WAITING, RunState.RUN)
 
 

@@ -86,6 +86,19 @@ class StageBase:
         """Turn the run's components into a plan."""
         raise NotImplementedError
 
+    def measured_cost(self, session: Session, history_runs: int) -> float | None:
+        """Median measured seconds per command (all phases, from the dynamic runner's
+        records) of the stage's last ``history_runs`` full components."""
+        if history_runs < 1:
+            return None
+        comp = RemoteComponent
+        rows = session.execute(
+            select(comp.elapsed).where(comp.stage == self.name, comp.elapsed.is_not(None),
+                                       comp.elapsed > 0)
+            .order_by(comp.remote_id.desc(), comp.stage_id.desc()).limit(history_runs)
+        ).scalars().all()
+        return float(statistics.median([r for r in rows if r is not None])) if rows else None
+
     def history_cost(self, session: Session, history_runs: int) -> float | None:
         """Median ``dtime_script`` of the stage's last ``history_runs`` good results."""
         table = self.result_table

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotebridge import jobfolder as jf
-from remotebridge.config import SiteConfig
+from remotebridge.config import RunnerKind, SiteConfig
 from remotebridge.prepare import allocation as alloc_mod
 from remotebridge.prepare.chunking import Chunk, Limits, make_chunks
 from remotebridge.prepare.plan import HomeRecord, Phase, Plan, Task
 from remotebridge.prepare.render import render
-from remotebridge.remote import helper_path
+from remotebridge.remote import helper_path, runner_paths
 
 
 @dataclass
@@ -34,6 +34,10 @@ class Job:
     limits: Limits = field(default_factory=Limits)
     python: str = "python3"
     """The site's ``remote_python`` the chunk lines and the script run the helper with."""
+    runner: RunnerKind = RunnerKind.DYNAMIC
+    """How the script runs the tasks (the site's ``runner``)."""
+    subset: str = ""
+    """A retry's subset file: the dynamic runner runs only its task ids."""
 
 
 def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> Job:
@@ -46,7 +50,7 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     limits = Limits(site.multiprog_max_bytes, site.multiprog_max_line,
                     site.multiprog_max_args, allocation.slots)
     job = Job(plan, allocation, [], scheduler=site.scheduler.value, limits=limits,
-              python=remote_python(site))
+              python=remote_python(site), runner=site.runner)
     files = job.files
     files[jf.PLAN.name] = jf.Streamed(functools.partial(
         _jsonl_of, jf.PLAN, plan.tasks, remote_id=plan.remote_id, stage=plan.stage,
@@ -59,6 +63,7 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     files[jf.ALLOCATION.name] = jf.json_doc(jf.ALLOCATION, allocation.to_dict())
     files[jf.SCRIPT.name] = render(site.scheduler.value, _context(job, site))
     files[jf.HELPER] = helper_path().read_text(encoding="utf-8")
+    files.update(runner_files())
     files[jf.JOB.name] = jf.json_doc(jf.JOB, job_info(job))
     return job
 
@@ -88,6 +93,20 @@ def chunk_files(chunk: Chunk, task_lines: Iterable[str]) -> dict[str, str]:
     return {jf.MULTIPROG.path(chunk=chunk.name): chunk.text(),
             jf.TASKS.path(chunk=chunk.name): jf.jsonl_text(jf.TASKS, task_lines,
                                                            chunk=chunk.name)}
+
+
+def runner_files() -> dict[str, str]:
+    """rbrunner.py and rbdispatch.py, shipped with every job (small, and a folder
+    prepared for one runner still runs if the site switches to the other)."""
+    return {name: path.read_text(encoding="utf-8") for name, path in runner_paths().items()}
+
+
+RUNNER_WHY = {
+    RunnerKind.DYNAMIC: "site runner = dynamic: rbrunner.py, one worker per node takes tasks "
+                        "as cores free up, walltime guard, retries inside the job",
+    RunnerKind.MULTIPROG: "site runner = multiprog: srun --multi-prog chunks one after another "
+                          "(each waits for its slowest task)",
+}
 
 
 def remote_python(site: SiteConfig) -> str:
@@ -133,7 +152,9 @@ def _context(job: Job, site: SiteConfig) -> dict[str, Any]:
         "job_name": f"rb{plan.remote_id}-{plan.stage}", "nodes": a.nodes,
         "tasks_per_node": a.tasks_per_node, "threads": a.threads, "slots": a.slots,
         "walltime": a.walltime, "partition": site.partition, "account": site.account,
-        "python": job.python, "started": jf.STARTED,
+        "python": job.python, "started": jf.STARTED, "runner": site.runner.value,
+        "subset": job.subset,
+        "walltime_seconds": a.walltime_seconds, "node_cpus": a.tasks_per_node * a.threads,
         "moab_resources": f"nodes={a.nodes}:ppn={a.cores_per_node},walltime={a.walltime}",
         "pre_chunks": _chunk_ctx(job, Phase.PRE), "cmd_chunks": _chunk_ctx(job, Phase.CMD),
         "post_chunks": _chunk_ctx(job, Phase.POST),
@@ -147,6 +168,7 @@ def job_info(job: Job) -> dict[str, Any]:
     return {
         "remote_id": plan.remote_id, "stage": plan.stage, "scheduler": job.scheduler,
         "job_dir": plan.job_dir, "python": job.python, "tasks": plan.counts(),
+        "runner": {"kind": job.runner.value, "why": RUNNER_WHY[job.runner]},
         "allocation": {"nodes": a.nodes, "walltime": a.walltime, "slots": a.slots,
                        "tasks_per_node": a.tasks_per_node, "threads": a.threads},
         "limits": {"max_bytes": job.limits.max_bytes, "max_line": job.limits.max_line,

@@ -26,7 +26,7 @@ from remotebridge.config import SiteConfig
 from remotebridge.errors import JobFolderError, PrepareError
 from remotebridge.prepare.allocation import Allocation, AllocationInput, compute
 from remotebridge.prepare.chunking import Limits, make_chunks
-from remotebridge.prepare.job import Job, _context, chunk_files
+from remotebridge.prepare.job import Job, _context, chunk_files, runner_files
 from remotebridge.prepare.plan import Phase, Plan
 from remotebridge.prepare.render import render
 
@@ -97,8 +97,9 @@ def retry_subset(local_job_dir: str | Path, task_ids: Collection[int], attempt: 
     limits = Limits(lim["max_bytes"], lim["max_line"], lim["max_args"], lim["slots"])
     plan = Plan(stage=head["stage"], remote_id=head["remote_id"], job_dir=info["job_dir"])
     job = Job(plan, allocation, [], scheduler=info["scheduler"], limits=limits,
-              python=info.get("python", "python3"))
-    files: dict[str, str] = {}
+              python=info.get("python", "python3"), runner=site.runner,
+              subset=jf.SUBSET.path(attempt=attempt))
+    files: dict[str, str] = runner_files()  # the dynamic runner reads the subset file
     for phase in Phase:
         ids = [t for t in wanted if tasks[t][0] is phase]
         one = Limits(limits.max_bytes, limits.max_line, limits.max_args,

@@ -80,6 +80,14 @@ def review_folder(folder: str | Path) -> dict[str, Any]:
     return {"folder": str(root), **_build(info, alloc, script, reader)}
 
 
+def runner_line(data: dict[str, Any]) -> str:
+    """Which runner the job script uses, and why (job.json of older folders has none)."""
+    runner = data.get("runner")
+    if not isinstance(runner, dict):
+        return "runner: multiprog (prepared before the runner option)"
+    return f"runner: {escape(str(runner.get('kind')))} ({escape(str(runner.get('why')))})"
+
+
 def human(data: dict[str, Any]) -> str:
     """A text rendering with rich markup (data lines escaped), for a terminal."""
     a, i, o = data["allocation"], data["inputs"], data["outputs"]
@@ -89,6 +97,7 @@ def human(data: dict[str, Any]) -> str:
              f"allocation: {a['nodes']} nodes x {a['tasks_per_node']} tasks x "
              f"{a['threads']} threads = {a['slots']} slots, walltime {a['walltime']}"]
     lines += [f"  {escape(s)}" for s in data["allocation_detail"].get("steps", [])]
+    lines.append(runner_line(data))
     lines.append(f"inputs: {i['count']} files ({i['shared']} shared), {i['bytes']} bytes;  "
                  f"outputs: {o['count']} files ({o['permanent']} permanent)")
     lines.append(f"chunks (limit {data['limits']['max_bytes']} bytes):")

@@ -168,6 +168,10 @@ def _context(session: Any, config: Config, site: SiteConfig, remote_id: int, sta
 
 def _cost(stage: StageBase, ctx: StageContext) -> tuple[float, str]:
     cfg = ctx.stage_config
+    measured = stage.measured_cost(ctx.session, cfg.history_runs)
+    if measured is not None:
+        return measured, (f"median measured seconds per command (all phases) of the last "
+                          f"{cfg.history_runs} components")
     hist = stage.history_cost(ctx.session, cfg.history_runs)
     if hist is not None and hist > 0:
         return hist, f"median dtime_script of the last {cfg.history_runs} results"

@@ -19,3 +19,9 @@ def inline_transfer_argv(python: str, *args: str) -> list[str]:
     there (``python -c SOURCE``): transfers need it before, or without, a job folder,
     and a verb must not depend on a copy an older exec left behind."""
     return [python, "-c", _transfer_source(), *args]
+
+
+def runner_paths() -> dict[str, Path]:
+    """The local paths of the dynamic runner's scripts, by their name in the job folder."""
+    here = Path(__file__).parent
+    return {name: here / name for name in ("rbrunner.py", "rbdispatch.py")}

@@ -60,6 +60,13 @@ rbdispatch: Any = importlib.import_module("rbdispatch")
 
 VERSION = 1
 RUNNER_DIR = "runner"
+# names and formats repeated as literals (this file ships alone); jobfolder.py owns them
+LEADER_FILE = "runner/leader.json"
+LEADER_FORMAT = "remotebridge.runner"
+RECORDS_FILE = "runner/records.jsonl"
+RECORDS_FORMAT = "remotebridge.runner_records"
+PROGRESS_FILE = "runner/progress.json"
+PROGRESS_FORMAT = "remotebridge.progress"
 EXIT_PLAN = 2
 EXIT_LEADER = 3
 
@@ -138,7 +145,7 @@ class Leader:
         self.gone: set = set()
         self.host: Dict[int, str] = {}
         self.last_progress, self.last_hb = 0.0, 0.0
-        self.records = os.path.join(RUNNER_DIR, "records.jsonl")
+        self.records = RECORDS_FILE
 
     def setup(self) -> None:
         """Fresh runner/ folder, every mailbox, then leader.json (workers wait for it)."""
@@ -146,7 +153,7 @@ class Leader:
         for r in range(self.args.workers):
             for d in ("to", "from"):
                 open(box(r, d), "a").close()
-        rbhelper.atomic_write(self.records, rbhelper.jsonl_text("remotebridge.runner_records", []))
+        rbhelper.atomic_write(self.records, rbhelper.jsonl_text(RECORDS_FORMAT, []))
         write_leader_json(self.args, "")
 
     def run(self) -> int:
@@ -272,12 +279,12 @@ class Leader:
         if not force and now - self.last_progress < self.args.progress_every:
             return
         self.last_progress = now
-        doc = {"format": "remotebridge.progress", "version": VERSION, "at": iso(now),
+        doc = {"format": PROGRESS_FORMAT, "version": VERSION, "at": iso(now),
                "end": iso(self.args.end), "tasks": len(self.disp.tasks),
                "workers": len(self.live), "final": force}
         doc.update(self.disp.counts())
         doc["scale"] = dict((p, round(self.disp.scale(p), 3)) for p in rbdispatch.PHASES)
-        rbhelper.atomic_write(os.path.join(RUNNER_DIR, "progress.json"),
+        rbhelper.atomic_write(PROGRESS_FILE,
                               json.dumps(doc, sort_keys=True) + "\n")
 
 
@@ -320,12 +327,12 @@ def rotate_runner_dir() -> None:
 def write_leader_json(args: argparse.Namespace, error: str) -> None:
     """What the workers need to know; ``error`` set when the job must stop."""
     os.makedirs(RUNNER_DIR, exist_ok=True)
-    doc = {"format": "remotebridge.runner", "version": VERSION, "workers": args.workers,
+    doc = {"format": LEADER_FORMAT, "version": VERSION, "workers": args.workers,
            "end": args.end, "poll": args.poll, "heartbeat": args.heartbeat,
            "lease": args.lease, "margin": args.margin, "host": socket.gethostname(),
            "pid": os.getpid(),
            "error": error}
-    rbhelper.atomic_write(os.path.join(RUNNER_DIR, "leader.json"), json.dumps(doc) + "\n")
+    rbhelper.atomic_write(LEADER_FILE, json.dumps(doc) + "\n")
 
 
 # --- worker ---------------------------------------------------------------------------
@@ -433,7 +440,7 @@ class Worker:
 
 def wait_leader(timeout: float) -> dict:
     """runner/leader.json once the leader wrote it."""
-    path, until = os.path.join(RUNNER_DIR, "leader.json"), time.monotonic() + timeout
+    path, until = LEADER_FILE, time.monotonic() + timeout
     while True:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -470,6 +477,8 @@ def start_leader(args: argparse.Namespace) -> Optional[Leader]:
     args.end = job_end(args)
     try:
         plan = rbdispatch.load_plan(rbhelper.PLAN_FILE, rbhelper.PLAN_FORMAT)
+        if args.subset:
+            plan = only_subset(plan, args.subset)
     except rbdispatch.PlanError as exc:
         line = f"stopping, no task started: {exc}"
         say(line)
@@ -479,6 +488,27 @@ def start_leader(args: argparse.Namespace) -> Optional[Leader]:
     leader = Leader(args, plan)
     leader.setup()
     return leader
+
+
+def only_subset(plan: List[dict], path: str) -> List[dict]:
+    """The plan's tasks named in a retry subset file (``retry.aN.tasks``: a ``#`` header
+    line, then one task id per line); PlanError when it is unreadable or names others."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise rbdispatch.PlanError(f"{path}: cannot be read: {exc}") from None
+    if not lines or not lines[0].startswith("#") or lines[-1] != "":
+        raise rbdispatch.PlanError(f"{path}: no header line or truncated")
+    wanted = set()
+    for n, line in enumerate(lines[1:-1], start=2):
+        if not line.isdigit():
+            raise rbdispatch.PlanError("%s: line %d: not a task id" % (path, n))
+        wanted.add(int(line))
+    unknown = wanted - set(t["task_id"] for t in plan)
+    if unknown:
+        raise rbdispatch.PlanError("%s: task ids not in the plan: %s" % (path, sorted(unknown)[:5]))
+    return [t for t in plan if t["task_id"] in wanted]
 
 
 def cmd_lead(args: argparse.Namespace) -> int:
@@ -540,6 +570,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--workers", type=int, default=workers)
         sp.add_argument("--end", type=float, default=0.0, help="job end, epoch seconds")
         sp.add_argument("--walltime", type=float, default=3600.0)
+        sp.add_argument("--subset", default="", help="run only the task ids of this file")
         sp.add_argument("--margin", type=float, default=120.0)
         sp.add_argument("--max-attempts", type=int, default=2)
         sp.add_argument("--timeout-factor", type=float, default=10.0)

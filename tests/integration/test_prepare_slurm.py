@@ -76,15 +76,17 @@ def _sbatch(job_dir: Path, slurm: SiteSlurm) -> str:
     return r.stdout.strip().split(";")[0]
 
 
+@pytest.mark.parametrize("runner", ["multiprog", "dynamic"])
 def test_prepared_chip_run_runs_under_slurm(engine: Engine, tmp_path: Path,
-                                            slurm: SiteSlurm, test_site: Any) -> None:
+                                            slurm: SiteSlurm, test_site: Any,
+                                            runner: str) -> None:
     init_survey(engine, tmp_path / "survey", exposures=2, chips=4, size=64)
     rid = new_run(engine, tmp_path)
     cfg = cfgmod.build({"site": {"hpc": {
         "kind": "ssh", "scheduler": "slurm", "frontends": ["fe1"],
         "remote_root": str(tmp_path / "scratch"),
         "cores_per_node": CPUS, "max_nodes": 1, "partition": test_site.slurm_partition,
-        "multiprog_max_bytes": 200}}, "stage": {"chip": {"threads": 1}}})
+        "multiprog_max_bytes": 200, "runner": runner}}, "stage": {"chip": {"threads": 1}}})
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE \"remoteRun\" SET site='hpc' WHERE remote_id={rid}")
     res = prepare_run(engine, cfg, rid)
@@ -98,6 +100,9 @@ def test_prepared_chip_run_runs_under_slurm(engine: Engine, tmp_path: Path,
     assert head["ok"] == head["tasks"] == 1 + 8 + 2, out
     assert all(json.loads(ln)["rc"] == 0 for ln in lines[1:1 + head["tasks"]])
     assert len(list((job_dir / "dbinfo").iterdir())) == 2
+    if runner == "dynamic":  # the runner ran every task, its progress says so
+        final = json.loads((job_dir / "runner" / "progress.json").read_text())
+        assert final["final"] and final["done"] == head["tasks"] and final["left"] == 0, out
 
 
 def _sleep_plan(job_dir: Path, n: int) -> Plan:

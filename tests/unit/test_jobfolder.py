@@ -305,6 +305,27 @@ def test_rbhelper_literals_equal_the_job_folder_constants() -> None:
     assert every == {rbhelper.VERSION}, "rbhelper reads and writes one version of each"
 
 
+def test_rbrunner_literals_equal_the_job_folder_constants() -> None:
+    """rbrunner.py ships alone too: its runner/ file names and formats must agree."""
+    from remotebridge.remote import rbrunner
+
+    wanted = {"VERSION": jf.VERSION, "RUNNER_DIR": jf.RUNNER_DIR,
+              "LEADER_FILE": jf.LEADER.name, "LEADER_FORMAT": jf.LEADER.format,
+              "RECORDS_FILE": jf.RECORDS.name, "RECORDS_FORMAT": jf.RECORDS.format,
+              "PROGRESS_FILE": jf.PROGRESS.name, "PROGRESS_FORMAT": jf.PROGRESS.format}
+    assert {name: getattr(rbrunner, name, None) for name in wanted} == wanted
+    assert {f.version for f in (jf.LEADER, jf.RECORDS, jf.PROGRESS)} == {rbrunner.VERSION}
+
+
+def test_runner_files_are_shipped_and_runner_folder_is_job_made() -> None:
+    """runner = "dynamic" (the default) ships rbrunner.py and rbdispatch.py beside the
+    helper; runner/ is the job's own folder, never pushed."""
+    files = prepared_files()
+    assert {jf.HELPER, jf.RUNNER, jf.DISPATCH} <= set(files)
+    assert jf.RUNNER in jf.EXECUTABLE
+    assert jf.RUNNER_DIR in jf.REMOTE_MADE_DIRS
+
+
 def test_poll_shell_scripts_use_the_job_folder_names() -> None:
     """The small sh scripts poll runs on the site name files literally, like rbhelper."""
     from remotebridge.poll.finish import CLEAN_SCRIPT
@@ -318,9 +339,10 @@ def test_poll_shell_scripts_use_the_job_folder_names() -> None:
 
 
 def test_header_strings_live_only_in_their_owner() -> None:
-    """Every format name is spelled out only in jobfolder.py and remote/rbhelper.py."""
+    """Every format name is spelled out only in jobfolder.py and the shipped scripts."""
     root = Path(jf.__file__).resolve().parent
-    owners = {root / "jobfolder.py", root / "remote" / "rbhelper.py"}
+    owners = {root / "jobfolder.py", root / "remote" / "rbhelper.py",
+              root / "remote" / "rbrunner.py"}
     names = {f.format for f in jf.FORMATS}
     found = [f"{path.relative_to(root)}: {name}"
              for path in root.rglob("*") if path.is_file() and path not in owners

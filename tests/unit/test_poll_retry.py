@@ -16,11 +16,11 @@ from remotebridge.prepare import prepare_run
 from remotebridge.prepare.retry import retry_subset
 
 
-def slurm_config(tmp: Path) -> cfgmod.Config:
+def slurm_config(tmp: Path, runner: str = "multiprog") -> cfgmod.Config:
     return cfgmod.build({"site": {"hpc": {
         "kind": "ssh", "scheduler": "slurm", "frontends": ["fe1"], "partition": "batch",
         "account": "ps1", "remote_root": str(tmp / "scratch"), "cores_per_node": 4,
-        "multiprog_max_bytes": 300}}})
+        "multiprog_max_bytes": 300, "runner": runner}}})
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -74,3 +74,20 @@ def test_retry_allocation_is_sized_for_the_subset() -> None:
     assert small.inputs.n_commands == 10 and small.inputs.cost_seconds == 3600.0
     assert small.nodes == 1 < full.nodes and small.walltime_seconds < full.walltime_seconds
     assert subset_allocation(full, 0).inputs.n_commands == 1  # post tasks only
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_retry_subset_with_the_dynamic_runner(engine: Engine, tmp_path: Path) -> None:
+    """The dynamic runner's retry script runs only the subset (rbrunner.py --subset)."""
+    init_survey(engine, tmp_path / "survey", exposures=2, chips=2, size=32)
+    cfg = slurm_config(tmp_path, "dynamic")
+    res = define_by_query(engine, cfg, label="demo", stage="chip", path_base=str(tmp_path))
+    assert res.remote_id is not None
+    folder = Path(prepare_run(engine, cfg, res.remote_id).folder)
+    plan = [json.loads(ln) for ln in (folder / "plan.jsonl").read_text().splitlines()[1:]]
+    wanted = [t["task_id"] for t in plan if t["stage_id"] == 1]
+    retry_subset(folder, wanted, 2, site=cfg.site())
+    script = (folder / "job.sh").read_text()
+    lead = [ln for ln in script.splitlines() if " rbrunner.py lead " in ln]
+    assert len(lead) == 1 and " --subset retry.a2.tasks " in lead[0]
+    assert "--multi-prog" not in script and (folder / "rbrunner.py").is_file()

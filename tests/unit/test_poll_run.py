@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,13 @@ def test_chip_run_polled_to_full(engine: Engine, tmp_path: Path) -> None:
         assert row.bg == pytest.approx(stats["bg"]) and row.n_stars == stats["n_stars"]
         assert row.fwhm == pytest.approx(stats["fwhm"]) and row.hostname == stats["hostname"]
         assert os.path.isfile(row.uri.replace(".fits", ".log"))
+    # the runner's measured elapsed (all phases) is stored and feeds the cost model
+    from remotebridge.db.engine import read_session
+    from remotebridge.prepare.registry import get_stage
+
+    with read_session(engine) as session:
+        measured = get_stage("chip").measured_cost(session, 10)
+    assert measured is not None and measured > 0
     # polling again is harmless: nothing is left in 'run'
     assert poll_runs(engine, config(tmp_path), force=True) == []
     assert len(results(engine)) == 4
@@ -81,6 +89,28 @@ def test_poll_before_the_end_only_touches_last_poll(engine: Engine, tmp_path: Pa
     assert poll_runs(engine, config(tmp_path)) == []
     out = poll_runs(engine, config(tmp_path), force=True)
     assert [o.action for o in out] == ["full"]
+
+
+def test_poll_of_a_running_job_stores_the_runner_progress(engine: Engine, tmp_path: Path
+                                                          ) -> None:
+    """While the job runs, poll reads runner/progress.json and show reports it."""
+    from remotebridge import runs
+    from remotebridge.jobfolder import PROGRESS, remote_job_dir
+
+    rid = prepared_run(engine, tmp_path, slow=4)
+    job_id = submit(engine, tmp_path, rid)
+    remote = Path(remote_job_dir(tmp_path / "jobs" / f"remote_{rid}")) / PROGRESS.name
+    for _ in range(200):
+        if remote.exists():
+            break
+        time.sleep(0.1)
+    out = poll_runs(engine, config(tmp_path), force=True)
+    assert [o.action for o in out] == ["waiting"]
+    stored = json.loads(get(engine, rid).progress)
+    assert stored["tasks"] >= 1 and {"done", "running", "left"} <= set(stored)
+    detail = runs.show_run(engine, rid)
+    assert detail.to_dict()["progress"] == stored
+    wait_job(tmp_path, job_id)
 
 
 def test_failing_task_retried_then_abandoned(engine: Engine, tmp_path: Path) -> None:
@@ -107,7 +137,8 @@ def test_failing_task_retried_then_abandoned(engine: Engine, tmp_path: Path) -> 
     alloc = json.loads((folder / "allocation.json").read_text())
     assert alloc["inputs"]["n_commands"] == 1 and alloc["slots"] <= 2
     job_sh = (folder / "job.sh").read_text()
-    assert "cmd.a2.0000" in job_sh and "cmd.0000" not in job_sh
+    # the dynamic runner (the default) runs just the subset; multi-prog chunks: test_poll_retry
+    assert " --subset retry.a2.tasks " in job_sh and "rb_chunk cmd." not in job_sh
     info = json.loads((folder / "job.json").read_text())
     assert info["retry"]["attempt"] == 2 and info["tasks"]["cmd"] == 4
     assert len([ln for ln in (folder / "plan.jsonl").read_text().splitlines()]) == 1 + len(plan)

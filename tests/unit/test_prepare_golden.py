@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig
+from remotebridge.config import RunnerKind, SchedulerKind, SiteConfig
 from remotebridge.jobfolder import (
     HOME,
     INPUTS,
@@ -54,23 +54,32 @@ def sample_plan() -> Plan:
     return plan
 
 
-def site(kind: SchedulerKind) -> SiteConfig:
+def site(kind: SchedulerKind, runner: RunnerKind = RunnerKind.DYNAMIC) -> SiteConfig:
     return SiteConfig(name="g", scheduler=kind, remote_root="/scratch/rb", partition="batch",
-                      account="ps1", cores_per_node=4, multiprog_max_bytes=200)
+                      account="ps1", cores_per_node=4, multiprog_max_bytes=200, runner=runner)
 
 
-def files_for(kind: SchedulerKind) -> dict[str, str]:
+def files_for(kind: SchedulerKind, runner: RunnerKind = RunnerKind.MULTIPROG) -> dict[str, str]:
+    """The golden files; tests/golden/<kind>/ holds the multi-prog job (chunks and all),
+    tests/golden/<kind>-dynamic/ the dynamic runner's job.sh and job.json."""
     alloc = compute(AllocationInput(5, 2, 150.0, 4, 0.8, 10, 600, 43200))
-    job = assemble(sample_plan(), alloc, site(kind))
-    keep = ["job.sh", "plan.jsonl", "allocation.json", "job.json"]
-    keep += [n for n in job.files if n.startswith("chunks/")]
+    job = assemble(sample_plan(), alloc, site(kind, runner))
+    keep = ["job.sh", "job.json"]
+    if runner is RunnerKind.MULTIPROG:
+        keep += ["plan.jsonl", "allocation.json"]
+        keep += [n for n in job.files if n.startswith("chunks/")]
     return {n: text_of(job.files[n]) for n in sorted(keep)}
 
 
+def golden_dir(kind: SchedulerKind, runner: RunnerKind) -> Path:
+    return GOLDEN / (kind.value if runner is RunnerKind.MULTIPROG else f"{kind.value}-dynamic")
+
+
+@pytest.mark.parametrize("runner", list(RunnerKind))
 @pytest.mark.parametrize("kind", list(SchedulerKind))
-def test_golden(kind: SchedulerKind) -> None:
-    for name, text in files_for(kind).items():
-        path = GOLDEN / kind.value / name
+def test_golden(kind: SchedulerKind, runner: RunnerKind) -> None:
+    for name, text in files_for(kind, runner).items():
+        path = golden_dir(kind, runner) / name
         if REGEN:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
@@ -86,11 +95,48 @@ def test_chunks_in_golden_respect_the_small_limit() -> None:
     assert all(len(t) <= 200 for t in confs)
 
 
+@pytest.mark.parametrize("runner", list(RunnerKind))
 @pytest.mark.parametrize("kind", [SchedulerKind.SLURM, SchedulerKind.MOAB])
-def test_every_srun_waits_for_all_tasks(kind: SchedulerKind) -> None:
+def test_every_srun_waits_for_all_tasks(kind: SchedulerKind, runner: RunnerKind) -> None:
     """Without --wait=0 srun kills a chunk's other tasks WaitTime s after the first ends."""
-    sruns = [ln for ln in files_for(kind)["job.sh"].splitlines() if ln.startswith("srun ")]
+    sruns = [ln for ln in files_for(kind, runner)["job.sh"].splitlines()
+             if ln.startswith("srun ")]
     assert sruns and all(" --wait=0 " in ln for ln in sruns)
+
+
+def test_site_runner_defaults_to_dynamic() -> None:
+    assert SiteConfig().runner is RunnerKind.DYNAMIC
+
+
+@pytest.mark.parametrize("kind", [SchedulerKind.SLURM, SchedulerKind.MOAB])
+def test_dynamic_script_starts_leader_then_one_worker_per_node(kind: SchedulerKind) -> None:
+    """The leader runs in the background on the batch node, the workers in one srun
+    step with one task per node owning the node's cores; no multi-prog chunk is run."""
+    lines = files_for(kind, RunnerKind.DYNAMIC)["job.sh"].splitlines()
+    lead = [ln for ln in lines if " rbrunner.py lead " in ln]
+    work = [ln for ln in lines if ln.startswith("srun ")]
+    assert len(lead) == 1 and lead[0].endswith(" &")
+    assert len(work) == 1 and " --ntasks-per-node=1 " in work[0]
+    assert " rbrunner.py work " in work[0] + " "
+    assert "--multi-prog" not in "\n".join(lines)
+    assert lines.index(lead[0]) < lines.index(work[0]) < lines.index('wait "$RB_LEADER" '
+                                                                     '|| rb_note runner rc=$?')
+
+
+def test_local_dynamic_runs_workers_as_local_processes() -> None:
+    text = files_for(SchedulerKind.LOCAL, RunnerKind.DYNAMIC)["job.sh"]
+    assert " rbrunner.py run --workers " in text
+    lines = text.splitlines()
+    assert not any(ln.startswith(("srun ", "rb_chunk ")) for ln in lines)
+
+
+def test_job_json_says_which_runner_and_why() -> None:
+    from remotebridge.prepare.review import runner_line
+
+    for runner in RunnerKind:
+        info = json.loads(files_for(SchedulerKind.SLURM, runner)["job.json"])
+        assert info["runner"]["kind"] == runner.value
+        assert runner_line(info).startswith(f"runner: {runner.value} (site runner = ")
 
 
 def test_moab_log_path_is_absolute_and_jobs_not_rerun() -> None:

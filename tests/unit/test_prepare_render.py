@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from remotebridge.config import SchedulerKind, SiteConfig
+from remotebridge.config import RunnerKind, SchedulerKind, SiteConfig
 from remotebridge.errors import PrepareError
 from remotebridge.prepare.allocation import AllocationInput, compute
 from remotebridge.prepare.job import assemble
@@ -77,13 +77,18 @@ def test_interpolation_without_shquote_is_refused() -> None:
 CUSTOM_PY = "/opt/py/bin/python3"
 
 
+@pytest.mark.parametrize("runner", list(RunnerKind))
 @pytest.mark.parametrize("kind", list(SchedulerKind))
-def test_remote_python_in_job_sh_and_chunk_lines(tmp_path: Path, kind: SchedulerKind) -> None:
+def test_remote_python_in_job_sh_and_chunk_lines(tmp_path: Path, kind: SchedulerKind,
+                                                 runner: RunnerKind) -> None:
     alloc = compute(AllocationInput(3, 1, 1.0, 2, 0.8, 1, 600, 43200))
     job = assemble(hostile_plan(tmp_path / "j"), alloc,
-                   SiteConfig(scheduler=kind, remote_python=CUSTOM_PY))
+                   SiteConfig(scheduler=kind, remote_python=CUSTOM_PY, runner=runner))
     script = job.files["job.sh"]
-    assert f"{CUSTOM_PY} rbhelper.py task pre.0000 0" in script
+    if runner is RunnerKind.MULTIPROG:
+        assert f"{CUSTOM_PY} rbhelper.py task pre.0000 0" in script
+    else:
+        assert f"{CUSTOM_PY} rbrunner.py " in script
     assert f"{CUSTOM_PY} rbhelper.py summary" in script
     assert "\npython3 " not in script
     confs = [t for n, t in job.files.items() if n.endswith(".conf")]

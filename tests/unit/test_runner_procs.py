@@ -189,3 +189,20 @@ def test_task_still_running_near_the_end_is_stopped_before_the_walltime(tmp_path
     assert recs[0]["t1"] <= end and recs[1]["reason"] == "walltime"
     assert not (folder / "status" / "1.json").exists()
     assert progress(folder)["not_started"] == 1
+
+
+def test_subset_runs_only_the_named_tasks(tmp_path: Path) -> None:
+    """A retry's subset file: the runner starts just those tasks; a bad one stops it."""
+    tasks = [ptask(0, ["true"], phase="pre", stage=0)]
+    tasks += [ptask(i, ["sh", "-c", f"echo {i} > out.{i}"]) for i in range(1, 5)]
+    folder = job(tmp_path, tasks)
+    (folder / "retry.a2.tasks").write_text("# remotebridge.subset v1\n0\n2\n4\n")
+    proc = runner(folder, "run", "--workers", "1", "--cores", "2", "--subset",
+                  "retry.a2.tasks", *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in folder.glob("out.*")) == ["out.2", "out.4"]
+    assert progress(folder)["tasks"] == 3
+    (folder / "retry.a3.tasks").write_text("# remotebridge.subset v1\n0\n9\n")
+    proc = runner(folder, "run", "--workers", "1", "--cores", "2", "--subset",
+                  "retry.a3.tasks", *FAST)
+    assert proc.returncode == 2 and "not in the plan" in proc.stdout

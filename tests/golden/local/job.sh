@@ -1,6 +1,7 @@
 #!/bin/bash
 # remotebridge.job v1 remote_id=42 stage=chip scheduler=local
-# Plain bash for the demo 'local' scheduler: the same phases and chunk files as the
+# Plain bash for the demo 'local' scheduler: the dynamic runner with its workers as
+# local processes, or (runner = "multiprog") the same phases and chunk files as the
 # Slurm script, each chunk run by xargs -P over its multi-prog lines (no srun).
 set -u
 JOBDIR=/scratch/rb/remote_42

@@ -1,0 +1,99 @@
+"""The dynamic runner's compact progress (``runner/progress.json``), read while a job runs.
+
+Poll asks the scheduler for the state of every job of a site in one call; for the jobs
+that are running it then reads their ``runner/progress.json`` files, all of them in ONE
+more remote command, and stores each as compact JSON on the run (``remoteRun.progress``)
+for ``show``. The file is **untrusted data**: bounded in size, parsed as strict JSON,
+its format and version checked, and only the known counters (non-negative integers)
+and the ``at`` time (a short string) are kept. A file that is missing, too large or
+malformed is skipped (progress is a display, never a reason to fail a poll).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from remotebridge import jobfolder as jf
+from remotebridge.poll.remote_files import strict_loads
+from remotebridge.ssh.base import Link
+
+MAX_BYTES = 4096
+"""A progress file is a few hundred bytes; anything above is not read."""
+COUNTERS = ("done", "failed", "running", "left", "not_started", "tasks", "workers")
+"""The fields of the runner's progress that poll keeps."""
+
+# job folders as arguments; frames each progress file as '<size> <dir>\n<bytes>'
+PROGRESS_SCRIPT = r"""
+lim=$1; shift
+for d; do
+  f="$d/runner/progress.json"
+  [ -f "$f" ] || continue
+  n=$(wc -c < "$f" | tr -d ' ')
+  [ "$n" -le "$lim" ] || continue
+  printf '%s %s\n' "$n" "$d"
+  head -c "$n" -- "$f"
+done
+exit 0
+"""
+
+
+def fetch_progress(link: Link, job_dirs: Sequence[str]) -> dict[str, str]:
+    """``{job_dir: compact progress JSON}`` for those of ``job_dirs`` whose runner wrote a
+    readable progress file (one remote call; none when ``job_dirs`` is empty)."""
+    if not job_dirs:
+        return {}
+    result = link.run(["sh", "-c", PROGRESS_SCRIPT, "rb-poll-progress", str(MAX_BYTES),
+                       *job_dirs], timeout=120)
+    return parse_frames(result.stdout, set(job_dirs))
+
+
+def parse_frames(raw: bytes, wanted: set[str]) -> dict[str, str]:
+    """The frames of :data:`PROGRESS_SCRIPT`'s output; a frame for a folder not asked
+    about, or one that does not parse, ends the reading or is skipped."""
+    found: dict[str, str] = {}
+    pos = 0
+    while pos < len(raw):
+        eol = raw.find(b"\n", pos)
+        if eol < 0:
+            break
+        size, _, name = raw[pos:eol].decode("utf-8", "replace").partition(" ")
+        if not size.isdigit() or int(size) > MAX_BYTES or name not in wanted:
+            break
+        body, pos = raw[eol + 1:eol + 1 + int(size)], eol + 1 + int(size)
+        compact = parse_progress(body)
+        if compact is not None:
+            found[name] = compact
+    return found
+
+
+def parse_progress(body: bytes) -> str | None:
+    """The kept fields of one progress file as compact JSON, or None when it is not a
+    ``remotebridge.progress`` document of our version."""
+    try:
+        doc = strict_loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != jf.PROGRESS.format \
+            or doc.get("version") != jf.PROGRESS.version:
+        return None
+    kept: dict[str, Any] = {k: doc[k] for k in COUNTERS
+                            if type(doc.get(k)) is int and doc[k] >= 0}
+    if isinstance(doc.get("at"), str) and len(doc["at"]) <= 40:
+        kept["at"] = doc["at"]
+    if doc.get("final") is True:
+        kept["final"] = True
+    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def describe(progress: str | None) -> str:
+    """One line for ``show``: ``done 12, failed 1, running 8, left 30 ... (at ...)``."""
+    if not progress:
+        return ""
+    try:
+        doc = json.loads(progress)
+    except ValueError:
+        return ""
+    parts = [f"{k.replace('_', ' ')} {doc[k]}" for k in COUNTERS if k in doc]
+    return ", ".join(parts) + (f" (at {doc['at']})" if "at" in doc else "")

@@ -1,0 +1,28 @@
+#!/bin/bash
+# remotebridge.job v1 remote_id=42 stage=chip scheduler=moab
+# Submitted by 'msub -d <job folder> <job folder>/job.sh'; -o is absolute because msub
+# resolves a relative one against the submitting shell's directory (the login home).
+#MSUB -N rb42-chip
+#MSUB -l nodes=1:ppn=4,walltime=01:00:00
+#MSUB -j oe
+#MSUB -o /scratch/rb/remote_42/job.moab.out
+# not rerunnable: a rerun starts from the top; a failed job's tasks are retried by poll
+#MSUB -r n
+#MSUB -q batch
+#MSUB -A ps1
+# allocation: 1 nodes x 2 tasks x 2 threads = 2 slots; see allocation.json
+set -u
+JOBDIR=/scratch/rb/remote_42
+cd -- "$JOBDIR" || { echo "rb: cannot enter the job folder" >&2; exit 3; }
+mkdir -p status dbinfo
+rb_note() { echo "rb: $(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
+
+rb_note phase all: dynamic runner, 1 workers x 4 cores
+# the leader on the batch node; one worker per node takes tasks as cores free up
+python3 rbrunner.py lead --workers 1 --walltime 3600 &
+RB_LEADER=$!
+srun --kill-on-bad-exit=0 --wait=0 --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=4 python3 rbrunner.py work || rb_note workers srun rc=$?
+wait "$RB_LEADER" || rb_note runner rc=$?
+
+python3 rbhelper.py summary
+rb_note done

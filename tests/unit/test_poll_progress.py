@@ -1,0 +1,44 @@
+"""Parsing the runner's progress file that poll fetches: untrusted data, bounded."""
+
+from __future__ import annotations
+
+import json
+
+from remotebridge import jobfolder as jf
+from remotebridge.poll.progress import describe, parse_frames, parse_progress
+
+
+def doc(**kw: object) -> bytes:
+    base = {"format": jf.PROGRESS.format, "version": jf.PROGRESS.version, "done": 3,
+            "failed": 1, "running": 2, "left": 4, "not_started": 0, "tasks": 10,
+            "workers": 2, "at": "2026-12-01T05:00:00+00:00", "final": False,
+            "scale": {"cmd": 1.1}, "end": "x"}
+    base.update(kw)
+    return json.dumps(base).encode()
+
+
+def test_keeps_only_the_known_counters() -> None:
+    kept = json.loads(parse_progress(doc()) or "")
+    assert kept == {"done": 3, "failed": 1, "running": 2, "left": 4, "not_started": 0,
+                    "tasks": 10, "workers": 2, "at": "2026-12-01T05:00:00+00:00"}
+    assert describe(json.dumps(kept)).startswith("done 3, failed 1, running 2, left 4")
+
+
+def test_hostile_progress_is_skipped_or_cleaned() -> None:
+    assert parse_progress(doc(format="remotebridge.plan")) is None
+    assert parse_progress(doc(version=2)) is None
+    assert parse_progress(b'{"format": "remotebridge.progress", "version": 1, "done": NaN}') is None
+    assert parse_progress(b"\xff\xfe") is None
+    assert parse_progress(b"[1, 2]") is None
+    kept = json.loads(parse_progress(doc(done=-1, left="many", at="x" * 100, running=True))
+                      or "")
+    assert "done" not in kept and "left" not in kept and "at" not in kept
+    assert "running" not in kept  # a bool is not a count
+
+
+def test_frames_for_folders_not_asked_about_end_the_reading() -> None:
+    one, two = doc(), doc(done=9)
+    raw = b"%d /s/a\n%s%d /s/evil\n%s" % (len(one), one, len(two), two)
+    got = parse_frames(raw, {"/s/a", "/s/b"})
+    assert list(got) == ["/s/a"] and json.loads(got["/s/a"])["done"] == 3
+    assert parse_frames(b"99999 /s/a\n" + one, {"/s/a"}) == {}
