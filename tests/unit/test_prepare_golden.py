@@ -156,7 +156,7 @@ def test_written_folder_is_byte_identical_to_golden(kind: SchedulerKind, tmp_pat
     """The streamed files (plan, task files, manifests) reach the disk as the golden bytes."""
     alloc = compute(AllocationInput(5, 2, 150.0, 4, 0.8, 10, 600, 43200))
     plan = sample_plan()
-    job = assemble(plan, alloc, site(kind))
+    job = assemble(plan, alloc, site(kind, RunnerKind.MULTIPROG))
     assert isinstance(job.files[PLAN.name], Streamed)  # never held whole
     folder = write_folder(tmp_path / "job", job.files)
     for name in files_for(kind):

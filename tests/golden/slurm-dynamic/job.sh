@@ -15,10 +15,14 @@
 # allocation: 1 nodes x 2 tasks x 2 threads = 2 slots; see allocation.json
 set -u
 JOBDIR=/scratch/rb/remote_42
+# first: the start marker (token, job id); exec finds the job by it after a lost answer
+RB_NAME=${SLURM_JOB_NAME:-${MOAB_JOBNAME:-${RB_JOB_NAME:-}}}
+printf 'token=%s\njob_id=%s\n' "${RB_NAME##*.}" "${SLURM_JOB_ID:-${MOAB_JOBID:-${RB_JOB_ID:-local}}}" > "$JOBDIR"/job.started
 cd -- "$JOBDIR" || { echo "rb: cannot enter the job folder" >&2; exit 3; }
 mkdir -p status dbinfo
 rb_note() { echo "rb: $(date -u +%Y-%m-%dT%H:%M:%SZ) $*"; }
 
+python3 rbhelper.py precheck; [ $? -ne 79 ] || { rb_note inputs missing, ended early; exit 79; }
 rb_note phase all: dynamic runner, 1 workers x 4 cores
 # the leader on the batch node; one worker per node takes tasks as cores free up
 python3 rbrunner.py lead --workers 1 --walltime 3600 &
