@@ -35,7 +35,9 @@ def site_cfg(test_site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     values = site_values(test_site, control_dir)
     del values["identity"], values["permanent_root"]
-    values.update(partition="batch", bundle_bytes=200_000, poll_interval=60)
+    values.update(partition="batch", bundle_bytes=200_000, poll_interval=60,
+                  # a remote_root of its own: remote ids restart in every database
+                  remote_root=f"{values['remote_root']}/{tmp_path.name}")
     cfg = cfgmod.build({"site": {"testsite": values}})
     with open_masters(links_for(cfg.site()), test_site.askpass):
         yield cfg
@@ -79,6 +81,6 @@ def test_cancel_a_running_slurm_job_and_read_its_output(
         run = s.get(RemoteRun, rid)
         assert run is not None and run.state == "cancelled"
     answer = run_logs(engine, site_cfg, rid, LogRequest(tasks=False, job=True))
-    outputs = [f for f in answer.files if f.label == "job"]
-    assert outputs and outputs[0].path == f"job.{job_id}.out", answer
-    assert "rb-test-start" in outputs[0].text
+    outputs = {f.path: f for f in answer.files if f.label == "job"}
+    assert f"job.{job_id}.out" in outputs, answer
+    assert "rb-test-start" in outputs[f"job.{job_id}.out"].text
