@@ -76,13 +76,23 @@ def _only(up: set[str], asked: list[str]) -> Callable[..., tuple[list[Link], str
     return fake
 
 
-def test_site_check_asks_live_frontends_and_says_its_message(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("patched, down_of", [
+    (sitecheck, lambda site: sitecheck.check_site(site).down),
+    (ssh, lambda site: control.status(site).down),
+], ids=["site check", "control status"])
+def test_asks_live_frontends_and_says_its_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patched: object,
+        down_of: Callable[[SiteConfig], str]) -> None:
     asked: list[str] = []
-    monkeypatch.setattr(sitecheck, "live_frontends", _only(set(), asked))
-    report = sitecheck.check_site(_up_site(tmp_path))
+    monkeypatch.setattr(patched, "live_frontends", _only(set(), asked))
+    assert down_of(_up_site(tmp_path)) == _DOWN
     assert sorted(set(asked)) == ["fe-a", "fe-b"]
-    assert report.link_down and report.down == _DOWN and not report.ok
+
+
+def test_site_check_down_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sitecheck, "live_frontends", _only(set(), []))
+    report = sitecheck.check_site(_up_site(tmp_path))
+    assert report.link_down and not report.ok
     masters = [r for r in report.rows if r.check == "master"]
     assert [(r.host, r.ok) for r in masters] == [("fe-a", False), ("fe-b", False)]
 
@@ -113,14 +123,10 @@ def test_site_check_cli_exits_75_with_the_helpers_message(
     assert _DOWN in res.stderr and _DOWN not in res.stdout
 
 
-def test_control_status_asks_live_frontends_and_says_its_message(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[str] = []
-    monkeypatch.setattr(ssh, "live_frontends", _only(set(), asked))
-    masters = control.status(_up_site(tmp_path))
-    assert sorted(set(asked)) == ["fe-a", "fe-b"]
-    assert [m.alive for m in masters] == [False, False] and masters.down == _DOWN
+def test_control_check_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssh, "live_frontends", _only(set(), []))
     check = controlcheck.check(_up_site(tmp_path), None)
+    assert [m.alive for m in check.masters] == [False, False]
     assert check.verdict is controlcheck.Verdict.DOWN and check.masters.down == _DOWN
 
 
