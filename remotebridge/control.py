@@ -38,7 +38,7 @@ from remotebridge.config import (
     user_state_file,
 )
 from remotebridge.errors import LinkError, Refused, UsageError
-from remotebridge.ssh import Link, OpenSSHLink, links_for
+from remotebridge.ssh import Link, OpenSSHLink, answers, links_for, no_frontend
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _PLAIN_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,253}$")
@@ -85,6 +85,8 @@ class SiteMasters:
     mode: StartMode
     masters: list[MasterState]
     jump: MasterState | None = None
+    down: str = ""
+    """why no front end can run a command (``no_frontend``'s message), "" when one can"""
 
     def all(self) -> list[MasterState]:
         """The jump host's master first, then the front ends'."""
@@ -147,8 +149,8 @@ def _my_uid() -> int:
 
 def _state(link: Link, site: SiteConfig, action: str = "", error: str = "") -> MasterState:
     if not isinstance(link, OpenSSHLink):
-        return MasterState(link.host, link.check(), "", site_user(site) or os.environ.get(
-            "USER", ""), action or "local (no master)", error)
+        return MasterState(link.host, answers(site, link), "", site_user(site) or
+                           os.environ.get("USER", ""), action or "local (no master)", error)
     other = _foreign(link)
     if other:  # reported, not used, not closed
         return MasterState(link.host, False, str(link.socket_path), site_user(site),
@@ -166,13 +168,16 @@ def _state(link: Link, site: SiteConfig, action: str = "", error: str = "") -> M
 
 
 def status(site: SiteConfig, hosts: Sequence[str] | None = None) -> SiteMasters:
-    """Every master of the site (jump host first): alive?, socket, login user, opened."""
+    """Every master of the site (jump host first): alive?, socket, login user, opened;
+    ``down`` is :func:`remotebridge.ssh.no_frontend`'s message when no front end can
+    run a command (no master alive; a front end without one: ``live_frontends``)."""
     links = _links(site, hosts)
     jump = jump_link(site, links)
     mode = (StartMode.LOCAL if not any(isinstance(k, OpenSSHLink) for k in links)
             else StartMode.VIA_JUMP if jump else StartMode.PER_HOST)
-    return SiteMasters(mode, [_state(link, site) for link in links],
-                       _state(jump, site) if jump else None)
+    states = [_state(link, site) for link in links]
+    down = no_frontend(site, links) if links and not any(s.alive for s in states) else ""
+    return SiteMasters(mode, states, _state(jump, site) if jump else None, down)
 
 
 def _open(link: OpenSSHLink, site: SiteConfig, askpass: str | None,

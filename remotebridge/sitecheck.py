@@ -5,7 +5,9 @@ For each front end, in order: the master connection (``master``), a trivial comm
 area (``scratch``: writable, and how full per ``df -P``), and the remote helper
 (``helper``: ``<remote_python> --version``). A check that cannot run because an
 earlier one failed is reported as skipped (``ok = None``). Nothing here raises for a
-down link: the rows say so, and :func:`link_down` tells the CLI to exit 75.
+down link: the rows say so, and the report's ``down`` (the message of
+:func:`remotebridge.ssh.live_frontends`, the one judge of which front ends can run a
+command) tells the CLI to exit 75.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from remotebridge.config import SiteConfig, SiteKind
 from remotebridge.errors import BridgeError, LinkDown, LinkError
 from remotebridge.schedulers import make_scheduler
-from remotebridge.ssh import Link, links_for
+from remotebridge.ssh import Link, answers, links_for, live_frontends
 from remotebridge.ssh.openssh import OpenSSHLink
 
 CHECKS = ("master", "command", "user", "scheduler", "scratch", "helper")
@@ -52,21 +54,40 @@ def _first_line(text: str) -> str:
     return lines[0][:200] if lines else ""
 
 
-def _master(link: Link) -> CheckRow:
-    if isinstance(link, OpenSSHLink):
+@dataclass(frozen=True)
+class SiteReport:
+    """Every row of a site check, and why no front end can run a command ("" if one can)."""
+
+    rows: list[CheckRow]
+    down: str = ""
+
+    @property
+    def link_down(self) -> bool:
+        """True when no front end can run a command (the CLI exits 75)."""
+        return bool(self.down)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all_ok(self.rows)
+
+
+def _master(link: Link, live: bool) -> CheckRow:
+    if isinstance(link, OpenSSHLink):  # the socket itself: a master can be up yet refuse
         alive = link.master_alive()
         detail = str(link.socket_path) if alive else "no master: run 'control-tool start'"
         return CheckRow(link.host, "master", alive, detail)
-    return CheckRow(link.host, "master", link.check(), "local folder, no master needed")
+    return CheckRow(link.host, "master", live, "local folder, no master needed")
 
 
 def _command(link: Link, argv: list[str]) -> str:
     return _first_line(link.run(argv, timeout=30).out)
 
 
-def check_frontend(link: Link, site: SiteConfig) -> list[CheckRow]:
-    """All checks of one front end, in :data:`CHECKS` order."""
-    rows = [_master(link)]
+def check_frontend(link: Link, site: SiteConfig, live: bool | None = None) -> list[CheckRow]:
+    """All checks of one front end, in :data:`CHECKS` order; ``live`` is whether
+    :func:`live_frontends` found it answering (asked here when not given)."""
+    rows = [_master(link, answers(site, link) if live is None else live)]
     if not rows[0].ok:
         return rows + [CheckRow(link.host, c, None, "skipped: no master") for c in CHECKS[1:]]
     scratch = site.remote_root or "."
@@ -95,19 +116,15 @@ def check_frontend(link: Link, site: SiteConfig) -> list[CheckRow]:
     return rows
 
 
-def check_site(site: SiteConfig) -> list[CheckRow]:
-    """Check every front end of ``site`` (one row per front end and check)."""
+def check_site(site: SiteConfig) -> SiteReport:
+    """Check every front end of ``site`` (one row per front end and check); whether
+    any can run a command is :func:`live_frontends`' answer and message."""
+    links = links_for(site)
+    live, down = live_frontends(site, lambda _site: links)
     rows: list[CheckRow] = []
-    for link in links_for(site):
-        rows.extend(check_frontend(link, site))
-    return rows
-
-
-def link_down(rows: list[CheckRow]) -> bool:
-    """True when no front end has a working command link (the CLI exits 75)."""
-    hosts = {r.host for r in rows}
-    working = {r.host for r in rows if r.check == "command" and r.ok}
-    return bool(hosts) and not working
+    for link in links:
+        rows.extend(check_frontend(link, site, live=link in live))
+    return SiteReport(rows, down)
 
 
 def all_ok(rows: list[CheckRow]) -> bool:

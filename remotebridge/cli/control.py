@@ -118,7 +118,8 @@ def status(app: AppContext, site_name: str | None) -> None:
     site = app.config.site(site_name)
     masters = control.status(site)
     _show(app, site.name, masters)
-    if masters.masters and not any(s.alive for s in masters.masters):
+    if masters.down:
+        app.err.print(masters.down, markup=False, highlight=False)
         raise click.exceptions.Exit(int(ExitCode.TEMPORARY))
 
 

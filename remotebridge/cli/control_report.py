@@ -52,6 +52,8 @@ def print_check(app: AppContext, reports: Sequence[SiteCheck]) -> None:
         for m in r.masters.all():
             if not m.alive:
                 click.echo(f"  {m.host}: {m.action or 'down'} {m.error}".rstrip())
+        if r.masters.down:
+            click.echo(f"  {r.masters.down}")
 
 
 def show_pauses(app: AppContext) -> None:

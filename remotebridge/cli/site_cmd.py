@@ -16,7 +16,7 @@ from rich.table import Table
 
 from remotebridge import config as config_mod
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.sitecheck import CheckRow, all_ok, check_site, describe, link_down
+from remotebridge.sitecheck import CheckRow, check_site, describe
 
 
 def _want_json(ctx: click.Context, flag: bool) -> bool:
@@ -78,13 +78,14 @@ def site() -> None:
 def check(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
     """Master, command, user, scheduler, scratch and helper on every front end."""
     site_cfg = _load_config(ctx).site(site_name)
-    rows = check_site(site_cfg)
+    report = check_site(site_cfg)
     if _want_json(ctx, as_json):
-        click.echo(json.dumps({"site": site_cfg.name, "ok": all_ok(rows),
-                               "link_down": link_down(rows),
-                               "rows": [r.to_dict() for r in rows]}, indent=2))
+        click.echo(json.dumps({"site": site_cfg.name, "ok": report.ok,
+                               "link_down": report.link_down,
+                               "rows": [r.to_dict() for r in report.rows]}, indent=2))
     else:
-        _print_rows(ctx, describe(site_cfg), rows)
-    if link_down(rows):
+        _print_rows(ctx, describe(site_cfg), report.rows)
+    if report.link_down:
+        click.echo(report.down, err=True)
         ctx.exit(int(ExitCode.TEMPORARY))
-    ctx.exit(int(ExitCode.OK if all_ok(rows) else ExitCode.FAILURE))
+    ctx.exit(int(ExitCode.OK if report.ok else ExitCode.FAILURE))

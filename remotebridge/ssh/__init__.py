@@ -23,7 +23,7 @@ from remotebridge.ssh.slots import SessionSlots
 
 __all__ = [
     "DEFAULT_TIMEOUT", "Link", "LocalLink", "OpenSSHLink", "Result", "RetryPolicy",
-    "SessionSlots", "classify_ssh_failure", "control_dir", "links_for", "live_frontends",
+    "SessionSlots", "answers", "classify_ssh_failure", "control_dir", "links_for", "live_frontends",
     "master_alive", "no_frontend", "start_master", "stop_master",
 ]
 
@@ -58,3 +58,9 @@ def live_frontends(site: SiteConfig,
     links = list((factory or links_for)(site))
     live = [link for link in links if link.check()]
     return live, "" if live else no_frontend(site, links)
+
+
+def answers(site: SiteConfig, link: Link) -> bool:
+    """Can this one front end of ``site`` run a command now? :func:`live_frontends`
+    asked of it alone (for callers that look at front ends one by one)."""
+    return bool(live_frontends(site, lambda _site: [link])[0])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from remotebridge.errors import HostKeyMismatch, LinkDown, TransientLinkError
-from remotebridge.sitecheck import all_ok, check_site, link_down
+from remotebridge.sitecheck import check_site
 from remotebridge.ssh import OpenSSHLink, RetryPolicy, links_for
 from tests.support.sitecfg import site_config
 
@@ -91,14 +91,15 @@ def test_concurrent_commands_never_use_a_second_token(  # type: ignore[no-untype
 
 
 def test_site_check_all_ok(test_site, masters: list[OpenSSHLink]) -> None:  # type: ignore[no-untyped-def]
-    rows = check_site(masters[0].site)
-    assert all_ok(rows), [r for r in rows if not r.ok]
-    assert {r.detail for r in rows if r.check == "user"} == {test_site.login_user}
+    report = check_site(masters[0].site)
+    assert report.ok and not report.down, [r for r in report.rows if not r.ok]
+    assert {r.detail for r in report.rows if r.check == "user"} == {test_site.login_user}
 
 
 def test_site_check_down(test_site, control_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    rows = check_site(site_config(test_site, control_dir))
-    assert link_down(rows) and not all_ok(rows)
+    report = check_site(site_config(test_site, control_dir))
+    assert report.link_down and not report.ok
+    assert report.down.startswith("no front end of site ")
 
 
 def test_changed_host_key_is_refused(test_site, control_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
