@@ -26,7 +26,6 @@ checks that they equal the constants here.
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import os
 import posixpath
@@ -34,12 +33,13 @@ import re
 import shutil
 import tempfile
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from remotebridge.errors import JobFolderError
+from remotebridge.tsvcolumns import bad_cell, schema_of
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -164,7 +164,7 @@ class TsvFormat(FileFormat, Generic[R]):
 
     def pieces(self, rows: Iterable[R]) -> Iterator[str]:
         """:meth:`text` line by line (the same bytes), for a :class:`Streamed` file."""
-        cols = _schema(self.row).columns
+        cols = schema_of(self.row).columns
         yield self.comment + "\n"
         yield "# " + "\t".join(c.name for c in cols) + "\n"
         for r in rows:
@@ -173,71 +173,14 @@ class TsvFormat(FileFormat, Generic[R]):
     def parse(self, line: str, path: str, number: int) -> R:
         """One row from one line; JobFolderError naming the file, line and column."""
         cells = line.split("\t")
-        schema = _schema(self.row)
+        schema = schema_of(self.row)
         if not schema.required <= len(cells) <= len(schema.columns):
             raise JobFolderError(f"{len(cells)} columns, expected {len(schema.columns)} "
                                  f"({', '.join(self.columns)})", path=path, line=number)
         try:
             return self.row(*[c.read(t) for c, t in zip(schema.columns, cells, strict=False)])
         except (ValueError, KeyError):
-            raise _bad_cell(schema.columns, cells, path, number) from None
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    read: Callable[[str], Any]
-    """Text -> value; ValueError or KeyError for a bad cell."""
-    write: Callable[[Any], str]
-    expected: str
-    """What a good cell holds, for the error message."""
-
-
-@dataclass(frozen=True)
-class _Schema:
-    columns: tuple[_Column, ...]
-    required: int
-
-
-_BOOLS = {"0": False, "1": True}
-
-
-def _read_int(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError(text)
-    return int(text)
-
-
-def _column(name: str, kind: Any) -> _Column:
-    if kind is bool:
-        return _Column(name, _BOOLS.__getitem__, lambda v: "1" if v else "0", "0 or 1")
-    if kind is int:
-        return _Column(name, _read_int, str, "a whole number")
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return _Column(name, kind, lambda v: str(v.value),
-                       "one of " + ", ".join(str(m.value) for m in kind))
-    return _Column(name, str, str, "text")
-
-
-@functools.cache
-def _schema(row: type[DataclassInstance]) -> _Schema:
-    """The columns of a row dataclass (its fields, in order) and how many are required."""
-    specs = fields(row)
-    types = typing.get_type_hints(row)
-    required = sum(1 for f in specs if f.default is MISSING and f.default_factory is MISSING)
-    return _Schema(tuple(_column(f.name, types[f.name]) for f in specs), required)
-
-
-def _bad_cell(columns: Sequence[_Column], cells: list[str], path: str,
-              number: int) -> JobFolderError:
-    """The error for the first cell of a line that its column refuses."""
-    for col, text in zip(columns, cells, strict=False):
-        try:
-            col.read(text)
-        except (ValueError, KeyError):
-            return JobFolderError(f"column {col.name}: {text[:40]!r} is not {col.expected}",
-                                  path=path, line=number)
-    return JobFolderError("bad line", path=path, line=number)
+            raise bad_cell(schema.columns, cells, path, number) from None
 
 
 # --- the rows of the TSV files (also the plan's inputs and outputs) -------------------
