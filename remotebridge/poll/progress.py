@@ -70,7 +70,7 @@ def parse_frames(raw: bytes, wanted: set[str]) -> dict[str, str]:
 
 def parse_progress(body: bytes) -> str | None:
     """The kept fields of one progress file as compact JSON, or None when it is not a
-    ``remotebridge.progress`` document of our version."""
+    progress document (``jf.PROGRESS``) of our version."""
     try:
         doc = strict_loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
