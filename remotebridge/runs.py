@@ -76,8 +76,9 @@ def progress_of(run: Any) -> str | None:
     """``done/total`` from the progress poll stored on the run, None when unknown.
 
     Read defensively: the figures may be absent (an older schema, a run not polled
-    yet), a mapping (``progress`` with ``done`` and ``total``, or ``done``, ``failed``,
-    ``running`` and ``left``), or two columns ``tasks_done``/``tasks_total``.
+    yet), a mapping (``progress`` with ``done`` and ``total``; as poll stores the runner's
+    file, ``done`` and ``tasks``; or ``done``, ``failed``, ``running``, ``left`` and
+    ``not_started``), or two columns ``tasks_done``/``tasks_total``.
     """
     data = getattr(run, "progress", None)
     if isinstance(data, str):
@@ -86,9 +87,9 @@ def progress_of(run: Any) -> str | None:
         except ValueError:
             return None
     if isinstance(data, dict):
-        done, total = data.get("done"), data.get("total")
+        done, total = data.get("done"), data.get("total", data.get("tasks"))
         if total is None and isinstance(done, int):
-            parts = [data.get(k) for k in ("done", "failed", "running", "left")]
+            parts = [data.get(k) for k in ("done", "failed", "running", "left", "not_started")]
             total = sum(p for p in parts if isinstance(p, int))
     else:
         done, total = getattr(run, "tasks_done", None), getattr(run, "tasks_total", None)

@@ -14,8 +14,10 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 from sqlalchemy import Engine
 
+from remotebridge import jobfolder as jf
 from remotebridge.cli import remotetool
 from remotebridge.cli.context import AppContext
+from remotebridge.poll.progress import parse_progress
 from remotebridge.runs import RunRecord, progress_of
 from tests.support.db import add_chipruns
 
@@ -79,6 +81,17 @@ def test_list_table_keeps_job_ids_whole_at_80_columns(job: str) -> None:
     assert job in text, text
     assert "03-04 05:06" in text and "17/1200" in text and "12345" in text
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_progress_reads_what_poll_stores() -> None:
+    """``list``'s done/total from the stored runner progress: total is the plan's task
+    count, tasks not started at the walltime included."""
+    stored = parse_progress(json.dumps(
+        {"format": jf.PROGRESS.format, "version": jf.PROGRESS.version, "done": 5,
+         "failed": 1, "running": 0, "left": 0, "not_started": 4, "tasks": 10}).encode())
+    assert progress_of(SimpleNamespace(progress=stored)) == "5/10"
+    assert progress_of(SimpleNamespace(progress=json.dumps(
+        {"done": 5, "failed": 1, "running": 0, "left": 0, "not_started": 4}))) == "5/10"
 
 
 def test_progress_is_read_defensively() -> None:
