@@ -59,7 +59,18 @@ class RunDetail:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
                 "history": self.history, "logs": self.logs,
-                "progress": json.loads(self.progress) if self.progress else None}
+                "progress": self._progress_dict()}
+
+    def _progress_dict(self) -> dict[str, Any] | None:
+        """The stored progress with ``estimated_end`` (None when unknown or the run is
+        not in ``run``)."""
+        if not self.progress:
+            return None
+        from remotebridge.poll.progress import estimated_end  # poll imports much
+
+        running = self.run.state == "run"
+        return {**json.loads(self.progress),
+                "estimated_end": estimated_end(self.progress) if running else None}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
