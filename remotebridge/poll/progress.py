@@ -24,6 +24,8 @@ MAX_BYTES = 4096
 """A progress file is a few hundred bytes; anything above is not read."""
 COUNTERS = ("done", "failed", "running", "left", "not_started", "tasks", "workers")
 """The fields of the runner's progress that poll keeps."""
+PHASES = ("pre", "cmd", "post")
+"""The runner's phases (``rbdispatch.PHASES``) whose counts poll keeps."""
 TIMES = ("at", "started", "end")
 """The times poll keeps (short strings): last rewrite, runner start, walltime end."""
 
@@ -86,9 +88,49 @@ def parse_progress(body: bytes) -> str | None:
     for key in TIMES:
         if isinstance(doc.get(key), str) and len(doc[key]) <= 40:
             kept[key] = doc[key]
+    phases = _phases(doc.get("phases"))
+    if phases:
+        kept["phases"] = phases
     if doc.get("final") is True:
         kept["final"] = True
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def _phases(raw: Any) -> dict[str, dict[str, int | float]]:
+    """The known phases' ``tasks``/``done`` (non-negative integers) and ``elapsed``
+    (non-negative seconds); anything else is dropped."""
+    if not isinstance(raw, dict):
+        return {}
+    kept: dict[str, dict[str, int | float]] = {}
+    for phase in PHASES:
+        got = raw.get(phase)
+        if not isinstance(got, dict):
+            continue
+        one: dict[str, int | float] = {k: got[k] for k in ("tasks", "done")
+                                       if type(got.get(k)) is int and got[k] >= 0}
+        if type(got.get("elapsed")) in (int, float) and 0 <= got["elapsed"] < 1e9:
+            one["elapsed"] = got["elapsed"]
+        if one:
+            kept[phase] = one
+    return kept
+
+
+def describe_phases(progress: str | None) -> str:
+    """One line for ``show``: ``pre 2/2 (3.1 s), cmd 5/10 (600.0 s), post 0/2``."""
+    try:
+        phases = json.loads(progress or "").get("phases")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(phases, dict):
+        return ""
+    parts = []
+    for phase in PHASES:  # stored with sorted keys; shown in the runner's order
+        c = phases.get(phase)
+        if not isinstance(c, dict):
+            continue
+        text = f"{phase} {c.get('done', '?')}/{c.get('tasks', '?')}"
+        parts.append(text + (f" ({c['elapsed']} s)" if c.get("elapsed") else ""))
+    return ", ".join(parts)
 
 
 def describe(progress: str | None) -> str:

@@ -284,6 +284,7 @@ class Leader:
                "started": iso(self.wall_start), "end": iso(self.args.end),
                "tasks": len(self.disp.tasks), "workers": len(self.live), "final": force}
         doc.update(self.disp.counts())
+        doc["phases"] = self.disp.phase_counts()
         doc["scale"] = dict((p, round(self.disp.scale(p), 3)) for p in rbdispatch.PHASES)
         rbhelper.atomic_write(PROGRESS_FILE,
                               json.dumps(doc, sort_keys=True) + "\n")

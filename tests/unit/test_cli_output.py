@@ -123,7 +123,8 @@ def test_list_piped_ends_with_progress(engine: Engine, db_url: str) -> None:
     assert len(line) == 9 and line[4] == "new" and line[-1] == "-"
 
 
-def test_show_gives_the_estimated_end_of_a_running_run(engine: Engine, db_url: str) -> None:
+def test_show_gives_phases_and_the_estimated_end_of_a_running_run(engine: Engine, db_url: str
+                                                                   ) -> None:
     """Started 04:00, 3 done by 05:00 (20 min a task), 4 left and 2 running: 07:00."""
     add_chipruns(engine, "lbl", 2)
     assert rt("--db", db_url, "definebyquery", "-l", "lbl", "-s", "chip").exit_code == 0
@@ -131,11 +132,13 @@ def test_show_gives_the_estimated_end_of_a_running_run(engine: Engine, db_url: s
         {"format": jf.PROGRESS.format, "version": jf.PROGRESS.version, "done": 3,
          "failed": 0, "running": 2, "left": 4, "not_started": 0, "tasks": 9,
          "at": "2026-12-01T05:00:00+00:00", "started": "2026-12-01T04:00:00+00:00",
-         "end": "2026-12-01T08:00:00+00:00"}).encode())
+         "end": "2026-12-01T08:00:00+00:00",
+         "phases": {"cmd": {"tasks": 7, "done": 3, "elapsed": 2700.0}}}).encode())
     with write_session(engine) as s:
         s.execute(update(RemoteRun).values(state="run", job_id="7", progress=stored))
     text = rt("--db", db_url, "show", "1").output
     assert "estimated end 2026-12-01T07:00:00+00:00" in text and "walltime" not in text
+    assert "phases cmd 3/7 (2700.0 s)" in text
     shown = json.loads(rt("--db", db_url, "--json", "show", "1").stdout)
     assert shown["progress"]["estimated_end"] == "2026-12-01T07:00:00+00:00"
     assert shown["progress"]["done"] == 3

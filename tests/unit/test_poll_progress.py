@@ -8,6 +8,7 @@ from remotebridge import jobfolder as jf
 from remotebridge.poll.progress import (
     describe,
     describe_end,
+    describe_phases,
     estimated_end,
     parse_frames,
     parse_progress,
@@ -67,3 +68,20 @@ def test_estimated_end_unknown_without_a_rate() -> None:
     assert estimated_end(parse_progress(doc(started=None))) is None
     assert estimated_end(None) is None and estimated_end("[]") is None
     assert describe_end(parse_progress(doc(done=0))) == "estimated end unknown"
+
+
+def test_per_phase_counts_are_kept_and_shown() -> None:
+    phases = {"pre": {"tasks": 2, "done": 2, "elapsed": 3.1},
+              "cmd": {"tasks": 10, "done": 5, "elapsed": 600.0},
+              "post": {"tasks": 2, "done": 0, "elapsed": 0.0}}
+    kept = parse_progress(doc(phases=phases))
+    assert json.loads(kept or "")["phases"] == phases
+    assert describe_phases(kept) == "pre 2/2 (3.1 s), cmd 5/10 (600.0 s), post 0/2"
+
+
+def test_hostile_phases_are_dropped() -> None:
+    hostile = {"evil\x1b[2J": {"tasks": 1}, "cmd": {"tasks": -1, "done": "5", "elapsed": 1e300},
+               "pre": [1, 2], "post": {"tasks": 2, "x": "<script>"}}
+    kept = json.loads(parse_progress(doc(phases=hostile)) or "")
+    assert kept["phases"] == {"post": {"tasks": 2}}
+    assert "phases" not in json.loads(parse_progress(doc(phases="all")) or "")
