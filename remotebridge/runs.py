@@ -59,7 +59,18 @@ class RunDetail:
         """JSON-ready form."""
         return {**self.run.to_dict(), "component_list": self.components,
                 "history": self.history, "logs": self.logs,
-                "progress": json.loads(self.progress) if self.progress else None}
+                "progress": self._progress_dict()}
+
+    def _progress_dict(self) -> dict[str, Any] | None:
+        """The stored progress with ``estimated_end`` (None when unknown or the run is
+        not in ``run``)."""
+        if not self.progress:
+            return None
+        from remotebridge.poll.progress import estimated_end  # poll imports much
+
+        running = self.run.state == "run"
+        return {**json.loads(self.progress),
+                "estimated_end": estimated_end(self.progress) if running else None}
 
 
 def _record(run: RemoteRun, ncomp: int) -> RunRecord:
@@ -76,8 +87,9 @@ def progress_of(run: Any) -> str | None:
     """``done/total`` from the progress poll stored on the run, None when unknown.
 
     Read defensively: the figures may be absent (an older schema, a run not polled
-    yet), a mapping (``progress`` with ``done`` and ``total``, or ``done``, ``failed``,
-    ``running`` and ``left``), or two columns ``tasks_done``/``tasks_total``.
+    yet), a mapping (``progress`` with ``done`` and ``total``; as poll stores the runner's
+    file, ``done`` and ``tasks``; or ``done``, ``failed``, ``running``, ``left`` and
+    ``not_started``), or two columns ``tasks_done``/``tasks_total``.
     """
     data = getattr(run, "progress", None)
     if isinstance(data, str):
@@ -86,9 +98,9 @@ def progress_of(run: Any) -> str | None:
         except ValueError:
             return None
     if isinstance(data, dict):
-        done, total = data.get("done"), data.get("total")
+        done, total = data.get("done"), data.get("total", data.get("tasks"))
         if total is None and isinstance(done, int):
-            parts = [data.get(k) for k in ("done", "failed", "running", "left")]
+            parts = [data.get(k) for k in ("done", "failed", "running", "left", "not_started")]
             total = sum(p for p in parts if isinstance(p, int))
     else:
         done, total = getattr(run, "tasks_done", None), getattr(run, "tasks_total", None)

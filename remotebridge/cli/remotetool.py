@@ -195,9 +195,13 @@ def show(app: AppContext, remote_id: int) -> None:
         lines.append(f"  logs at home ({r.path_base}/remote_{r.remote_id}/): "
                      + ", ".join(detail.logs))
     if detail.progress:
-        from remotebridge.poll.progress import describe
+        from remotebridge.poll.progress import describe, describe_end, describe_phases
 
         lines.append(f"  progress {describe(detail.progress)}")
+        if describe_phases(detail.progress):
+            lines.append(f"  phases {describe_phases(detail.progress)}")
+        if r.state == "run":
+            lines.append(f"  {describe_end(detail.progress)}")
     lines.append("  history:")
     lines += [f"    {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['actor']}  {h['note']}"
               for h in detail.history]

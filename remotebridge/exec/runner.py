@@ -311,14 +311,15 @@ def summary(out: ExecOutcome) -> str:
 
 
 def _to_run(engine: Engine, run: _Run, sub: Submitted, figures: str) -> _Verdict:
-    """pending -> run with the job id, one attempt more and the figures in the note."""
+    """pending -> run with the job id, one attempt more and the figures in the note; the
+    previous job's progress is cleared in the same UPDATE (``show`` must not report it)."""
     how = "adopted by token" if sub.adopted else "submitted"
     note = f"exec: {how} job {sub.job_id} (token {sub.token}); {figures}"
     with write_session(engine) as s:
         statemachine.transition(s, run.remote_id, RunState.PENDING, RunState.RUN, note=note,
                                 where=[statemachine.held_by_me()], job_id=sub.job_id,
                                 attempt=run.attempt + 1, last_poll=utcnow(), fault=0,
-                                inputs_pushed=first_push())
+                                inputs_pushed=first_push(), progress=None)
     return _Verdict(ExecResult.RUN, note)
 
 

@@ -5,14 +5,15 @@ that are running it then reads their ``runner/progress.json`` files, all of them
 more remote command, and stores each as compact JSON on the run (``remoteRun.progress``)
 for ``show``. The file is **untrusted data**: bounded in size, parsed as strict JSON,
 its format and version checked, and only the known counters (non-negative integers)
-and the ``at`` time (a short string) are kept. A file that is missing, too large or
-malformed is skipped (progress is a display, never a reason to fail a poll).
+and the ``at``, ``started`` and ``end`` times (short strings) are kept. A file that is
+missing, too large or malformed is skipped (progress is a display, never a reason to fail a poll).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from remotebridge import jobfolder as jf
@@ -23,6 +24,10 @@ MAX_BYTES = 4096
 """A progress file is a few hundred bytes; anything above is not read."""
 COUNTERS = ("done", "failed", "running", "left", "not_started", "tasks", "workers")
 """The fields of the runner's progress that poll keeps."""
+PHASES = ("pre", "cmd", "post")
+"""The runner's phases (``rbdispatch.PHASES``) whose counts poll keeps."""
+TIMES = ("at", "started", "end")
+"""The times poll keeps (short strings): last rewrite, runner start, walltime end."""
 
 # job folders as arguments; frames each progress file as '<size> <dir>\n<bytes>'
 PROGRESS_SCRIPT = r"""
@@ -80,11 +85,52 @@ def parse_progress(body: bytes) -> str | None:
         return None
     kept: dict[str, Any] = {k: doc[k] for k in COUNTERS
                             if type(doc.get(k)) is int and doc[k] >= 0}
-    if isinstance(doc.get("at"), str) and len(doc["at"]) <= 40:
-        kept["at"] = doc["at"]
+    for key in TIMES:
+        if isinstance(doc.get(key), str) and len(doc[key]) <= 40:
+            kept[key] = doc[key]
+    phases = _phases(doc.get("phases"))
+    if phases:
+        kept["phases"] = phases
     if doc.get("final") is True:
         kept["final"] = True
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def _phases(raw: Any) -> dict[str, dict[str, int | float]]:
+    """The known phases' ``tasks``/``done`` (non-negative integers) and ``elapsed``
+    (non-negative seconds); anything else is dropped."""
+    if not isinstance(raw, dict):
+        return {}
+    kept: dict[str, dict[str, int | float]] = {}
+    for phase in PHASES:
+        got = raw.get(phase)
+        if not isinstance(got, dict):
+            continue
+        one: dict[str, int | float] = {k: got[k] for k in ("tasks", "done")
+                                       if type(got.get(k)) is int and got[k] >= 0}
+        if type(got.get("elapsed")) in (int, float) and 0 <= got["elapsed"] < 1e9:
+            one["elapsed"] = got["elapsed"]
+        if one:
+            kept[phase] = one
+    return kept
+
+
+def describe_phases(progress: str | None) -> str:
+    """One line for ``show``: ``pre 2/2 (3.1 s), cmd 5/10 (600.0 s), post 0/2``."""
+    try:
+        phases = json.loads(progress or "").get("phases")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(phases, dict):
+        return ""
+    parts = []
+    for phase in PHASES:  # stored with sorted keys; shown in the runner's order
+        c = phases.get(phase)
+        if not isinstance(c, dict):
+            continue
+        text = f"{phase} {c.get('done', '?')}/{c.get('tasks', '?')}"
+        parts.append(text + (f" ({c['elapsed']} s)" if c.get("elapsed") else ""))
+    return ", ".join(parts)
 
 
 def describe(progress: str | None) -> str:
@@ -97,3 +143,53 @@ def describe(progress: str | None) -> str:
         return ""
     parts = [f"{k.replace('_', ' ')} {doc[k]}" for k in COUNTERS if k in doc]
     return ", ".join(parts) + (f" (at {doc['at']})" if "at" in doc else "")
+
+
+def _when(doc: dict[str, Any], key: str) -> datetime | None:
+    """An ISO time of the stored progress, None when absent or not one (or naive)."""
+    try:
+        when = datetime.fromisoformat(str(doc.get(key)))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def estimated_end(progress: str | None) -> str | None:
+    """When the runner should be through, as ISO UTC, or None when unknown.
+
+    The runner's rate so far (elapsed since it started / tasks done) times the tasks
+    still to finish (left and running), from the time of the progress file; the file's
+    own time once nothing is left. Unknown without a start time or before a task is done.
+    """
+    try:
+        doc = json.loads(progress or "")
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    at, started = _when(doc, "at"), _when(doc, "started")
+    done = doc.get("done")
+    todo = sum(doc.get(k, 0) for k in ("left", "running") if type(doc.get(k)) is int)
+    if at is None:
+        return None
+    if not todo:
+        return at.isoformat(timespec="seconds")
+    if started is None or type(done) is not int or done <= 0:
+        return None
+    return (at + (at - started) / done * todo).isoformat(timespec="seconds")
+
+
+def describe_end(progress: str | None) -> str:
+    """One line for ``show``: ``estimated end ...`` (with a warning past the walltime end)
+    or ``estimated end unknown``."""
+    end = estimated_end(progress)
+    if end is None:
+        return "estimated end unknown"
+    try:
+        wall = _when(json.loads(progress or ""), "end")
+    except ValueError:
+        wall = None
+    if wall is not None and datetime.fromisoformat(end) > wall:
+        return (f"estimated end {end} (after the walltime end {wall.isoformat()}: "
+                "what does not fit is reported not started)")
+    return f"estimated end {end}"

@@ -299,6 +299,16 @@ class Dispatcher:
         """Every task is final."""
         return not self.active and self.n_final == len(self.state)
 
+    def phase_counts(self) -> Dict[str, dict]:
+        """Per phase: tasks, done, and the summed elapsed seconds of the done ones."""
+        out = dict((p, {"tasks": 0, "done": 0, "elapsed": round(self.measured[p][1], 1)})
+                   for p in PHASES)
+        for tid, st in self.state.items():
+            c = out[self.tasks[tid].phase]
+            c["tasks"] += 1
+            c["done"] += st == DONE
+        return out
+
     def counts(self) -> Dict[str, int]:
         """Progress: done / failed / running / left / not_started."""
         c = {"done": 0, "failed": 0, "running": len(self.active), "left": 0, "not_started": 0}

@@ -140,6 +140,7 @@ class Leader:
         self.inbox = dict((r, Mailbox(box(r, "from"))) for r in range(args.workers))
         self.outbox = dict((r, Mailbox(box(r, "to"))) for r in range(args.workers))
         self.started = time.monotonic()
+        self.wall_start = time.time()  # in progress.json: home estimates the end from it
         self.seen = dict((r, self.started) for r in range(args.workers))
         self.live: set = set()
         self.gone: set = set()
@@ -280,9 +281,10 @@ class Leader:
             return
         self.last_progress = now
         doc = {"format": PROGRESS_FORMAT, "version": VERSION, "at": iso(now),
-               "end": iso(self.args.end), "tasks": len(self.disp.tasks),
-               "workers": len(self.live), "final": force}
+               "started": iso(self.wall_start), "end": iso(self.args.end),
+               "tasks": len(self.disp.tasks), "workers": len(self.live), "final": force}
         doc.update(self.disp.counts())
+        doc["phases"] = self.disp.phase_counts()
         doc["scale"] = dict((p, round(self.disp.scale(p), 3)) for p in rbdispatch.PHASES)
         rbhelper.atomic_write(PROGRESS_FILE,
                               json.dumps(doc, sort_keys=True) + "\n")

@@ -51,10 +51,12 @@ def down_config(tmp: Path, control: Path, frontends: Sequence[str] = ("fe-a",)
 
 @pytest.fixture(autouse=True)
 def demo_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The venv's python3 first on PATH (the demo programs need numpy/astropy) and a
-    private state dir. Autouse where a test module binds it to a name."""
+    """The venv's python3 first on PATH (the demo programs need numpy/astropy) and
+    private state and data dirs (runs write the input-digest cache under the data dir;
+    it must not land in the real home). Autouse where a test module binds it to a name."""
     monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 @contextmanager

@@ -12,10 +12,14 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
+from remotebridge import jobfolder as jf
 from remotebridge.cli import remotetool
 from remotebridge.cli.context import AppContext
+from remotebridge.db.bridge import RemoteRun
+from remotebridge.db.engine import write_session
+from remotebridge.poll.progress import parse_progress
 from remotebridge.runs import RunRecord, progress_of
 from tests.support.db import add_chipruns
 
@@ -81,6 +85,17 @@ def test_list_table_keeps_job_ids_whole_at_80_columns(job: str) -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
 
 
+def test_progress_reads_what_poll_stores() -> None:
+    """``list``'s done/total from the stored runner progress: total is the plan's task
+    count, tasks not started at the walltime included."""
+    stored = parse_progress(json.dumps(
+        {"format": jf.PROGRESS.format, "version": jf.PROGRESS.version, "done": 5,
+         "failed": 1, "running": 0, "left": 0, "not_started": 4, "tasks": 10}).encode())
+    assert progress_of(SimpleNamespace(progress=stored)) == "5/10"
+    assert progress_of(SimpleNamespace(progress=json.dumps(
+        {"done": 5, "failed": 1, "running": 0, "left": 0, "not_started": 4}))) == "5/10"
+
+
 def test_progress_is_read_defensively() -> None:
     assert progress_of(SimpleNamespace()) is None
     assert progress_of(SimpleNamespace(progress={"done": 3, "total": 10})) == "3/10"
@@ -106,6 +121,27 @@ def test_list_piped_ends_with_progress(engine: Engine, db_url: str) -> None:
     assert rt("--db", db_url, "definebyquery", "-l", "lbl", "-s", "chip").exit_code == 0
     line = rt("--db", db_url, "list").output.splitlines()[0].split("\t")
     assert len(line) == 9 and line[4] == "new" and line[-1] == "-"
+
+
+def test_show_gives_phases_and_the_estimated_end_of_a_running_run(engine: Engine, db_url: str
+                                                                   ) -> None:
+    """Started 04:00, 3 done by 05:00 (20 min a task), 4 left and 2 running: 07:00."""
+    add_chipruns(engine, "lbl", 2)
+    assert rt("--db", db_url, "definebyquery", "-l", "lbl", "-s", "chip").exit_code == 0
+    stored = parse_progress(json.dumps(
+        {"format": jf.PROGRESS.format, "version": jf.PROGRESS.version, "done": 3,
+         "failed": 0, "running": 2, "left": 4, "not_started": 0, "tasks": 9,
+         "at": "2026-12-01T05:00:00+00:00", "started": "2026-12-01T04:00:00+00:00",
+         "end": "2026-12-01T08:00:00+00:00",
+         "phases": {"cmd": {"tasks": 7, "done": 3, "elapsed": 2700.0}}}).encode())
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).values(state="run", job_id="7", progress=stored))
+    text = rt("--db", db_url, "show", "1").output
+    assert "estimated end 2026-12-01T07:00:00+00:00" in text and "walltime" not in text
+    assert "phases cmd 3/7 (2700.0 s)" in text
+    shown = json.loads(rt("--db", db_url, "--json", "show", "1").stdout)
+    assert shown["progress"]["estimated_end"] == "2026-12-01T07:00:00+00:00"
+    assert shown["progress"]["done"] == 3
 
 
 def test_stages_piped_tab_separated(db_url: str, isolated_env: str) -> None:

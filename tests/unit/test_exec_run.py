@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from remotebridge import config as cfgmod
 from remotebridge.cli.context import AppContext
@@ -120,6 +120,17 @@ def test_only_missing_inputs_are_pushed_on_resubmission(engine: Engine, tmp_path
     assert second.token != first.token and token_attempt(second.token, rid) == 2
     assert get(engine, rid).attempt == 2 and Path(gone).exists()
     assert len(registry(tmp_path)) == 2
+
+
+def test_submission_clears_the_previous_jobs_progress(engine: Engine, tmp_path: Path) -> None:
+    """A resubmitted run does not show the progress poll read from its previous job."""
+    (rid,) = make_runs(engine, tmp_path)
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).where(RemoteRun.remote_id == rid)
+                  .values(progress='{"done": 3, "failed": 1, "running": 0, "left": 0}'))
+    (out,) = exec_runs(engine, local_config(tmp_path))
+    assert out.result == "run"
+    assert get(engine, rid).progress is None
 
 
 def test_folder_files_leave_out_what_the_job_makes(engine: Engine, tmp_path: Path) -> None:

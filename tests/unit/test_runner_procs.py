@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ def test_progress_file_contents_and_atomic_rewrite(tmp_path: Path,
     first = os.stat("runner/progress.json").st_ino
     doc = json.loads(Path("runner/progress.json").read_text())
     assert doc["format"] == "remotebridge.progress" and doc["version"] == 1
+    assert datetime.fromisoformat(doc["started"]) <= datetime.fromisoformat(doc["at"])
+    assert doc["phases"]["cmd"] == {"tasks": 3, "done": 0, "elapsed": 0.0}
     assert {k: doc[k] for k in ("done", "failed", "running", "left", "not_started")} == \
         {"done": 0, "failed": 0, "running": 0, "left": 3, "not_started": 0}
     leader.disp.add_node("w0", 1)
