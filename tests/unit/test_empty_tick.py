@@ -82,3 +82,16 @@ def test_due_questions(engine: Engine, tmp_path: Path) -> None:
         conn.execute(insert(RemoteRun), more)
     assert pending_due(engine)
     assert pending_due(engine, label="other") and not pending_due(engine, label="tick")
+
+
+def test_a_run_in_auth_is_work_for_every_tick(engine: Engine, tmp_path: Path) -> None:
+    """A run paused in auth makes every exec and poll look at its site (resume, or 75)."""
+    cfg = config(tmp_path, poll_interval=600)
+    _runs(engine, ("run", 5))
+    assert not pending_due(engine) and not poll_due(engine, cfg)
+    paused = [{"remote_id": 9, "stage": "chip", "label": "elsewhere", "site": "demo",
+               "state": "auth", "path_base": "/nonexistent"}]
+    with engine.begin() as conn:
+        conn.execute(insert(RemoteRun), paused)
+    assert pending_due(engine) and poll_due(engine, cfg)
+    assert pending_due(engine, label="tick") and poll_due(engine, cfg, label="tick")

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from remotebridge import jobfolder
+
 REMOTE = Path(__file__).resolve().parents[2] / "remotebridge" / "remote"
 FAST = ["--poll", "0.02", "--heartbeat", "0.2", "--progress-every", "0.2", "--margin", "1"]
 
@@ -26,6 +28,8 @@ def job(tmp_path: Path, tasks: list[dict[str, Any]], tasks_in_header: int | None
             "tasks": len(tasks) if tasks_in_header is None else tasks_in_header}
     text = "\n".join([json.dumps(head)] + [json.dumps(t) for t in tasks]) + "\n"
     (tmp_path / "plan.jsonl").write_text(text, encoding="utf-8")
+    # a job folder always has its outputs manifest (the summary records its products)
+    (tmp_path / jobfolder.OUTPUTS.name).write_text(jobfolder.OUTPUTS.text([]), encoding="utf-8")
     return tmp_path
 
 
