@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from remotebridge import control, runs, runview
+from remotebridge import controlcheck, runs, runview
 from remotebridge.errors import BridgeError, NotFoundError
 from remotebridge.states import RunState, Stage
 from remotebridge.web.text import finalize
@@ -102,15 +102,17 @@ def run_file(request: Request) -> Response:
 
 
 def sites_page(request: Request) -> Response:
-    """The configured sites: kind, scheduler, front ends and their masters."""
+    """The configured sites: kind, scheduler, front ends and their masters, and what
+    ``control-tool check`` says of them (time left before the cut, pause, runs in auth)."""
     config = request.app.state.config
     sites = []
     for site in config.sites.values():
+        default = site.name == config.default_site
         try:
-            masters = [m.to_dict() for m in control.status(site)]
-            problem = ""
+            checked = controlcheck.check(site, request.app.state.engine, is_default=default)
+            entry: dict[str, Any] = {"masters": [m.to_dict() for m in checked.masters],
+                                     "problem": "", "check": checked.to_dict()}
         except BridgeError as exc:
-            masters, problem = [], exc.message
-        sites.append({"site": site, "masters": masters, "problem": problem,
-                      "default": site.name == config.default_site})
+            entry = {"masters": [], "problem": exc.message, "check": None}
+        sites.append({"site": site, "default": default, **entry})
     return render(request, "sites.html", "_sites.html", sites=sites)

@@ -77,6 +77,19 @@ def test_sites_page_names_site_and_front_end(client: TestClient) -> None:
     page = client.get("/sites").text
     assert 'id="site-demo"' in page and "<td>localhost</td>" in page
     assert "local (no master)" in page
+    assert "not paused" in page and "runs in auth" in page
+
+
+def test_sites_page_shows_the_pause_and_its_reason(client: TestClient, engine: Engine) -> None:
+    """What control-tool check knows: the pause (kept in the database) and its reason."""
+    from remotebridge.db import pause as pausedb
+    from remotebridge.db.engine import write_session
+
+    with write_session(engine) as s:
+        pausedb.pause(s, "demo", default_site=True, reason="<b>maintenance</b> until 14:00",
+                      by="ops")
+    page = client.get("/sites").text
+    assert "paused since" in page and "&lt;b&gt;maintenance&lt;/b&gt; until 14:00" in page
 
 
 def test_get_only_and_safety_headers(client: TestClient) -> None:
