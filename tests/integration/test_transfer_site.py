@@ -30,12 +30,15 @@ HOSTILE = ["with space", "it's", 'dq"x', "a;b", "$(touch /tmp/rb_xfer_pwned)",
 
 @pytest.fixture()
 def ssh_log(tmp_path: Path) -> Path:
-    """An ssh wrapper that logs each invocation's argv (one NUL-joined line)."""
-    log = tmp_path / "ssh.log"
+    """An ssh wrapper that logs each invocation's argv, NUL-separated, in a file of its
+    own under the returned folder (calls run in parallel, and an argument may be long
+    and hold newlines, e.g. the inline ``python -c SOURCE``)."""
+    log = tmp_path / "ssh-calls"
+    log.mkdir()
     wrapper = tmp_path / "ssh-logged"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f"printf '%s\\0' \"$@\" >> '{log}'\nprintf '\\n' >> '{log}'\n"
+        f"printf '%s\\0' \"$@\" > \"$(mktemp '{log}/call.XXXXXX')\"\n"
         'exec ssh "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return log
@@ -45,7 +48,7 @@ def ssh_log(tmp_path: Path) -> Path:
 def frontends(test_site: Any, ssh_log: Path, control_dir: Path) -> Iterator[list[OpenSSHLink]]:
     """Masters to fe1..fe3 (a token each), stopped afterwards."""
     site = site_config(test_site, control_dir, partition="", sessions_per_master=8)
-    wrapper = str(ssh_log.with_name("ssh-logged"))
+    wrapper = str(ssh_log.parent / "ssh-logged")
     with open_masters([OpenSSHLink(site, h, ssh_binary=wrapper) for h in site.frontends],
                       test_site.askpass) as links:
         yield links
@@ -74,7 +77,8 @@ def test_push_then_pull_over_three_front_ends(site_alone: Any, frontends: list[O
     remote_dir = f"{test_site.user_scratch}/rb-xfer-{uuid.uuid4().hex[:8]}"
     files = make_files(tmp_path, remote_dir)
     total = sum(f.size for f in files)
-    ssh_log.write_bytes(b"")
+    for old in ssh_log.iterdir():
+        old.unlink()  # the masters' own calls are not the transfer's
     before = test_site.auth_count()
     try:
         rep = push(frontends, files, bundle_bytes=500_000, jobs_per_link=3)
@@ -92,7 +96,7 @@ def test_push_then_pull_over_three_front_ends(site_alone: Any, frontends: list[O
     for f, b in zip(files, back, strict=True):
         assert sha(b.local) == sha(f.local)
     assert not os.path.exists("/tmp/rb_xfer_pwned") and not os.path.exists("/tmp/rb_xfer_pwned2")
-    calls = [line.split(b"\0") for line in ssh_log.read_bytes().splitlines() if line]
+    calls = [p.read_bytes().split(b"\0") for p in sorted(ssh_log.iterdir())]
     assert calls, "the transfer made no ssh call?"
     for argv in calls:  # every call rode a master and could not log in on its own
         assert b"ControlMaster=no" in argv and b"ProxyCommand=false" in argv
