@@ -19,7 +19,7 @@ from remotebridge import control
 from remotebridge.db.engine import make_engine
 from remotebridge.db.migrate import upgrade
 from remotebridge.demo.generate import init_survey
-from tests.integration.test_cycle_site import rt
+from tests.support.cycle_site import rt
 from tests.support.sitecfg import write_config
 
 pytestmark = pytest.mark.site

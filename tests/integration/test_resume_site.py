@@ -20,9 +20,9 @@ from remotebridge.db.engine import read_session
 from remotebridge.demo.generate import init_survey
 from remotebridge.linkback import RESUMED_NOTE
 from remotebridge.schedulers import JobState
-from tests.integration.test_exec_site import env, tool, wait_job
 from tests.support.demo_runs import define_and_prepare as prepared_run
 from tests.support.demo_runs import run_row
+from tests.support.exec_site import env, tool, wait_job
 from tests.support.sitecfg import write_config
 
 pytestmark = pytest.mark.site

@@ -20,7 +20,7 @@ from remotebridge.remote import rbhelper
 from remotebridge.schedulers import JobState
 from remotebridge.ssh import Link, LocalLink, Result
 from tests.support.demo_runs import run_row as get
-from tests.unit.test_exec_run import (
+from tests.support.exec_run import (  # noqa: F401
     LosingLink,
     _env,
     local_config,

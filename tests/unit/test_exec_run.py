@@ -9,74 +9,39 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, update
 
-from remotebridge import config as cfgmod
 from remotebridge.cli.context import AppContext
 from remotebridge.cli.exec_cmd import exec_cmd
-from remotebridge.config import SiteConfig
 from remotebridge.db import statemachine
-from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteEvent, RemoteRun
 from remotebridge.db.engine import write_session
-from remotebridge.demo.generate import init_survey
-from remotebridge.errors import TransientLinkError
 from remotebridge.exec import exec_runs, folder_files, open_folder, token_attempt
 from remotebridge.exec.submit import pending_token
-from remotebridge.schedulers import JobState, LocalScheduler
-from remotebridge.ssh import Link, LocalLink, Result
+from remotebridge.schedulers import JobState
 from remotebridge.states import ExecResult, RunState
-from tests.support import demo_runs
 from tests.support.demo_runs import (
     VENV_BIN,
-    control_fixture,
-    define_and_prepare,
-    demo_env,
-    local_site,
-    wait_job_end,
 )
 from tests.support.demo_runs import run_row as get
-
-
-def local_raw(tmp: Path) -> dict[str, object]:
-    return {"site": {"demo": local_site(tmp)}}
-
-
-def local_config(tmp: Path) -> cfgmod.Config:
-    return cfgmod.build(local_raw(tmp))
-
-
-def down_config(tmp: Path, control: Path) -> cfgmod.Config:
-    """The same site name, but over ssh to front ends that have no master."""
-    return demo_runs.down_config(tmp, control, ["fe-a", "fe-b"])
-
-
-_env = demo_env
-control = control_fixture("rbx")
-
-
-def make_runs(engine: Engine, tmp: Path, runs: int = 1, exposures: int = 2) -> list[int]:
-    """``runs`` prepared chip runs of the demo survey (state pending)."""
-    init_survey(engine, tmp / "survey", exposures=exposures, chips=2, size=64)
-    cfg = local_config(tmp)
-    return [define_and_prepare(engine, cfg, tmp, limit=1) for _ in range(runs)]
-
-
-def registry(tmp: Path) -> list[str]:
-    reg = tmp / "remote side" / ".rb_local_jobs"
-    return sorted(p.name for p in reg.iterdir() if p.name.startswith("local.")) \
-        if reg.exists() else []
-
-
-def wait_done(tmp: Path, job_id: str, timeout: float = 120) -> JobState:
-    sched = LocalScheduler(LocalLink(tmp / "remote side"), local_config(tmp).site())
-    return wait_job_end(sched, job_id, timeout, 0.3)
+from tests.support.exec_run import (  # noqa: F401 - helpers and fixtures moved to tests/support
+    LosingLink,
+    MeddlingLink,
+    _env,
+    control,
+    down_config,
+    local_config,
+    local_raw,
+    losing_links,
+    make_runs,
+    meddling,
+    registry,
+    wait_done,
+)
 
 
 def test_exec_submits_and_the_job_runs(engine: Engine, tmp_path: Path) -> None:
@@ -165,23 +130,8 @@ def test_link_down_goes_to_auth_then_revertauth(engine: Engine, tmp_path: Path,
     assert again.result == "run" and get(engine, rid).state == "run"
 
 
-class LosingLink(LocalLink):
-    """A link double: the submission runs, but its answer is lost (transient fault)."""
-
-    lose_find = 0
-
-    def run(self, argv: Sequence[str], **kw: object) -> Result:
-        result = super().run(argv, **kw)  # type: ignore[arg-type]
-        if "rb-local-submit" in argv:
-            raise TransientLinkError("connection reset after sending the job")
-        if "rb-local-find" in argv and LosingLink.lose_find > 0:
-            LosingLink.lose_find -= 1
-            raise TransientLinkError("connection reset while searching")
-        return result
 
 
-def losing_links(site: SiteConfig) -> list[Link]:
-    return [LosingLink(site.local_root)]
 
 
 def test_lost_submit_answer_is_adopted_by_token(engine: Engine, tmp_path: Path) -> None:
@@ -257,36 +207,8 @@ def test_cli_json_and_exit_codes(engine: Engine, tmp_path: Path, control: Path) 
     assert r.exit_code != 0
 
 
-class MeddlingLink(LocalLink):
-    """A link double: when ``at`` (an argv word) runs, another process meddles with the
-    run: ``cancel`` (an operator cancels it after our lease expired) or ``steal`` (its
-    lease passed to another exec)."""
-
-    engine: Engine
-    rid = 0
-    at = "rb-local-submit"
-    how = "cancel"
-
-    def run(self, argv: Sequence[str], **kw: object) -> Result:
-        result = super().run(argv, **kw)  # type: ignore[arg-type]
-        if MeddlingLink.at in argv:
-            MeddlingLink.at = "-done-"
-            with write_session(MeddlingLink.engine) as s:
-                run = s.get(RemoteRun, MeddlingLink.rid)
-                assert run is not None
-                run.lease_until = utcnow() - timedelta(seconds=1)
-                if MeddlingLink.how == "steal":
-                    run.owner, run.lease_until = "other-host:1", utcnow() + timedelta(hours=1)
-                else:
-                    s.flush()
-                    statemachine.cancel(s, MeddlingLink.rid)
-        return result
 
 
-def meddling(engine: Engine, rid: int, at: str, how: str) -> Callable[[SiteConfig], list[Link]]:
-    MeddlingLink.engine, MeddlingLink.rid, MeddlingLink.at, MeddlingLink.how = (
-        engine, rid, at, how)
-    return lambda site: [MeddlingLink(site.local_root)]
 
 
 def test_job_of_a_run_cancelled_meanwhile_is_cancelled(engine: Engine, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from remotebridge.remote import helper_path
 from remotebridge.states import RunState
 from tests.support.demo_runs import define_and_prepare, demo_env
 from tests.support.demo_runs import run_row as get
-from tests.unit.test_exec_run import local_config, wait_done
+from tests.support.exec_run import local_config, wait_done
 
 _env = demo_env
 HOUR = 3600

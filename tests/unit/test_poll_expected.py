@@ -20,8 +20,8 @@ from remotebridge.poll import poll_runs
 from remotebridge.poll.expect import _ident, check_planned
 from remotebridge.poll.faults import FAULT_JOB_UNREADABLE, FAULT_NOT_PLANNED, PollFault
 from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_hostile import assert_refused
 from tests.support.poll_runs import chip_states, config, finished_job, results, resummarise
-from tests.unit.test_poll_hostile import assert_refused
 
 Record = dict[str, Any]
 Edit = Callable[[list[Record]], list[Record]]

@@ -16,12 +16,10 @@ import pytest
 from sqlalchemy import Engine
 
 from remotebridge.poll import poll_runs
-from tests.unit.test_poll_hostile import assert_refused, finished_job
-from tests.unit.test_poll_run import (
-    _env,  # noqa: F401 - autouse fixture: PATH with the venv's python3
-    config,
-    get,
-)
+from tests.support.demo_runs import run_row as get
+from tests.support.poll_hostile import assert_refused
+from tests.support.poll_run import _env  # noqa: F401 - autouse fixture: the venv's python3
+from tests.support.poll_runs import config, finished_job
 
 
 def first_product(job_dir: Path) -> tuple[Path, Path]:

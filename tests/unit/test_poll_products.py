@@ -17,8 +17,8 @@ from remotebridge.poll import PollFault
 from remotebridge.poll.faults import FAULT_PRODUCT_ALTERED
 from remotebridge.poll.remote_files import parse_summary_products
 from tests.support.demo_runs import demo_env as _env  # noqa: F401 - autouse: venv's python3
+from tests.support.poll_hostile import assert_refused
 from tests.support.poll_runs import finished_job
-from tests.unit.test_poll_hostile import assert_refused
 
 
 def product(job_dir: Path, suffix: str) -> Path:

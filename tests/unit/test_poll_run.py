@@ -19,11 +19,13 @@ from remotebridge.poll import poll_runs, poll_until
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for
 from tests.support.demo_runs import (
-    control_fixture,
-    demo_env,
     down_config,
 )
 from tests.support.demo_runs import run_row as get
+from tests.support.poll_run import (  # noqa: F401 - helpers and fixtures moved to tests/support
+    _env,
+    control,
+)
 from tests.support.poll_runs import (
     chip_states,
     components,
@@ -35,9 +37,6 @@ from tests.support.poll_runs import (
     toml_site,
     wait_job,
 )
-
-_env = demo_env
-control = control_fixture("rbp")
 
 
 def test_chip_run_polled_to_full(engine: Engine, tmp_path: Path) -> None:
