@@ -20,11 +20,6 @@ from tests.support.cycle_site import (  # noqa: F401 - helpers and fixtures move
 pytestmark = pytest.mark.site
 
 
-
-
-
-
-
 def test_chip_cycle_through_the_dmz(setup: dict[str, Any]) -> None:
     s = setup
     rid = int(rt(s, "definebyquery", "--label", "demo", "--stage", "chip",

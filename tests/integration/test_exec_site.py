@@ -29,13 +29,6 @@ from tests.support.sitecfg import write_config
 pytestmark = pytest.mark.site
 
 
-
-
-
-
-
-
-
 def test_control_tool_and_exec_through_the_dmz(site_alone: Any, env: dict[str, Any]) -> None:
     site = site_alone
     tmp, engine = env["tmp"], env["engine"]

@@ -57,7 +57,6 @@ def _set(path: str, value: Any) -> Callable[[Record], None]:
 
 FAKE_TAR = r"""#!{python}
 import io, sys, tarfile
-from tests.support.poll_runs import finished_job
 sys.stdin.buffer.read()
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode="w") as tf:

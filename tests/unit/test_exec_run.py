@@ -130,10 +130,6 @@ def test_link_down_goes_to_auth_then_revertauth(engine: Engine, tmp_path: Path,
     assert again.result == "run" and get(engine, rid).state == "run"
 
 
-
-
-
-
 def test_lost_submit_answer_is_adopted_by_token(engine: Engine, tmp_path: Path) -> None:
     (rid,) = make_runs(engine, tmp_path)
     (out,) = exec_runs(engine, local_config(tmp_path), link_factory=losing_links)
@@ -205,10 +201,6 @@ def test_cli_json_and_exit_codes(engine: Engine, tmp_path: Path, control: Path) 
     r = runner.invoke(exec_cmd, ["--remote-id", "999"],
                       obj=AppContext(config_path=str(good), db_url=url))
     assert r.exit_code != 0
-
-
-
-
 
 
 def test_job_of_a_run_cancelled_meanwhile_is_cancelled(engine: Engine, tmp_path: Path) -> None:

@@ -141,8 +141,6 @@ def test_sql_looking_value_is_data(engine: Engine, tmp_path: Path) -> None:
     assert chip_states(engine) == {1: ("full", 0)}
 
 
-
-
 def test_unsafe_bundle_is_refused(engine: Engine, tmp_path: Path) -> None:
     rid, _job_dir = finished_job(engine, tmp_path)
     fake = tmp_path / "hostile-bin"
