@@ -36,6 +36,8 @@ class RunRecord:
     owner: str | None = None
     progress: str | None = None
     """``done/total`` tasks of a run in ``run`` when poll recorded it, else None."""
+    note: str = ""
+    """The run's last note (why it is in error, auth or pending again), else empty."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -79,7 +81,7 @@ def _record(run: RemoteRun, ncomp: int) -> RunRecord:
         state=run.state, job_id=run.job_id, path_base=run.path_base, fault=run.fault,
         attempt=run.attempt, components=ncomp, last_poll=run.last_poll,
         updated=run.updated, prev_state=run.prev_state, owner=run.owner,
-        progress=progress_of(run) if run.state == "run" else None,
+        progress=progress_of(run) if run.state == "run" else None, note=run.note or "",
     )
 
 

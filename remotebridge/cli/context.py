@@ -93,17 +93,21 @@ class AppContext:
         """True at a terminal (rich tables, progress bars); False in cron and pipes."""
         return sys.stdout.isatty() and not self.json
 
-    def emit(self, data: Any, human: str | None = None) -> None:
-        """Print ``data`` as JSON with --json, else ``human`` (unless --quiet)."""
+    def emit(self, data: Any, human: str | None = None, *, markup: bool = False) -> None:
+        """Print ``data`` as JSON with --json, else ``human`` (unless --quiet).
+
+        ``human`` is plain text unless ``markup`` says the caller escaped every data part:
+        a remote note holding ``[...]`` must print as it is, not vanish as a style tag."""
         if self.json:
             click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
         elif human and not self.quiet:
-            self.console.print(human, highlight=False, soft_wrap=True)
+            self.console.print(human, highlight=False, soft_wrap=True, markup=markup)
 
-    def info(self, text: str) -> None:
-        """A human-only line (suppressed by --quiet and --json)."""
+    def info(self, text: str, *, markup: bool = False) -> None:
+        """A human-only line (suppressed by --quiet and --json); plain text unless
+        ``markup`` (see :meth:`emit`)."""
         if not self.quiet and not self.json:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            self.console.print(text, highlight=False, soft_wrap=True, markup=markup)
 
     def line(self, text: str) -> None:
         """A plain line for pipes, tabs kept (rich would expand them into spaces);

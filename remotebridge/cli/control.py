@@ -61,13 +61,14 @@ def _show(app: AppContext, site: str, masters: SiteMasters) -> None:
                                   s.socket, s.error, s.opened, s.opened_by, role]))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"site {site}: {masters.mode.value}")
     for col in ("host", "role", "master", "action", "user", "opened", "by", "error"):
         table.add_column(col)
     for role, s in rows:
-        table.add_row(s.host, role, "[green]up[/green]" if s.alive else "[red]down[/red]",
-                      s.action, s.user, s.opened, s.opened_by, s.error)
+        table.add_row(Text(s.host), role, "[green]up[/green]" if s.alive else "[red]down[/red]",
+                      *map(Text, (s.action, s.user, s.opened, s.opened_by, s.error)))
     app.console.print(table)
 
 

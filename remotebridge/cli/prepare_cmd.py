@@ -54,7 +54,7 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
         if pretend and res.job is not None:
             data = review_job(res.job)
             item["review"] = data
-            app.info(human(data))
+            app.info(human(data), markup=True)
         else:
             app.info(f"remote run {rid}: prepared {res.info['tasks']['cmd']} commands in "
                      f"{res.seconds:.2f} s -> {res.folder}")
@@ -76,4 +76,4 @@ def review(app: AppContext, remote_id: int) -> None:
         path_base = run.path_base
     data = review_run(path_base, remote_id)
     data["state"] = run.state
-    app.emit(data, human(data))
+    app.emit(data, human(data), markup=True)

@@ -133,6 +133,7 @@ def runs_table(records: list[Any], width: int = 80) -> Any:
     drops its year below 100 columns)."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from remotebridge.db.base import utcnow
 
@@ -156,9 +157,10 @@ def runs_table(records: list[Any], width: int = 80) -> Any:
     table.add_column("fault", no_wrap=True, width=5)
     table.add_column("updated", no_wrap=True, width=len(utcnow().strftime(stamp)))
     for r in records:
-        table.add_row(str(r.remote_id), r.stage, r.label, r.site, r.state, r.progress or "-",
-                      r.job_id or "", str(r.components), str(r.fault),
-                      r.updated.strftime(stamp))
+        # cells are data, never markup: a label or job id holding "[x]" prints as it is
+        cells = [str(r.remote_id), r.stage, r.label, r.site, r.state, r.progress or "-",
+                 r.job_id or "", str(r.components), str(r.fault), r.updated.strftime(stamp)]
+        table.add_row(*map(Text, cells))
     return table
 
 
@@ -191,6 +193,8 @@ def show(app: AppContext, remote_id: int) -> None:
              + (" ..." if r.components > 20 else "")]
     if r.owner:
         lines.append(f"  leased by {r.owner}")
+    if r.note:
+        lines.append(f"  note: {r.note}")
     if detail.logs:
         lines.append(f"  logs at home ({r.path_base}/remote_{r.remote_id}/): "
                      + ", ".join(detail.logs))

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from remotebridge import config as config_mod
 from remotebridge.cli.exitcodes import ExitCode
@@ -62,7 +63,8 @@ def _print_table(title: str, rows: list[CheckRow]) -> None:
         table.add_column(column)
     marks = {True: "[green]ok[/green]", False: "[red]FAIL[/red]", None: "[dim]skip[/dim]"}
     for r in rows:
-        table.add_row(r.host, r.check, marks[r.ok], r.detail)
+        # what the site said is data: rich must not read "[...]" in it as a style
+        table.add_row(Text(r.host), Text(r.check), marks[r.ok], Text(r.detail))
     Console().print(table)
 
 

@@ -147,3 +147,21 @@ def test_show_gives_phases_and_the_estimated_end_of_a_running_run(engine: Engine
 def test_stages_piped_tab_separated(db_url: str, isolated_env: str) -> None:
     lines = rt("--db", db_url, "stages").output.splitlines()
     assert lines and all(len(line.split("\t")) == 3 for line in lines)
+
+
+@pytest.mark.parametrize("note", ["[bold]x[/bold] y", "retry [1/3] of [red]", "[/]", "a\\[b]"])
+def test_show_prints_a_remote_note_as_it_is(engine: Engine, db_url: str, note: str) -> None:
+    """A note is the site's words: text like ``[bold]`` or ``[/]`` is data, printed
+    verbatim (rich would drop it as a style tag, or fail on a closing tag)."""
+    add_chipruns(engine, "lbl", 1)
+    assert rt("--db", db_url, "definebyquery", "-l", "lbl", "-s", "chip").exit_code == 0
+    with write_session(engine) as s:
+        s.execute(update(RemoteRun).values(note=note))
+    assert note in rt("--db", db_url, "show", "1").output
+
+
+@pytest.mark.parametrize("label", ["[bold]night[/bold]", "n[/]", "[x]"])
+def test_list_table_prints_markup_looking_labels_as_they_are(label: str) -> None:
+    console = Console(width=120, record=True, color_system=None)
+    console.print(remotetool.runs_table([_record("7", label)], 120))
+    assert label in console.export_text()
