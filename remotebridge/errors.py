@@ -73,6 +73,16 @@ class Refused(BridgeError):
     """A request that cannot be done in the current state (e.g. switch-user with live masters)."""
 
 
+class SeveralFailed(BridgeError):
+    """Some items of a many-item command failed (each already reported); the exit code
+    is that of the first failure, kept as ``first``."""
+
+    def __init__(self, message: str, first: BridgeError) -> None:
+        super().__init__(message, hint=first.hint or "run the same command again when the "
+                                                     "cause is fixed")
+        self.first = first
+
+
 class ConcurrentUpdate(BridgeError):
     """Another process moved the run first (the guarded UPDATE touched no row)."""
 

@@ -50,6 +50,8 @@ _MAP: list[tuple[type[errors.BridgeError], ExitCode]] = [
 
 def exit_code_for(exc: errors.BridgeError) -> ExitCode:
     """The exit code for one of our errors (most specific class first)."""
+    if isinstance(exc, errors.SeveralFailed):
+        return exit_code_for(exc.first)
     for cls, code in _MAP:
         if isinstance(exc, cls):
             return code

@@ -253,8 +253,9 @@ def cancel(app: AppContext, remote_id: int | None, label: str | None, yes: bool)
 
     A run in 'run' has its job cancelled (by id, else by its submit token) and the
     scheduler's confirmation awaited; products already home stay. A site that cannot
-    be reached gets nothing sent (exit 75). --label asks before cancelling each of
-    the label's runs (--yes for scripts).
+    be reached gets nothing sent (exit 75). --label asks once before cancelling the
+    label's runs (--yes for scripts) and goes on past a run that cannot be cancelled
+    now, naming it on stderr; the exit code is then that of the first such run.
     """
     from remotebridge.cancel import cancel_run, label_runs
     from remotebridge.errors import UsageError
@@ -265,9 +266,31 @@ def cancel(app: AppContext, remote_id: int | None, label: str | None, yes: bool)
     if label is not None and ids and not yes:
         click.confirm(f"cancel {len(ids)} runs of label {label!r} ({_ids(ids)})?",
                       abort=True, err=True)
-    done = [cancel_run(app.engine, app.config, rid) for rid in ids]
-    app.emit([o.to_dict() for o in done] if label is not None else done[0].to_dict(),
-             "\n".join(_cancel_line(o) for o in done) or None)
+    if remote_id is not None:
+        done = cancel_run(app.engine, app.config, remote_id)
+        app.emit(done.to_dict(), _cancel_line(done))
+        return
+    _cancel_each(app, ids)
+
+
+def _cancel_each(app: AppContext, ids: list[int]) -> None:
+    """Cancel every run of a label: a run that cannot be cancelled now (its site down,
+    another process on it) does not stop the others; each failure gets its line on
+    stderr and the command exits with the first failure's code."""
+    from remotebridge.cancel import cancel_run
+    from remotebridge.errors import BridgeError, SeveralFailed
+
+    done, failed = [], []
+    for rid in ids:
+        try:
+            done.append(cancel_run(app.engine, app.config, rid))
+        except BridgeError as exc:
+            failed.append(exc)
+            click.echo(f"remotetool: error: run {rid}: {exc.message}", err=True)
+    app.emit([o.to_dict() for o in done], "\n".join(_cancel_line(o) for o in done) or None)
+    if failed:
+        raise SeveralFailed(f"{len(failed)} of {len(ids)} runs not cancelled (each named "
+                            "above)", failed[0])
 
 
 def _ids(ids: list[int]) -> str:

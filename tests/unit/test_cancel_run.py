@@ -103,3 +103,35 @@ def test_cli_cancel_by_label_asks_first(engine: Engine, db_url: str, tmp_path: P
     assert code == 3, out  # nothing left to cancel
     code, out = _cli(db_url, tmp_path, "cancel")
     assert code == 2, out
+
+
+def test_cli_cancel_by_label_goes_on_past_a_site_that_is_down(engine: Engine, db_url: str,
+                                                              tmp_path: Path,
+                                                              control: Path) -> None:
+    """The label's first run needs its (down) site; the second does not: the second is
+    cancelled, the first named on stderr with the link's exit code (75)."""
+    from remotebridge.db.bridge import RemoteRun
+    from remotebridge.db.engine import write_session
+
+    rid = prepared_run(engine, tmp_path, slow=60)
+    job_id = submit(engine, tmp_path, rid)
+    with write_session(engine) as s:
+        later = RemoteRun(stage="chip", label="demo", site="demo", state="new",
+                          path_base=str(tmp_path / "jobs"))
+        s.add(later)
+        s.flush()
+        other = later.remote_id
+    cfg = tmp_path / "down.toml"
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host fe-a\n  HostName 127.0.0.1\n  Port 9\n")
+    cfg.write_text(f'[site.demo]\nkind = "ssh"\nscheduler = "slurm"\nfrontends = ["fe-a"]\n'
+                   f'ssh_config = "{ssh_config}"\ncontrol_dir = "{control}"\n'
+                   f'remote_root = "{tmp_path / "remote side"}"\n')
+    res = CliRunner().invoke(main, ["--db", db_url, "--config", str(cfg), "cancel",
+                                    "--label", "demo", "--yes"])
+    assert res.exit_code == 75, res.output
+    assert f"{other}: new -> cancelled" in res.stdout
+    assert f"run {rid}: " in res.stderr and "1 of 2 runs not cancelled" in res.stderr
+    assert get(engine, rid).state == "run" and get(engine, other).state == "cancelled"
+    assert _job_state(tmp_path, job_id) in (JobState.RUNNING, JobState.QUEUED)
+    cancel_run(engine, config(tmp_path), rid)  # tidy up: no job left behind
