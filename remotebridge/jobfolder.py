@@ -269,9 +269,15 @@ PROGRESS = FileFormat(name="runner/progress.json", format="remotebridge.progress
 """The compact progress (done, failed, running, left, not_started...), one JSON line,
 rewritten atomically; poll reads it in its status round trip."""
 
+VERIFIED = JsonlFormat(name="inputs.verified", format="remotebridge.verified")
+"""Made on the site by the helper's input check: ``{path, stamp, sha256}`` per input whose
+sha256 it checked, ``stamp`` being [size, mtime_ns, ctime_ns, inode]; a later check
+trusts an entry while the file's stamp is the same, so unchanged inputs are hashed once
+per job folder. Never pushed, never read at home."""
+
 FORMATS: tuple[FileFormat, ...] = (JOB, ALLOCATION, PLAN, INPUTS, OUTPUTS, OUTDIRS, SCRIPT,
                                    MULTIPROG, TASKS, HOME, LIST, SUBSET, EXPECTED, DBINFO,
-                                   SUMMARY, LEADER, RECORDS, PROGRESS)
+                                   SUMMARY, LEADER, RECORDS, PROGRESS, VERIFIED)
 
 HELPER = "rbhelper.py"
 RUNNER = "rbrunner.py"
@@ -286,7 +292,7 @@ STARTED = "job.started"
 """The start marker: the job script's first action writes ``token=...`` and ``job_id=...``
 lines into it, so exec finds a job whose submit answer was lost even after the
 scheduler forgot it."""
-REMOTE_MADE_FILES = frozenset({SUMMARY.name, STARTED})
+REMOTE_MADE_FILES = frozenset({SUMMARY.name, STARTED, VERIFIED.name})
 SCHEDULER_OUTPUT_PREFIXES = ("job.", "rb_local.")
 SCHEDULER_OUTPUT_SUFFIXES = (".out", ".err")
 """The scheduler's output files of job.sh (``job.<jobid>.out``, ``job.moab.out``...)."""

@@ -74,6 +74,9 @@ FAULT_TASK_FAILED = 3
 EXIT_INPUTS_MISSING = 79
 """precheck's exit code (and the job's) when inputs are gone: purged before the start."""
 INPUTS_FILE = "inputs.manifest"
+VERIFIED_FILE = "inputs.verified"
+VERIFIED_FORMAT = "remotebridge.verified"
+"""The site's own record of inputs whose sha256 it checked, beside inputs.manifest."""
 MISSING_LISTED = 50
 """At most this many missing paths are named in the job summary."""
 
@@ -307,10 +310,44 @@ def product_records() -> list:
 def cmd_check_inputs(args: argparse.Namespace) -> int:
     """Print the remote path of every input that is missing, has another size, or
     (manifest v2) whose content has another sha256."""
-    for remote, size, digest in manifest_inputs(args.manifest):
-        if not input_ok(remote, size, digest):
-            sys.stdout.write(remote + "\n")
+    for remote in failing_inputs(args.manifest):
+        sys.stdout.write(remote + "\n")
     return 0
+
+
+def failing_inputs(manifest: str) -> list:
+    """The remote paths of the manifest's inputs that are not as listed. A file whose
+    sha256 this job folder already checked, and that has not changed since (same size,
+    mtime, ctime and inode), is not read again: a repeated exec, and the job's precheck
+    after exec, hash nothing that exec already verified."""
+    path = os.path.join(os.path.dirname(manifest), VERIFIED_FILE)
+    known = load_verified(path)
+    seen = dict(known)
+    gone = [r for r, size, digest in manifest_inputs(manifest)
+            if not input_ok(r, size, digest, seen)]
+    if seen != known:
+        # a record we cannot keep costs a re-hash next time, nothing else
+        with contextlib.suppress(OSError):
+            atomic_write(path, jsonl_text(VERIFIED_FORMAT, [
+                {"path": r, "stamp": list(stamp), "sha256": d}
+                for r, (stamp, d) in sorted(seen.items())]))
+    return gone
+
+
+def load_verified(path: str) -> dict:
+    """``{remote path: (stamp, digest)}`` from inputs.verified; an absent, foreign or
+    damaged file is an empty record (everything is hashed again)."""
+    try:
+        records = read_jsonl(path, VERIFIED_FORMAT)
+        return {r["path"]: (tuple(r["stamp"]), r["sha256"]) for r in records}
+    except (OSError, ValueError, SystemExit, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def file_stamp(st: os.stat_result) -> tuple:
+    """What changes when a file's content may have: size, mtime, ctime (a push renames
+    a new file into place, which a preserved mtime does not hide) and inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 # --- precheck --------------------------------------------------------------------
@@ -350,8 +387,7 @@ def manifest_inputs(path: str) -> list:
 
 def cmd_precheck(args: argparse.Namespace) -> int:
     """Exit 79 with a job summary naming the missing inputs; 0 when all are there."""
-    gone = [r for r, size, digest in manifest_inputs(args.manifest)
-            if not input_ok(r, size, digest)]
+    gone = failing_inputs(args.manifest)
     if not gone:
         return 0
     atomic_write(args.out, jsonl_text(SUMMARY_FORMAT, [], tasks=0, ok=0, failed=0,
@@ -362,12 +398,25 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     return EXIT_INPUTS_MISSING
 
 
-def input_ok(remote: str, size: int, digest: str) -> bool:
-    """The site's file has the manifest's size and (when given) digest."""
+def input_ok(remote: str, size: int, digest: str, verified: dict) -> bool:
+    """The site's file has the manifest's size and (when given) digest; a digest that
+    matched is recorded in ``verified`` with the file's stamp, and trusted while the
+    stamp holds."""
     try:
-        return os.stat(remote).st_size == size and (not digest or digest_matches(remote, digest))
+        st = os.stat(remote)
+        if st.st_size != size:
+            return False
+        if not digest:
+            return True
+        stamp = file_stamp(st)
+        if verified.get(remote) == (stamp, digest):
+            return True
+        if not digest_matches(remote, digest):
+            return False
     except OSError:
         return False
+    verified[remote] = (stamp, digest)
+    return True
 
 
 def file_sha256(path: str) -> str:

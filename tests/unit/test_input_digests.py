@@ -23,7 +23,7 @@ from remotebridge.db import statemachine
 from remotebridge.db.engine import write_session
 from remotebridge.demo.generate import init_survey
 from remotebridge.exec import exec_runs
-from remotebridge.remote import helper_path
+from remotebridge.remote import helper_path, rbhelper
 from remotebridge.states import RunState
 from tests.support.demo_runs import define_and_prepare, demo_env
 from tests.support.demo_runs import run_row as get
@@ -124,6 +124,90 @@ def test_check_inputs_compares_content(tmp_path: Path) -> None:
                           str(tmp_path / jf.INPUTS.name)], capture_output=True, text=True,
                          check=True).stdout
     assert out.splitlines() == [str(other), str(gone)]
+
+
+@pytest.fixture
+def site_hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path the site's helper hashes (its check run in this process)."""
+    calls: list[str] = []
+    real = rbhelper.digest_matches
+
+    def counting(path: str, spec: str) -> bool:
+        calls.append(path)
+        return real(path, spec)
+
+    monkeypatch.setattr(rbhelper, "digest_matches", counting)
+    return calls
+
+
+def _site_inputs(tmp: Path, n: int = 3) -> tuple[list[Path], str]:
+    files = [tmp / f"in{i}" for i in range(n)]
+    for f in files:
+        f.write_bytes(b"abc")
+    rows = [jf.InputLine(f"/h/{p.name}", str(p), 3, jf.Area.SCRATCH, False, sha(b"abc"))
+            for p in files]
+    job = tmp / "job"
+    job.mkdir()
+    jf.write_files(job, {jf.INPUTS.name: jf.INPUTS.text(rows)})
+    return files, str(job / jf.INPUTS.name)
+
+
+def test_site_check_hashes_an_unchanged_input_once(tmp_path: Path,
+                                                   site_hashed: list[str]) -> None:
+    """exec's check, a repeated exec's check and the job's precheck: one hash per file."""
+    files, manifest = _site_inputs(tmp_path)
+    assert rbhelper.failing_inputs(manifest) == []
+    assert sorted(site_hashed) == sorted(map(str, files))
+    assert rbhelper.failing_inputs(manifest) == []
+    assert rbhelper.main(["precheck", "--manifest", manifest,
+                          "--out", str(tmp_path / "summary")]) == 0
+    assert len(site_hashed) == len(files), "nothing hashed again"
+    assert (tmp_path / "job" / jf.VERIFIED.name).is_file()
+
+
+@pytest.mark.parametrize("how", ["edit-keep-mtime", "replace-keep-mtime", "truncate"])
+def test_site_check_hashes_a_changed_input_again(tmp_path: Path, site_hashed: list[str],
+                                                 how: str) -> None:
+    files, manifest = _site_inputs(tmp_path)
+    rbhelper.failing_inputs(manifest)
+    st = files[1].stat()
+    if how == "edit-keep-mtime":  # same size, mtime put back: the ctime still moves
+        time.sleep(0.01)
+        files[1].write_bytes(b"abd")
+    elif how == "replace-keep-mtime":  # a push renames a new file into place
+        (tmp_path / "new").write_bytes(b"abd")
+        os.replace(tmp_path / "new", files[1])
+    else:
+        files[1].write_bytes(b"ab")
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    del site_hashed[:]
+    assert rbhelper.failing_inputs(manifest) == [str(files[1])]
+    assert site_hashed == ([] if how == "truncate" else [str(files[1])])
+
+
+@pytest.mark.parametrize("damage", ["garbage\n", "", '{"format": "x", "version": 1}\n',
+                                    '{"format": "remotebridge.verified", "version": 1}\n{"a":1}\n'])
+def test_site_check_with_a_damaged_record_hashes_everything(tmp_path: Path,
+                                                            site_hashed: list[str],
+                                                            damage: str) -> None:
+    files, manifest = _site_inputs(tmp_path)
+    rbhelper.failing_inputs(manifest)
+    (tmp_path / "job" / jf.VERIFIED.name).write_text(damage)
+    del site_hashed[:]
+    assert rbhelper.failing_inputs(manifest) == []
+    assert sorted(site_hashed) == sorted(map(str, files))
+
+
+def test_site_check_trusts_a_record_only_for_the_listed_digest(tmp_path: Path,
+                                                               site_hashed: list[str]) -> None:
+    """A new prepare lists another digest for the same file: the record does not count."""
+    files, manifest = _site_inputs(tmp_path, 1)
+    rbhelper.failing_inputs(manifest)
+    rows = [jf.InputLine("/h/in0", str(files[0]), 3, jf.Area.SCRATCH, False, sha(b"abd"))]
+    jf.write_files(tmp_path / "job", {jf.INPUTS.name: jf.INPUTS.text(rows)})
+    del site_hashed[:]
+    assert rbhelper.failing_inputs(manifest) == [str(files[0])]
+    assert site_hashed == [str(files[0])]
 
 
 # --- exec: same-size edits reach the site ----------------------------------------------

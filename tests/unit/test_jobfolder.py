@@ -299,7 +299,8 @@ def test_rbhelper_literals_equal_the_job_folder_constants() -> None:
               "STATUS_FILE": jf.STATUS, "DIRS_HEADER": jf.OUTDIRS.comment,
               "INPUTS_HEADER": jf.INPUTS.comment, "STARTED_FILE": jf.STARTED,
               "OUTPUTS_FILE": jf.OUTPUTS.name, "OUTPUTS_HEADER": jf.OUTPUTS.comment,
-              "SUMMARY_VERSION": jf.SUMMARY.version}
+              "SUMMARY_VERSION": jf.SUMMARY.version, "VERIFIED_FILE": jf.VERIFIED.name,
+              "VERIFIED_FORMAT": jf.VERIFIED.format}
     assert {name: getattr(rbhelper, name, None) for name in wanted} == wanted
     every = {f.version for f in (jf.PLAN, jf.TASKS, jf.HOME, jf.DBINFO)}
     assert every == {rbhelper.VERSION}, "rbhelper reads and writes one version of each"
