@@ -243,20 +243,11 @@ def guard(root: Path) -> list[dict[str, Any]]:
                    redone, len(left), len(left), "higher")]
 
 
-SITE_TODO = """bench_fill --site: part 1 (the same sleep-task plan under multi-prog and
-under the dynamic runner on the test site's 2 nodes x 4 CPUs) needs the test site
-(ops/testsite/site status: up) and is not measured yet. What it must do: write a plan
-of >= 160 sleep tasks (lognormal, CV 0.3 and 1.0, 1% at 5x), prepare it twice with
-runner = "multiprog" and runner = "dynamic" (tests/golden/slurm*/job.sh show both
-scripts), sbatch each through the site's front end, and compute fill from
-status/*.json (task start/end x threads) over sacct-less job start/end taken from the
-job output's 'rb:' lines."""
+def site_part(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Part 1 on the test site's real Slurm (bench/fill_site.py)."""
+    from fill_site import site_figures
 
-
-def site_part() -> int:
-    """Part 1 is not measured yet: say what it needs (exit 2, nothing run)."""
-    print(SITE_TODO, file=sys.stderr)
-    return 2
+    return site_figures(args.seed, args.median, args.per_slot, durations, figure)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--overhead-tasks", type=int, default=5000)
     p.add_argument("--site", action="store_true",
-                   help="part 1 on the test site's real Slurm (not measured yet)")
+                   help="part 1 alone, on the test site's real Slurm (needs it up)")
+    p.add_argument("--median", type=float, default=4.0, help="--site: median task seconds")
+    p.add_argument("--per-slot", type=int, default=20, help="--site: tasks per slot")
     args = p.parse_args(argv)
-    if args.site:
-        return site_part()
-    figures = simulated(args.seed)
-    if not args.simulated:
+    figures = site_part(args) if args.site else simulated(args.seed)
+    if not args.simulated and not args.site:
         root = Path(tempfile.mkdtemp(prefix="bench-fill-"))
         try:
             figures.append(overhead(root, args.overhead_tasks))
