@@ -126,8 +126,7 @@ def measure(status: dict[str, Any], durs: list[float], cv: float) -> dict[str, f
         for n, runner in enumerate((RunnerKind.MULTIPROG, RunnerKind.DYNAMIC)):
             site = site_config(status, control, runner)
             link = OpenSSHLink(site, site.frontends[0])
-            if n == 0:
-                link.start_master(askpass=status["askpass"])
+            link.start_master(askpass=status["askpass"])  # reuses a live master
             local = prepare(Path(tmp), site, int(cv * 10) * 10 + n, durs)
             seconds, ok = run_job(link, site, local)
             if ok != len(durs):
