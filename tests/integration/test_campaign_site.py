@@ -85,8 +85,13 @@ def world(site_alone: Any, db_url: str, tmp_path: Path, control_dir: Path
     """The demo survey (3 exposures: a stack needs two of one filter), the config with
     the database, a counting askpass, and cron's environment."""
     cfg = write_config(tmp_path / "config.toml", site_alone, control_dir)
-    # a stack task's default 4 threads: more cores than a worker gets on this 2-core machine
-    cfg.write_text(cfg.read_text() + f"\n[database]\nurl = {json.dumps(db_url)}\n"
+    # Cron's 5 simulated minutes pass in seconds here: with poll_interval 1 s a running
+    # run is due at every poll line, as with the default 300 s and real 5-minute rounds.
+    # A stack task's default 4 threads: more cores than a worker gets on this 2-core machine.
+    text = cfg.read_text()
+    assert "\npoll_interval = 5\n" in text
+    cfg.write_text(text.replace("\npoll_interval = 5\n", "\npoll_interval = 1\n")
+                   + f"\n[database]\nurl = {json.dumps(db_url)}\n"
                    "\n[stage.stack]\nthreads = 2\n")
     engine = make_engine(db_url)
     init_survey(engine, tmp_path / "survey", exposures=3, chips=1, size=64, label=LABEL)
