@@ -453,14 +453,6 @@ def wait_leader(timeout: float) -> dict:
             time.sleep(0.2)
 
 
-def node_cores() -> int:
-    """Cores this process may use (the Slurm step's CPU set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 # --- command line ---------------------------------------------------------------------
 
 
@@ -534,7 +526,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     if rank >= int(info["workers"]):
         say("worker %d: the leader expects %s workers, quitting" % (rank, info["workers"]))
         return 0
-    return Worker(rank, args.cores or node_cores(), info, plan).run()
+    return Worker(rank, args.cores or rbhelper.node_cores(), info, plan).run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -566,7 +558,8 @@ def parser() -> argparse.ArgumentParser:
     work.add_argument("--rank", type=int)
     work.add_argument("--start-timeout", type=float, default=600.0)
     for sp in (work, run):
-        sp.add_argument("--cores", type=int, default=0, help="default: this process's CPU set")
+        sp.add_argument("--cores", type=int, default=0,
+                        help="default: $SLURM_CPUS_PER_TASK, else this process's CPU set")
     for sp in (lead, run):
         workers = int(os.environ.get("SLURM_JOB_NUM_NODES", "1") or 1)
         sp.add_argument("--workers", type=int, default=workers)

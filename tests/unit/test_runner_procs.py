@@ -171,7 +171,8 @@ def test_killed_worker_tasks_are_rerun_by_the_others(tmp_path: Path) -> None:
         os.kill(workers[1].pid, signal.SIGKILL)
         out, _ = lead.communicate(timeout=120)
     finally:
-        for p in [*workers, lead]:
+        procs: list[subprocess.Popen[Any]] = [*workers, lead]
+        for p in procs:
             if p.poll() is None:
                 p.kill()
     assert lead.returncode == 0 and "worker 1" in out and "lost" in out
@@ -213,3 +214,28 @@ def test_subset_runs_only_the_named_tasks(tmp_path: Path) -> None:
     proc = runner(folder, "run", "--workers", "1", "--cores", "2", "--subset",
                   "retry.a3.tasks", *FAST)
     assert proc.returncode == 2 and "not in the plan" in proc.stdout
+
+
+def test_node_cores_prefers_the_slurm_step_cpus_over_the_cpu_set() -> None:
+    from remotebridge.remote import rbhelper
+
+    here = len(os.sched_getaffinity(0))
+    assert rbhelper.node_cores({"SLURM_CPUS_PER_TASK": str(here + 2)}) == here + 2
+    assert rbhelper.node_cores({}) == here
+    for junk in ("", "0", "4(x2)", "-1", "four"):  # not a positive count: the CPU set
+        assert rbhelper.node_cores({"SLURM_CPUS_PER_TASK": junk}) == here
+
+
+def test_worker_takes_its_cores_from_slurm_cpus_per_task(tmp_path: Path) -> None:
+    """A Slurm step's CPU set may be smaller than its --cpus-per-task (the test site's
+    nodes declare 4 CPUs on a 2-CPU machine): the worker packs for what was allocated."""
+    want = len(os.sched_getaffinity(0)) + 3
+    folder = job(tmp_path, [ptask(i, ["sleep", "0.5"], cost=0.5) for i in range(want)])
+    env = dict(os.environ, SLURM_CPUS_PER_TASK=str(want))
+    proc = subprocess.run([sys.executable, "rbrunner.py", "run", "--workers", "1", *FAST],
+                          cwd=folder, env=env, timeout=120, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hello = json.loads((folder / "runner" / "from.0.jsonl").read_text().splitlines()[0])
+    assert hello["op"] == "hello" and hello["cores"] == want
+    starts = sorted(r["t0"] for r in records(folder) if r["outcome"] == "ok")
+    assert len(starts) == want and starts[-1] - starts[0] < 0.45  # all ran side by side
