@@ -37,8 +37,9 @@ the queue without spending an attempt and it is told to quit. A corrupt or trunc
 plan: leader and workers stop at once with one line, before any task runs. The
 leader dies: the batch script (and the job) ends with it; workers quit after
 ``lease`` seconds without a word from it. A task hangs: the worker kills its process
-group at its timeout (``timeout_factor`` x expected cost) and the attempt counts as
-failed.
+group at its timeout (``timeout_factor`` x expected cost, not below ``timeout_floor``
+x the phase's median measured elapsed) and the attempt counts as failed; its retry
+gets twice the time.
 """
 
 import argparse
@@ -136,7 +137,7 @@ class Leader:
         self.disp = rbdispatch.Dispatcher(
             rbdispatch.policy_tasks(plan), args.end, margin=args.margin,
             max_attempts=args.max_attempts, timeout_factor=args.timeout_factor,
-            timeout_min=args.timeout_min)
+            timeout_min=args.timeout_min, timeout_floor=args.timeout_floor)
         self.inbox = dict((r, Mailbox(box(r, "from"))) for r in range(args.workers))
         self.outbox = dict((r, Mailbox(box(r, "to"))) for r in range(args.workers))
         self.started = time.monotonic()
@@ -201,7 +202,8 @@ class Leader:
             self.host[rank] = str(msg.get("host", ""))
             self.disp.add_node(node(rank), int(msg.get("cores", 1)))
         elif op == "end" and not msg.get("stopped"):
-            a = self.disp.finish(int(msg["seq"]), int(msg["rc"]), float(msg["elapsed"]))
+            a = self.disp.report(int(msg["seq"]), int(msg["rc"]), float(msg["elapsed"]),
+                                 bool(msg.get("timeout")))
             if a is not None:
                 return [end_record(a, msg, rank, self.host.get(rank, ""))]
         elif op == "end" and msg.get("stopped"):
@@ -570,6 +572,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--max-attempts", type=int, default=2)
         sp.add_argument("--timeout-factor", type=float, default=10.0)
         sp.add_argument("--timeout-min", type=float, default=60.0)
+        sp.add_argument("--timeout-floor", type=float, default=20.0,
+                        help="a timeout is at least this many x the phase's median elapsed")
         sp.add_argument("--poll", type=float, default=0.25)
         sp.add_argument("--heartbeat", type=float, default=15.0)
         sp.add_argument("--lease", type=float, default=120.0)

@@ -129,8 +129,22 @@ def test_hung_task_killed_at_its_timeout_and_retried(tmp_path: Path) -> None:
     assert time.time() - t0 < 50
     recs = [r for r in records(folder) if r["task_id"] == 1]
     assert [(r["attempt"], r["outcome"]) for r in recs] == [(1, "timeout"), (2, "timeout")]
+    assert 0.6 <= recs[0]["elapsed"] < 1.1 <= 1.2 <= recs[1]["elapsed"]  # retry: twice the time
     assert json.loads((folder / "status" / "1.json").read_text())["timeout"] is True
     assert progress(folder)["failed"] == 1
+
+
+def test_task_hung_once_is_killed_at_its_timeout_and_its_retry_succeeds(tmp_path: Path) -> None:
+    hang_once = "if [ -e once ]; then echo ok > done; exit 0; fi; touch once; exec sleep 60"
+    folder = job(tmp_path, [ptask(1, ["sh", "-c", hang_once], cost=0.3)])
+    proc = runner(folder, "run", "--workers", "1", "--timeout-factor", "2", "--timeout-min", "0",
+                  *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = records(folder)
+    assert [(r["attempt"], r["outcome"]) for r in recs] == [(1, "timeout"), (2, "ok")]
+    assert (folder / "done").read_text() == "ok\n"
+    assert json.loads((folder / "status" / "1.json").read_text())["rc"] == 0
+    assert progress(folder)["done"] == 1
 
 
 def test_walltime_guard_does_not_start_what_cannot_finish(tmp_path: Path) -> None:
