@@ -2,6 +2,7 @@
 """Benchmark the dynamic task runner against ``srun --multi-prog`` waves.
 
     python bench/bench_fill.py [--simulated] [--json] [--seed 1] [--overhead-tasks 5000]
+                               [--sizes 1,2,4,8]
 
 Figures (docs/runner.md):
 
@@ -14,6 +15,8 @@ Figures (docs/runner.md):
   waves, one after another, each waiting for its slowest task. Fill = sum of the run
   times of completed tasks x threads / (slots x (job end - job start)); the job ends
   when its work does, or at the walltime, which kills whatever still runs.
+  ``--sizes 1,2,4,8`` repeats it with 2, 4, 8 x the tasks on at most 162 nodes: the
+  allocation code then gives a 2, 4, 8 hour job (fill factor 0.8 sizes every one).
 * **Overhead** (real processes on this machine): N no-op tasks on 8 slots (2 local
   workers x 4 cores): (makespan x slots - sum of task times) / tasks. Baseline:
   today's local path, ``xargs -P 8`` running ``rbhelper.py task`` per task (fewer
@@ -46,6 +49,7 @@ from remotebridge.remote import rbdispatch
 
 REMOTE = Path(__file__).resolve().parents[1] / "remotebridge" / "remote"
 N_TASKS, THREADS, MEDIAN, CORES = 37_200, 2, 150.0, 24
+FIELD_NODES = 162  # what the allocation code gives the field log's stage
 
 
 # --- simulated ------------------------------------------------------------------------
@@ -61,10 +65,10 @@ def durations(n: int, cv: float, seed: int) -> list[float]:
     return out
 
 
-def allocation() -> tuple[int, int]:
+def allocation(n_tasks: int = N_TASKS, max_nodes: int = 1000) -> tuple[int, int]:
     """Nodes and walltime the allocation code computes for the field log's chip stage."""
-    a = compute(AllocationInput(n_commands=N_TASKS, threads=THREADS, cost_seconds=MEDIAN,
-                                cores_per_node=CORES, fill_factor=0.8, max_nodes=1000,
+    a = compute(AllocationInput(n_commands=n_tasks, threads=THREADS, cost_seconds=MEDIAN,
+                                cores_per_node=CORES, fill_factor=0.8, max_nodes=max_nodes,
                                 walltime_min=3600, walltime_max=48 * 3600))
     return a.nodes, a.walltime_seconds
 
@@ -122,14 +126,17 @@ def sim_multiprog(durs: list[float], nodes: int, wall: float) -> dict[str, float
     return out
 
 
-def simulated(seed: int) -> list[dict[str, Any]]:
-    """Figures of part 2, at CV 0.3 and 1.0."""
-    nodes, wall = allocation()
+def simulated(seed: int, size: int = 1) -> list[dict[str, Any]]:
+    """Figures of part 2, at CV 0.3 and 1.0; ``size`` x the field log's tasks on at most
+    its 162 nodes (so the allocation code gives a longer walltime) when above 1."""
+    n_tasks = N_TASKS * size
+    nodes, wall = allocation() if size == 1 else allocation(n_tasks, max_nodes=FIELD_NODES)
     figures = []
     for cv, target in ((0.3, 0.95), (1.0, 0.90)):
-        durs = durations(N_TASKS, cv, seed)
+        durs = durations(n_tasks, cv, seed)
         dyn, mp = sim_dynamic(durs, nodes, wall), sim_multiprog(durs, nodes, wall)
         tag = f"sim cv={cv} {nodes}x{CORES} {wall / 3600:.0f}h"
+        tag += f" {n_tasks} tasks" if size != 1 else ""
         bound = sum(durs) * THREADS / (nodes * CORES * wall)
         figures.append(figure(f"fill, {tag}", dyn["fill"], mp["fill"], target, "higher",
                               extra={"work_over_capacity": round(bound, 4),
@@ -138,8 +145,8 @@ def simulated(seed: int) -> list[dict[str, Any]]:
                                      "ratio_target": 1.3 if cv == 1.0 else None}))
         figures.append(figure(f"makespan s, {tag}", dyn["makespan"], mp["makespan"], wall,
                               "lower"))
-        figures.append(figure(f"tasks left at walltime, {tag}", N_TASKS - dyn["done"],
-                              N_TASKS - mp["done"], 0, "lower",
+        figures.append(figure(f"tasks left at walltime, {tag}", n_tasks - dyn["done"],
+                              n_tasks - mp["done"], 0, "lower",
                               extra={"killed_at_walltime": [dyn["killed"], mp["killed"]],
                                      "stopped_by_runner_at_end_minus_margin/2": dyn["stopped"],
                                      "not_started_walltime": dyn["not_started"],
@@ -250,18 +257,35 @@ def site_part(args: argparse.Namespace) -> list[dict[str, Any]]:
     return site_figures(args.seed, args.median, args.per_slot, durations, figure)
 
 
+def sizes(text: str) -> list[int]:
+    """--sizes: positive multiples, comma separated."""
+    try:
+        out = [int(x) for x in text.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        sys.exit(f"bench_fill: --sizes {text!r}: positive integers, comma separated")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--simulated", action="store_true", help="part 2 only (no processes)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sizes", default="1",
+                   help="part 2 at these multiples of the field log's tasks, comma separated, "
+                   "on at most 162 nodes: a longer job (e.g. 1,2,4,8)")
     p.add_argument("--overhead-tasks", type=int, default=5000)
     p.add_argument("--site", action="store_true",
                    help="part 1 alone, on the test site's real Slurm (needs it up)")
     p.add_argument("--median", type=float, default=4.0, help="--site: median task seconds")
     p.add_argument("--per-slot", type=int, default=20, help="--site: tasks per slot")
     args = p.parse_args(argv)
-    figures = site_part(args) if args.site else simulated(args.seed)
+    if args.site:
+        figures = site_part(args)
+    else:
+        figures = [f for size in sizes(args.sizes) for f in simulated(args.seed, size)]
     if not args.simulated and not args.site:
         root = Path(tempfile.mkdtemp(prefix="bench-fill-"))
         try:

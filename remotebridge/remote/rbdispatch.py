@@ -22,11 +22,17 @@ feed it a virtual clock. The rules (docs/runner.md):
   margin``; ``scale`` is what this job has measured so far (sum of elapsed / sum of
   expected, per phase, over successful attempts, once 3 are in). A task that does not
   fit is final: "not started: walltime", no attempt spent.
+* **Timeouts:** an attempt is killed past ``max(timeout_min, timeout_factor x cost x
+  scale, timeout_floor x the median elapsed measured in its phase)``; the floor keeps
+  a task whose planned cost is too low (or a stage with a long tail) from being
+  taken for hung. A retry after a timeout gets twice the time of the attempt before,
+  and is expected to need at least that attempt's time (the guard uses it).
 * **Retries:** a failed attempt (exit code != 0, or killed at its timeout) is queued
   again while ``attempts < max_attempts``. A task whose node was lost is queued again
   without spending an attempt, at most ``max_lost`` times.
 """
 
+import bisect
 import heapq
 import json
 import math
@@ -87,11 +93,15 @@ class Dispatcher:
 
     def __init__(self, tasks: List[Task], end: float, margin: float = 120.0,
                  max_attempts: int = 2, timeout_factor: float = 10.0,
-                 timeout_min: float = 60.0, max_lost: int = 2) -> None:
+                 timeout_min: float = 60.0, max_lost: int = 2,
+                 timeout_floor: float = 20.0) -> None:
         self.tasks = dict((t.task_id, t) for t in tasks)
         self.end, self.margin = end, margin
         self.max_attempts, self.max_lost = max(1, max_attempts), max_lost
         self.timeout_factor, self.timeout_min = timeout_factor, timeout_min
+        self.timeout_floor = timeout_floor
+        self.elapsed_ok: Dict[str, List[float]] = dict((p, []) for p in PHASES)  # sorted
+        self.timed_out: Dict[int, float] = {}  # task -> timeout of its last killed attempt
         self.state: Dict[int, str] = dict((t.task_id, BLOCKED) for t in tasks)
         self.attempts: Dict[int, int] = dict((t.task_id, 0) for t in tasks)
         self.lost: Dict[int, int] = dict((t.task_id, 0) for t in tasks)
@@ -188,8 +198,25 @@ class Dispatcher:
         return elapsed / cost
 
     def expected(self, task: Task) -> float:
-        """The task's expected seconds in this job."""
-        return task.cost * self.scale(task.phase)
+        """The task's expected seconds in this job: its planned cost scaled by what the
+        job measured, and at least the time an attempt ran before it was killed."""
+        return max(task.cost * self.scale(task.phase), self.timed_out.get(task.task_id, 0.0))
+
+    def median_elapsed(self, phase: str) -> float:
+        """The median elapsed of the phase's successful attempts (0.0 until 3)."""
+        done = self.elapsed_ok[phase]
+        return done[len(done) // 2] if len(done) >= 3 else 0.0
+
+    def timeout_for(self, task: Task) -> float:
+        """Seconds an attempt of ``task`` may run before it is taken for hung.
+
+        ``timeout_factor`` x its scaled planned cost, not below ``timeout_min`` nor
+        ``timeout_floor`` x the phase's median measured elapsed (a plan's cost per
+        command is a stage median: a long one is not hung at 10 x that); twice the
+        last timeout when an attempt of it was killed."""
+        base = max(self.timeout_min, self.timeout_factor * task.cost * self.scale(task.phase),
+                   self.timeout_floor * self.median_elapsed(task.phase))
+        return max(base, 2.0 * self.timed_out.get(task.task_id, 0.0))
 
     def assign(self, node: str, now: float, extra_threads: int = 0) -> List[Assignment]:
         """Fill ``node``'s free cores (plus ``extra_threads`` queued ahead), longest first."""
@@ -224,13 +251,25 @@ class Dispatcher:
         self.attempts[task.task_id] += 1
         self.state[task.task_id] = ACTIVE
         self.committed[node] += task.threads
-        timeout = max(self.timeout_min, self.timeout_factor * cost)
+        timeout = self.timeout_for(task)
         a = Assignment(self._seq, task.task_id, node, self.attempts[task.task_id],
                        task.threads, cost, timeout, self.end - self.margin)
         self.active[a.seq] = a
         return a
 
     # --- outcomes -------------------------------------------------------------------
+
+    def report(self, seq: int, rc: int, elapsed: float,
+               timed_out: bool = False) -> Optional[Assignment]:
+        """A worker's report of an attempt's end: notes what the timeouts learn from it
+        (the phase's measured elapsed, or that the task needs more than its timeout),
+        then ``finish``."""
+        a = self.active.get(seq)
+        if a is not None and timed_out:
+            self.timed_out[a.task_id] = a.timeout
+        elif a is not None and rc == 0:
+            bisect.insort(self.elapsed_ok[self.tasks[a.task_id].phase], elapsed)
+        return self.finish(seq, rc, elapsed)
 
     def finish(self, seq: int, rc: int, elapsed: float) -> Optional[Assignment]:
         """An attempt ended with exit code ``rc``; None when it was no longer ours."""
@@ -418,12 +457,14 @@ def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment,
     """Drive ``disp`` in virtual time; returns the time the last attempt ended.
 
     ``run(assignment, now)`` answers ``(rc, elapsed)``; an attempt longer than its
-    timeout ends at the timeout with rc -9, as the real worker kills it then; one
-    still running at the hard stop is stopped there (``Dispatcher.stop``).
+    timeout ends at the timeout with rc -9, as the real worker kills it then (and is
+    reported timed out, as the leader does); one still running at the hard stop is
+    stopped there (``Dispatcher.stop``).
     """
     for node, cores in sorted(nodes.items()):
         disp.add_node(node, cores)
     events: List[Tuple[float, int, int, float]] = []
+    killed: set = set()  # seqs of attempts killed at their timeout
     now = start
 
     hungry: set = set()  # nodes left with free cores at their last fill
@@ -433,6 +474,7 @@ def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment,
             rc, elapsed = run(a, now)
             if elapsed > a.timeout:
                 rc, elapsed = -9, a.timeout
+                killed.add(a.seq)
             if now + elapsed > disp.hard_stop():
                 rc, elapsed = None, max(0.0, disp.hard_stop() - now)
             heapq.heappush(events, (now + elapsed, a.seq, rc, elapsed))
@@ -445,7 +487,7 @@ def simulate(disp: Dispatcher, nodes: Dict[str, int], run: Callable[[Assignment,
         fill(node)
     while events:
         now, seq, rc, elapsed = heapq.heappop(events)
-        a = disp.stop(seq) if rc is None else disp.finish(seq, rc, elapsed)
+        a = disp.stop(seq) if rc is None else disp.report(seq, rc, elapsed, seq in killed)
         if a is not None:
             fill(a.node)
         for node in sorted(hungry) if disp.has_ready() else ():

@@ -117,6 +117,28 @@ def jsonl_text(fmt: str, records: list, version: int = VERSION, **extra: object)
     return "\n".join(lines) + "\n"
 
 
+# --- node --------------------------------------------------------------------------
+
+
+def node_cores(environ: Optional[dict] = None) -> int:
+    """The cores a job's worker may use on this node.
+
+    Under Slurm, ``$SLURM_CPUS_PER_TASK`` (the step's ``--cpus-per-task``, which the
+    job script sets to the node's planned cores) wins: the CPU set a step gets can
+    differ from what was allocated (a node that declares more CPUs than it has, a
+    site's cgroup or hyper-threading setup), and the plan was packed for the
+    allocation. Otherwise this process's CPU affinity set, else the CPU count.
+    """
+    env = os.environ if environ is None else environ
+    value = str(env.get("SLURM_CPUS_PER_TASK", "")).strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 # --- task -------------------------------------------------------------------------
 
 

@@ -37,8 +37,9 @@ the queue without spending an attempt and it is told to quit. A corrupt or trunc
 plan: leader and workers stop at once with one line, before any task runs. The
 leader dies: the batch script (and the job) ends with it; workers quit after
 ``lease`` seconds without a word from it. A task hangs: the worker kills its process
-group at its timeout (``timeout_factor`` x expected cost) and the attempt counts as
-failed.
+group at its timeout (``timeout_factor`` x expected cost, not below ``timeout_floor``
+x the phase's median measured elapsed) and the attempt counts as failed; its retry
+gets twice the time.
 """
 
 import argparse
@@ -136,7 +137,7 @@ class Leader:
         self.disp = rbdispatch.Dispatcher(
             rbdispatch.policy_tasks(plan), args.end, margin=args.margin,
             max_attempts=args.max_attempts, timeout_factor=args.timeout_factor,
-            timeout_min=args.timeout_min)
+            timeout_min=args.timeout_min, timeout_floor=args.timeout_floor)
         self.inbox = dict((r, Mailbox(box(r, "from"))) for r in range(args.workers))
         self.outbox = dict((r, Mailbox(box(r, "to"))) for r in range(args.workers))
         self.started = time.monotonic()
@@ -201,7 +202,8 @@ class Leader:
             self.host[rank] = str(msg.get("host", ""))
             self.disp.add_node(node(rank), int(msg.get("cores", 1)))
         elif op == "end" and not msg.get("stopped"):
-            a = self.disp.finish(int(msg["seq"]), int(msg["rc"]), float(msg["elapsed"]))
+            a = self.disp.report(int(msg["seq"]), int(msg["rc"]), float(msg["elapsed"]),
+                                 bool(msg.get("timeout")))
             if a is not None:
                 return [end_record(a, msg, rank, self.host.get(rank, ""))]
         elif op == "end" and msg.get("stopped"):
@@ -467,14 +469,6 @@ def wait_leader(timeout: float) -> dict:
         time.sleep(0.2)
 
 
-def node_cores() -> int:
-    """Cores this process may use (the Slurm step's CPU set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 # --- command line ---------------------------------------------------------------------
 
 
@@ -548,7 +542,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     if rank >= int(info["workers"]):
         say("worker %d: the leader expects %s workers, quitting" % (rank, info["workers"]))
         return 0
-    return Worker(rank, args.cores or node_cores(), info, plan).run()
+    return Worker(rank, args.cores or rbhelper.node_cores(), info, plan).run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -580,7 +574,8 @@ def parser() -> argparse.ArgumentParser:
     work.add_argument("--rank", type=int)
     work.add_argument("--start-timeout", type=float, default=600.0)
     for sp in (work, run):
-        sp.add_argument("--cores", type=int, default=0, help="default: this process's CPU set")
+        sp.add_argument("--cores", type=int, default=0,
+                        help="default: $SLURM_CPUS_PER_TASK, else this process's CPU set")
     for sp in (lead, run):
         workers = int(os.environ.get("SLURM_JOB_NUM_NODES", "1") or 1)
         sp.add_argument("--workers", type=int, default=workers)
@@ -591,6 +586,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--max-attempts", type=int, default=2)
         sp.add_argument("--timeout-factor", type=float, default=10.0)
         sp.add_argument("--timeout-min", type=float, default=60.0)
+        sp.add_argument("--timeout-floor", type=float, default=20.0,
+                        help="a timeout is at least this many x the phase's median elapsed")
         sp.add_argument("--poll", type=float, default=0.25)
         sp.add_argument("--heartbeat", type=float, default=15.0)
         sp.add_argument("--lease", type=float, default=120.0)

@@ -122,8 +122,31 @@ def test_hung_task_ends_at_its_timeout_and_is_retried() -> None:
     disp = rd.Dispatcher([task(1, 2.0)], end=1000, margin=0, max_attempts=2,
                          timeout_factor=3.0, timeout_min=0.0)
     log = run_all(disp, {"n": 1}, outcome=lambda a, now: (0, 10_000.0))
-    assert [round(e - s, 6) for s, e, _t, _n in log] == [6.0, 6.0]
+    assert [round(e - s, 6) for s, e, _t, _n in log] == [6.0, 12.0]  # the retry gets twice
     assert disp.state[1] == rd.FAILED
+
+
+def test_long_task_is_not_taken_for_hung_below_the_measured_median_floor() -> None:
+    """A plan's cost per command is a stage median: a task planned at 1 s in a phase whose
+    attempts measure 100 s is not killed at 10 x 1 s, but only past 20 x that median."""
+    tasks = [task(i, 100.0) for i in range(5)] + [task(9, 1.0)]
+    disp = rd.Dispatcher(tasks, end=10_000, margin=0, timeout_factor=10.0, timeout_min=0.0)
+    log = run_all(disp, {"n": 1}, outcome=lambda a, now: (0, 100.0 if a.task_id < 9 else 50.0))
+    assert disp.median_elapsed("cmd") == 100.0
+    assert disp.state[9] == rd.DONE and [t for *_x, t, _n in log].count(9) == 1
+    floorless = rd.Dispatcher([task(i, 100.0) for i in range(5)] + [task(9, 1.0)], end=10_000,
+                              margin=0, timeout_factor=10.0, timeout_min=0.0, timeout_floor=0.0)
+    run_all(floorless, {"n": 1}, outcome=lambda a, now: (0, 100.0 if a.task_id < 9 else 50.0))
+    assert floorless.state[9] == rd.FAILED  # killed at 10 x 1.0 x scale, twice
+
+
+def test_retry_after_a_timeout_is_not_started_when_its_known_time_does_not_fit() -> None:
+    disp = rd.Dispatcher([task(1, 2.0)], end=10.0, margin=0, max_attempts=3,
+                         timeout_factor=3.0, timeout_min=0.0)
+    log = run_all(disp, {"n": 1}, outcome=lambda a, now: (0, 10_000.0))
+    assert [(s, e) for s, e, _t, _n in log] == [(0.0, 6.0)]  # 6 + at least 6 > 10
+    assert disp.state[1] == rd.NOT_STARTED and disp.reason[1] == rd.WALLTIME
+    assert disp.attempts[1] == 1
 
 
 def test_lost_node_tasks_go_back_without_spending_an_attempt() -> None:

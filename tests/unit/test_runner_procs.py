@@ -129,8 +129,22 @@ def test_hung_task_killed_at_its_timeout_and_retried(tmp_path: Path) -> None:
     assert time.time() - t0 < 50
     recs = [r for r in records(folder) if r["task_id"] == 1]
     assert [(r["attempt"], r["outcome"]) for r in recs] == [(1, "timeout"), (2, "timeout")]
+    assert 0.6 <= recs[0]["elapsed"] < 1.1 <= 1.2 <= recs[1]["elapsed"]  # retry: twice the time
     assert json.loads((folder / "status" / "1.json").read_text())["timeout"] is True
     assert progress(folder)["failed"] == 1
+
+
+def test_task_hung_once_is_killed_at_its_timeout_and_its_retry_succeeds(tmp_path: Path) -> None:
+    hang_once = "if [ -e once ]; then echo ok > done; exit 0; fi; touch once; exec sleep 60"
+    folder = job(tmp_path, [ptask(1, ["sh", "-c", hang_once], cost=0.3)])
+    proc = runner(folder, "run", "--workers", "1", "--timeout-factor", "2", "--timeout-min", "0",
+                  *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = records(folder)
+    assert [(r["attempt"], r["outcome"]) for r in recs] == [(1, "timeout"), (2, "ok")]
+    assert (folder / "done").read_text() == "ok\n"
+    assert json.loads((folder / "status" / "1.json").read_text())["rc"] == 0
+    assert progress(folder)["done"] == 1
 
 
 def test_walltime_guard_does_not_start_what_cannot_finish(tmp_path: Path) -> None:
@@ -171,7 +185,8 @@ def test_killed_worker_tasks_are_rerun_by_the_others(tmp_path: Path) -> None:
         os.kill(workers[1].pid, signal.SIGKILL)
         out, _ = lead.communicate(timeout=120)
     finally:
-        for p in [*workers, lead]:
+        procs: list[subprocess.Popen[Any]] = [*workers, lead]
+        for p in procs:
             if p.poll() is None:
                 p.kill()
     assert lead.returncode == 0 and "worker 1" in out and "lost" in out
@@ -254,3 +269,28 @@ def test_worker_gives_up_on_a_stale_leader_file_naming_both_jobs(tmp_path: Path)
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0 and "still of job 111" in proc.stderr
     assert "job 222" in proc.stderr
+
+
+def test_node_cores_prefers_the_slurm_step_cpus_over_the_cpu_set() -> None:
+    from remotebridge.remote import rbhelper
+
+    here = len(os.sched_getaffinity(0))
+    assert rbhelper.node_cores({"SLURM_CPUS_PER_TASK": str(here + 2)}) == here + 2
+    assert rbhelper.node_cores({}) == here
+    for junk in ("", "0", "4(x2)", "-1", "four"):  # not a positive count: the CPU set
+        assert rbhelper.node_cores({"SLURM_CPUS_PER_TASK": junk}) == here
+
+
+def test_worker_takes_its_cores_from_slurm_cpus_per_task(tmp_path: Path) -> None:
+    """A Slurm step's CPU set may be smaller than its --cpus-per-task (the test site's
+    nodes declare 4 CPUs on a 2-CPU machine): the worker packs for what was allocated."""
+    want = len(os.sched_getaffinity(0)) + 3
+    folder = job(tmp_path, [ptask(i, ["sleep", "0.5"], cost=0.5) for i in range(want)])
+    env = dict(os.environ, SLURM_CPUS_PER_TASK=str(want))
+    proc = subprocess.run([sys.executable, "rbrunner.py", "run", "--workers", "1", *FAST],
+                          cwd=folder, env=env, timeout=120, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hello = json.loads((folder / "runner" / "from.0.jsonl").read_text().splitlines()[0])
+    assert hello["op"] == "hello" and hello["cores"] == want
+    starts = sorted(r["t0"] for r in records(folder) if r["outcome"] == "ok")
+    assert len(starts) == want and starts[-1] - starts[0] < 0.45  # all ran side by side
