@@ -303,3 +303,26 @@ def test_repeated_exec_hashes_nothing_unchanged(engine: Engine, tmp_path: Path,
     (second,) = exec_runs(engine, cfg)
     assert second.result == "run" and second.missing == 1
     assert counted == [], "unchanged inputs were hashed again"
+
+
+@pytest.mark.parametrize("size", [0, 1, digests.FIRST_READ - 1, digests.FIRST_READ,
+                                  digests.FIRST_READ + 1, digests.BLOCK + digests.FIRST_READ + 3])
+def test_file_sha256_reads_every_byte(tmp_path: Path, size: int) -> None:
+    """One read for a small file; a file of FIRST_READ bytes or more is read to its end."""
+    data = os.urandom(size)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    assert digests.file_sha256(str(f)) == sha(data)
+
+
+def test_prepare_stamps_are_the_cache_key(tmp_path: Path, counted: list[str]) -> None:
+    """stamped_digests (prepare's stat reused) and digests (own stat) share entries."""
+    f = tmp_path / "in.fits"
+    f.write_bytes(b"abc")
+    age([f])
+    st = f.stat()
+    cache = tmp_path / "c.sqlite"
+    assert digests.stamped_digests([(str(f), (st.st_size, st.st_mtime_ns))], cache) == {
+        str(f): sha(b"abc")}
+    assert digests.digests([str(f)], cache) == {str(f): sha(b"abc")}
+    assert counted == [str(f)]
