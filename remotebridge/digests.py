@@ -186,14 +186,22 @@ def prune(conn: sqlite3.Connection, *, now: float | None = None, force: bool = F
     try:
         with conn:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if "pruned_at" not in meta:
+            last = _number(meta.get("pruned_at"))
+            if last is None:  # a new cache, or a damaged row: counts as pruned now
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_at', ?)", (now,))
                 return 0
-            if not force and now - float(meta["pruned_at"]) < PRUNE_EVERY_S:
+            if not force and now - last < PRUNE_EVERY_S:
                 return 0
             return _prune_slice(conn, str(meta.get("prune_after", "")), now, batch)
-    except (sqlite3.Error, ValueError):
-        return 0  # a damaged meta row: the next store or pass writes it again
+    except sqlite3.Error:
+        return 0  # a cache: the next pass tries again
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _prune_slice(conn: sqlite3.Connection, after: str, now: float, batch: int) -> int:
