@@ -171,7 +171,8 @@ def test_killed_worker_tasks_are_rerun_by_the_others(tmp_path: Path) -> None:
         os.kill(workers[1].pid, signal.SIGKILL)
         out, _ = lead.communicate(timeout=120)
     finally:
-        for p in [*workers, lead]:
+        procs: list[subprocess.Popen[Any]] = [*workers, lead]
+        for p in procs:
             if p.poll() is None:
                 p.kill()
     assert lead.returncode == 0 and "worker 1" in out and "lost" in out
