@@ -7,6 +7,11 @@ digest is kept in a small SQLite cache (``<data_dir>/digests.sqlite``, table
 nanoseconds) are the ones hashed: a repeated prepare or exec of unchanged files
 reads the cache and hashes nothing. A cache that cannot be opened or written is
 skipped (digests are then computed every time), never an error.
+
+The cache is pruned at most once a day (:func:`prune`): a bounded slice of its
+entries is checked per pass, and an entry whose file is gone or has another size or
+mtime (it could never be used again) is dropped, so the cache stays about the size of
+the inputs that still exist.
 """
 
 from __future__ import annotations
@@ -20,21 +25,45 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 CACHE_NAME = "digests.sqlite"
+FIRST_READ = 64 * 1024
+"""Bytes of the first read of a file: most inputs fit in it."""
+BLOCK = 1024 * 1024
 IN_CHUNK = 500
 """Paths per look-up query (SQLite allows 999 parameters in old builds)."""
 SCAN_ABOVE = 2000
-"""More paths than this: one scan of the whole cache is cheaper than IN look-ups."""
+"""More paths than this, and a cache not much bigger than the paths: one scan of the
+whole cache is cheaper than IN look-ups."""
 SETTLE_NS = 2_000_000_000
 """A file modified this recently is not cached: an edit within the same mtime tick
 would otherwise keep its old digest."""
+PRUNE_EVERY_S = 24 * 3600
+"""A pruning pass runs at most this often (per cache)."""
+PRUNE_BATCH = 50_000
+"""Entries checked (one stat each) by one pruning pass; the next pass goes on after
+the last one checked, from the start again past the end."""
 SCHEMA = ("CREATE TABLE IF NOT EXISTS digest (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-          "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)")
+          "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL) WITHOUT ROWID",
+          "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
 
 
 def file_sha256(path: str) -> str:
-    """The sha256 of a file's content, hex (OSError when it cannot be read)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    """The sha256 of a file's content, hex (OSError when it cannot be read).
+
+    Plain descriptor reads: most inputs are small, and a file object or
+    ``hashlib.file_digest`` (which sets up a 256 KiB buffer per file) costs several
+    times the hashing of a few KiB. A file smaller than ``FIRST_READ`` bytes takes a
+    single read: a short read of a regular file is its end.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = os.read(fd, FIRST_READ)
+        h = hashlib.sha256(first)
+        if len(first) == FIRST_READ:
+            while block := os.read(fd, BLOCK):
+                h.update(block)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
 
 
 def default_cache() -> Path:
@@ -52,50 +81,91 @@ def _open(path: Path | None) -> Iterator[sqlite3.Connection | None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=30)
-        conn.execute(SCHEMA)
     except (OSError, sqlite3.Error):
         yield None
         return
     with closing(conn):
+        try:
+            for statement in SCHEMA:
+                conn.execute(statement)
+        except sqlite3.Error:
+            yield None
+            return
         yield conn
+
+
+Stamp = tuple[int, int]
+"""A file's (size, mtime_ns): a cached digest is valid while the file has the same."""
 
 
 def digests(paths: Iterable[str], cache: Path | None = None) -> dict[str, str]:
     """``{path: sha256}`` of every path (OSError when one cannot be read); hashes only
     the files the cache does not know at their current size and mtime."""
-    stats = {p: os.stat(p) for p in dict.fromkeys(paths)}
+    return stamped_digests(((p, _stamp(p)) for p in dict.fromkeys(paths)), cache)
+
+
+def _stamp(path: str) -> Stamp:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def stamped_digests(files: Iterable[tuple[str, Stamp]],
+                    cache: Path | None = None) -> dict[str, str]:
+    """:func:`digests` of files the caller has just stat'ed (path and its stamp; prepare
+    stats every input for its size already: a second stat would cost as much as
+    reading a small file)."""
+    stamps = dict(files)
     with _open(cache if cache is not None else default_cache()) as conn:
-        known = _lookup(conn, stats) if conn is not None else {}
+        known = _lookup(conn, stamps) if conn is not None else {}
         out, new = {}, []
         settled = time.time_ns() - SETTLE_NS
-        for path, st in stats.items():
+        for path, stamp in stamps.items():
             digest = known.get(path)
             if digest is None:
                 digest = file_sha256(path)
-                if st.st_mtime_ns < settled:
-                    new.append((path, st.st_size, st.st_mtime_ns, digest))
+                if stamp[1] < settled:
+                    new.append((path, *stamp, digest))
             out[path] = digest
-        if new and conn is not None:
-            _store(conn, new)
+        if conn is not None:
+            if new:
+                _store(conn, new)
+            prune(conn)
     return out
 
 
-def _lookup(conn: sqlite3.Connection, stats: dict[str, os.stat_result]) -> dict[str, str]:
+def _lookup(conn: sqlite3.Connection, stamps: dict[str, Stamp]) -> dict[str, str]:
     """The cached digests still valid (same size and mtime)."""
-    names, found = list(stats), {}
-    query = "SELECT path, size, mtime_ns, sha256 FROM digest"
-    parts = [names[i:i + IN_CHUNK] for i in range(0, len(names), IN_CHUNK)]
+    found = {}
     try:
-        rows = conn.execute(query).fetchall() if len(names) > SCAN_ABOVE else [
-            row for part in parts for row in conn.execute(
-                f"{query} WHERE path IN ({','.join('?' * len(part))})", part)]
+        rows = _scan(conn) if _scan_is_cheaper(conn, len(stamps)) else _select(conn, list(stamps))
     except sqlite3.Error:
         return {}
     for path, size, mtime, digest in rows:
-        st = stats.get(path)
-        if st is not None and (size, mtime) == (st.st_size, st.st_mtime_ns):
+        if stamps.get(path) == (size, mtime):
             found[path] = digest
     return found
+
+
+def _scan_is_cheaper(conn: sqlite3.Connection, wanted: int) -> bool:
+    """Many paths against a cache not much bigger: reading it all beats IN look-ups
+    (about twice as fast per row); a big cache is looked up in batches."""
+    if wanted <= SCAN_ABOVE:
+        return False
+    (rows,) = conn.execute("SELECT count(*) FROM digest").fetchone()
+    return bool(rows < 2 * wanted)
+
+
+def _scan(conn: sqlite3.Connection) -> list[tuple[str, int, int, str]]:
+    return conn.execute("SELECT path, size, mtime_ns, sha256 FROM digest").fetchall()
+
+
+def _select(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, int, int, str]]:
+    query = "SELECT path, size, mtime_ns, sha256 FROM digest WHERE path IN "
+    out: list[tuple[str, int, int, str]] = []
+    for i in range(0, len(names), IN_CHUNK):
+        part = names[i:i + IN_CHUNK]
+        out += conn.execute(f"{query}({','.join('?' * len(part))})", part).fetchall()
+    return out
 
 
 def _store(conn: sqlite3.Connection, rows: list[tuple[str, int, int, str]]) -> None:
@@ -104,3 +174,51 @@ def _store(conn: sqlite3.Connection, rows: list[tuple[str, int, int, str]]) -> N
             conn.executemany("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?)", rows)
     except sqlite3.Error:
         pass  # a cache, not a record: next time hashes again
+
+
+def prune(conn: sqlite3.Connection, *, now: float | None = None, force: bool = False,
+          batch: int = PRUNE_BATCH) -> int:
+    """One bounded pruning pass when the last one is ``PRUNE_EVERY_S`` old (or
+    ``force``): the next ``batch`` entries after where the last pass stopped are
+    checked with one stat each, and those whose file is gone or changed are dropped.
+    A new cache counts as pruned now. Returns the entries dropped."""
+    now = time.time() if now is None else now
+    try:
+        with conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            last = _number(meta.get("pruned_at"))
+            if last is None:  # a new cache, or a damaged row: counts as pruned now
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_at', ?)", (now,))
+                return 0
+            if not force and now - last < PRUNE_EVERY_S:
+                return 0
+            return _prune_slice(conn, str(meta.get("prune_after", "")), now, batch)
+    except sqlite3.Error:
+        return 0  # a cache: the next pass tries again
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _prune_slice(conn: sqlite3.Connection, after: str, now: float, batch: int) -> int:
+    rows = conn.execute("SELECT path, size, mtime_ns FROM digest WHERE path > ? "
+                        "ORDER BY path LIMIT ?", (after, batch)).fetchall()
+    gone = [(path,) for path, size, mtime in rows if not _still(path, size, mtime)]
+    conn.executemany("DELETE FROM digest WHERE path = ?", gone)
+    cursor = rows[-1][0] if len(rows) == batch else ""  # past the end: from the start
+    conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                     [("pruned_at", now), ("prune_after", cursor)])
+    return len(gone)
+
+
+def _still(path: str, size: int, mtime_ns: int) -> bool:
+    """The file is there with the size and mtime its entry was hashed at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)

@@ -143,6 +143,8 @@ class PlanBuilder:
         self.ctx = ctx
         self.plan = Plan(stage=stage, remote_id=ctx.remote_id, job_dir=ctx.job_dir)
         self._sizes: dict[str, int] = {}
+        self._mtimes: dict[str, int] = {}
+        """mtime_ns of every input at the stat that gave its size (the digest cache's key)."""
         self._shared: dict[str, str] = {}
         self._next_id = 1
 
@@ -170,13 +172,14 @@ class PlanBuilder:
             size = self._sizes[local] = self._stat(local, component)
         return size
 
-    @staticmethod
-    def _stat(local: str, component: int | None) -> int:
+    def _stat(self, local: str, component: int | None) -> int:
         try:
-            return os.stat(local).st_size
+            st = os.stat(local)
         except OSError:
             raise PrepareError("input file does not exist at home", component=component,
                                path=local, fault=FAULT_MISSING_INPUT) from None
+        self._mtimes[local] = st.st_mtime_ns
+        return st.st_size
 
     def program(self, name: str) -> str:
         """Ship a program (shared, once) and return its remote path."""
@@ -222,14 +225,16 @@ class PlanBuilder:
 
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
-        inputs = self.plan.inputs
+        inputs, mtimes = self.plan.inputs, self._mtimes
         try:
-            sums = digests.digests(f.local for f in inputs.values())
+            sums = digests.stamped_digests((f.local, (f.size, mtimes[f.local]))
+                                           for f in inputs.values())
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
         self.plan.inputs = {r: InputFile(f.local, f.remote, f.size, f.area, f.shared,
                                          sums[f.local]) for r, f in inputs.items()}
+        self._mtimes = {}
 
     def _post_task(self, stage_id: int) -> None:
         home = jobfolder.HOME.path(stage_id=stage_id)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -303,3 +305,96 @@ def test_repeated_exec_hashes_nothing_unchanged(engine: Engine, tmp_path: Path,
     (second,) = exec_runs(engine, cfg)
     assert second.result == "run" and second.missing == 1
     assert counted == [], "unchanged inputs were hashed again"
+
+
+@pytest.mark.parametrize("size", [0, 1, digests.FIRST_READ - 1, digests.FIRST_READ,
+                                  digests.FIRST_READ + 1, digests.BLOCK + digests.FIRST_READ + 3])
+def test_file_sha256_reads_every_byte(tmp_path: Path, size: int) -> None:
+    """One read for a small file; a file of FIRST_READ bytes or more is read to its end."""
+    data = os.urandom(size)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    assert digests.file_sha256(str(f)) == sha(data)
+
+
+def test_prepare_stamps_are_the_cache_key(tmp_path: Path, counted: list[str]) -> None:
+    """stamped_digests (prepare's stat reused) and digests (own stat) share entries."""
+    f = tmp_path / "in.fits"
+    f.write_bytes(b"abc")
+    age([f])
+    st = f.stat()
+    cache = tmp_path / "c.sqlite"
+    assert digests.stamped_digests([(str(f), (st.st_size, st.st_mtime_ns))], cache) == {
+        str(f): sha(b"abc")}
+    assert digests.digests([str(f)], cache) == {str(f): sha(b"abc")}
+    assert counted == [str(f)]
+
+
+# --- pruning the cache ------------------------------------------------------------------
+
+
+def cached(cache: Path) -> set[str]:
+    with closing(sqlite3.connect(str(cache))) as conn:
+        return {p for (p,) in conn.execute("SELECT path FROM digest")}
+
+
+def set_pruned_at(cache: Path, when: float) -> None:
+    with closing(sqlite3.connect(str(cache))) as conn, conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_at', ?)", (when,))
+
+
+def three_files(tmp_path: Path) -> tuple[list[Path], Path]:
+    files = [tmp_path / n for n in ("keep", "gone", "edited")]
+    for f in files:
+        f.write_bytes(b"data")
+    age(files, 2 * HOUR)
+    cache = tmp_path / "c.sqlite"
+    digests.digests([str(f) for f in files], cache)
+    files[1].unlink()
+    files[2].write_bytes(b"DATA")  # same size, new mtime: its entry can never match again
+    age([files[2]])
+    return files, cache
+
+
+def test_prune_drops_entries_of_gone_and_changed_files(tmp_path: Path) -> None:
+    files, cache = three_files(tmp_path)
+    set_pruned_at(cache, time.time() - digests.PRUNE_EVERY_S - 1)
+    digests.digests([str(files[0])], cache)  # any use of the cache runs the day's pass
+    assert cached(cache) == {str(files[0])}
+
+
+def test_prune_runs_at_most_once_a_day(tmp_path: Path) -> None:
+    files, cache = three_files(tmp_path)  # a new cache counts as pruned now
+    digests.digests([str(files[0])], cache)
+    assert len(cached(cache)) == 3, "no pass within a day of the last"
+    with closing(sqlite3.connect(str(cache))) as conn:
+        assert digests.prune(conn, now=time.time() + 60) == 0
+        assert digests.prune(conn, now=time.time() + digests.PRUNE_EVERY_S + 1) == 2
+        assert digests.prune(conn, now=time.time() + digests.PRUNE_EVERY_S + 2) == 0
+    assert cached(cache) == {str(files[0])}
+
+
+def test_prune_pass_is_bounded_and_goes_on_where_it_stopped(tmp_path: Path) -> None:
+    files = [tmp_path / f"f{i}" for i in range(5)]
+    for f in files:
+        f.write_bytes(b"x")
+    age(files)
+    cache = tmp_path / "c.sqlite"
+    digests.digests([str(f) for f in files], cache)
+    for f in files:
+        f.unlink()
+    with closing(sqlite3.connect(str(cache))) as conn:
+        dropped = [digests.prune(conn, force=True, batch=2) for _ in range(4)]
+    assert dropped == [2, 2, 1, 0]
+    assert cached(cache) == set()
+
+
+def test_prune_survives_a_damaged_meta_row(tmp_path: Path) -> None:
+    files, cache = three_files(tmp_path)
+    with closing(sqlite3.connect(str(cache))) as conn, conn:
+        conn.execute("UPDATE meta SET value = 'soon' WHERE key = 'pruned_at'")
+    assert digests.digests([str(files[0])], cache) == {str(files[0]): sha(b"data")}
+    with closing(sqlite3.connect(str(cache))) as conn:
+        (when,) = conn.execute("SELECT value FROM meta WHERE key = 'pruned_at'").fetchone()
+        assert abs(when - time.time()) < 60, "rewritten: the next day's pass runs again"
+        assert digests.prune(conn, now=time.time() + digests.PRUNE_EVERY_S + 1) == 2

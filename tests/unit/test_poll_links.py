@@ -42,6 +42,21 @@ def link_to_own_file(product: Path, tmp: Path) -> None:
     product.symlink_to(twin)
 
 
+def link_to_a_folder(product: Path, tmp: Path) -> None:
+    """The product is a link to a folder holding a file of its name (tar would read the
+    folder, a careless check would follow it to the file)."""
+    elsewhere = tmp / "a folder"
+    elsewhere.mkdir()
+    (elsewhere / product.name).write_bytes(product.read_bytes())
+    product.unlink()
+    product.symlink_to(elsewhere)
+
+
+def link_to_own_folder(product: Path, tmp: Path) -> None:
+    product.unlink()
+    product.symlink_to(product.parent)
+
+
 def folder_replaced_by_link(product: Path, tmp: Path) -> None:
     elsewhere = tmp / "elsewhere"
     shutil.move(product.parent, elsewhere)
@@ -52,11 +67,14 @@ def folder_replaced_by_link(product: Path, tmp: Path) -> None:
 @pytest.mark.parametrize(("tamper", "words"), [
     (link_to_passwd, ["symbolic link"]),
     (link_to_own_file, ["symbolic link"]),
+    (link_to_a_folder, ["symbolic link"]),
+    (link_to_own_folder, ["symbolic link"]),
     (folder_replaced_by_link, ["outside the run's own folders"]),
 ])
 def test_link_products_are_refused(engine: Engine, tmp_path: Path,
                                    tamper: Callable[[Path, Path], None],
                                    words: list[str]) -> None:
+    """A link to a file, a link to a folder, a link in a parent folder: fault 37."""
     rid, job_dir = finished_job(engine, tmp_path)
     remote, _local = first_product(job_dir)
     tamper(remote, tmp_path)

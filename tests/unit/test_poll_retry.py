@@ -91,3 +91,35 @@ def test_retry_subset_with_the_dynamic_runner(engine: Engine, tmp_path: Path) ->
     lead = [ln for ln in script.splitlines() if " rbrunner.py lead " in ln]
     assert len(lead) == 1 and " --subset retry.a2.tasks " in lead[0]
     assert "--multi-prog" not in script and (folder / "rbrunner.py").is_file()
+
+
+def _exposure() -> tuple[dict[int, tuple[int, str]], dict[int, list[int]]]:
+    """Component 7: three chip tasks (1-3) and its post task (4); component 8: 5, 6."""
+    plan = {1: (7, "cmd"), 2: (7, "cmd"), 3: (7, "cmd"), 4: (7, "post"),
+            5: (8, "cmd"), 6: (8, "post")}
+    return plan, {7: [1, 2, 3, 4]}
+
+
+@pytest.mark.parametrize(("rcs", "independent", "wanted"), [
+    ({1: 0, 2: 1, 3: 0, 4: 0}, True, [2, 4]),
+    ({1: 0, 2: None, 3: 0, 4: 0}, True, [2, 4]),   # never ended: runs again
+    ({1: 0, 3: 0, 4: 0}, True, [2, 4]),            # not in the summary: runs again
+    ({1: 0, 2: 0, 3: 0, 4: 1}, True, [4]),         # only the post task failed
+    ({1: 0, 2: 1, 3: 0, 4: 0}, False, [1, 2, 3, 4]),
+])
+def test_retry_runs_the_failed_tasks_of_an_independent_stage(
+        rcs: dict[int, int | None], independent: bool, wanted: list[int]) -> None:
+    """One bad chip re-runs that chip (and the post task gathering the exposure), not
+    its whole exposure; a stage whose tasks depend on each other re-runs the component."""
+    from remotebridge.poll.remote_files import TaskResult
+    from remotebridge.poll.retrytasks import retry_task_ids
+
+    plan, failed = _exposure()
+    summary = {t: TaskResult(t, plan[t][0], plan[t][1], rc) for t, rc in rcs.items()}
+    assert retry_task_ids(independent, plan, summary, failed) == wanted
+
+
+def test_chip_tasks_are_independent() -> None:
+    from remotebridge.prepare.chip import ChipStage
+
+    assert ChipStage.independent_tasks is True
