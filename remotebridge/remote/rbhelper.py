@@ -158,29 +158,50 @@ def run_argv(task: dict) -> int:
 def run_task(task: dict, timeout: Optional[float] = None) -> Tuple[int, bool]:
     """Run the task's argv (no shell), output to its log: (exit code, killed at timeout).
 
-    With a ``timeout`` (the dynamic runner's), the command runs in its own session so
-    that, past it, its whole process group is killed (TERM, then KILL after 5 s).
+    With a ``timeout``, the command runs in its own session so that, past it, its
+    whole process group is killed (TERM, then KILL after 5 s).
     """
-    env = dict(os.environ, OMP_NUM_THREADS=str(task.get("threads", 1)))
+    proc = start_task(task, timeout is not None)
+    if proc is None:
+        return 127, False
+    try:
+        return proc.wait(timeout=timeout), False
+    except subprocess.TimeoutExpired:
+        return kill_group(proc), True
+
+
+_ENVS: dict = {}
+
+
+def task_env(threads: int) -> dict:
+    """The environment of a task of ``threads`` threads (built once per thread count:
+    copying ``os.environ`` is a good part of a short task's start)."""
+    if threads not in _ENVS:
+        _ENVS[threads] = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return _ENVS[threads]
+
+
+def start_task(task: dict, own_session: bool) -> "Optional[subprocess.Popen]":
+    """Start the task's argv (no shell), output to its log; None when it cannot start.
+
+    ``own_session``: the command leads its own process group, so that a timeout can
+    kill all of it (the dynamic runner waits for it without a thread, see rbrunner)."""
+    env = task_env(int(task.get("threads", 1)))
     log = task.get("log") or ""
     out = None
     try:
         if log:
             os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
             out = open(log, "ab")  # noqa: SIM115 (closed below once the child has it)
-        proc = subprocess.Popen(task["argv"], stdout=out,
+        return subprocess.Popen(task["argv"], stdout=out,
                                 stderr=subprocess.STDOUT if out else None, env=env,
-                                start_new_session=timeout is not None)
+                                start_new_session=own_session)
     except OSError as exc:
         sys.stderr.write(f"rbhelper: task {task['task_id']}: {exc}\n")
-        return 127, False
+        return None
     finally:
         if out is not None:
             out.close()
-    try:
-        return proc.wait(timeout=timeout), False
-    except subprocess.TimeoutExpired:
-        return kill_group(proc), True
 
 
 def kill_group(proc: "subprocess.Popen") -> int:
@@ -203,8 +224,11 @@ def write_status(task: dict, chunk: str, rc: int, start: str, elapsed: float,
               "elapsed": round(elapsed, 3), "host": socket.gethostname()}
     status.update(extra or {})
     path = STATUS_FILE.format(task_id=task["task_id"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps(status) + "\n")
+    try:
+        atomic_write(path, json.dumps(status) + "\n")
+    except FileNotFoundError:  # the job script makes status/; only a bare folder lacks it
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, json.dumps(status) + "\n")
 
 
 def cmd_task(args: argparse.Namespace) -> int:

@@ -185,6 +185,18 @@ def test_tasks_wider_than_every_node_are_closed_not_started() -> None:
     assert disp.finished()
 
 
+def test_simulation_and_runner_use_the_same_policy_defaults() -> None:
+    """bench_fill's simulation builds a Dispatcher with its defaults; the leader builds it
+    from rbrunner's command line: the two must not drift apart."""
+    import inspect
+
+    from remotebridge.remote import rbrunner  # it finds rbhelper beside itself
+    args = rbrunner.parser().parse_args(["lead"])
+    params = inspect.signature(rd.Dispatcher.__init__).parameters
+    for name in ("margin", "max_attempts", "timeout_factor", "timeout_min", "timeout_floor"):
+        assert getattr(args, name) == params[name].default, name
+
+
 def test_close_counts_each_post_task_once() -> None:
     """close() with a component's cmd tasks still queued and its post task blocked on them:
     the cmd task's end must not make the post ready and final a second time (counted
