@@ -143,6 +143,8 @@ class Dispatcher:
         heapq.heappush(self._ready.setdefault(task.threads, []), (-task.cost, tid))
 
     def _final(self, tid: int, state: str, reason: str = "") -> None:
+        if self.state[tid] in FINAL:
+            return  # counted once: n_final must reach len(state) exactly
         self.state[tid] = state
         self.n_final += 1
         if reason:
@@ -288,12 +290,20 @@ class Dispatcher:
         return not any(heap and th <= biggest for th, heap in self._ready.items())
 
     def close(self, reason: str = NO_NODE) -> None:
-        """Give every task that is not final the outcome "not started: ``reason``"."""
+        """Give every task that is not final the outcome "not started: ``reason``".
+
+        Dependents go before their prerequisites (post, cmd, a component's pre, then
+        component 0's pre): a prerequisite made final then wakes no one, so no task is
+        made ready (and final) a second time, which counted it twice and kept
+        ``finished()`` false for ever."""
+        rank = {"post": 0, "cmd": 1, "pre": 2}
+        order = sorted(self.state, key=lambda t: (rank[self.tasks[t].phase],
+                                                  self.tasks[t].stage_id == 0, t))
+        for tid in order:
+            if self.state[tid] in (READY, BLOCKED):
+                self._final(tid, NOT_STARTED, reason)
         for heap in self._ready.values():
             del heap[:]
-        for tid, st in sorted(self.state.items()):
-            if st in (READY, BLOCKED):
-                self._final(tid, NOT_STARTED, reason)
 
     def finished(self) -> bool:
         """Every task is final."""

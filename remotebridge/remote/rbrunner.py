@@ -332,8 +332,7 @@ def write_leader_json(args: argparse.Namespace, error: str) -> None:
     doc = {"format": LEADER_FORMAT, "version": VERSION, "workers": args.workers,
            "end": args.end, "poll": args.poll, "heartbeat": args.heartbeat,
            "lease": args.lease, "margin": args.margin, "host": socket.gethostname(),
-           "pid": os.getpid(),
-           "error": error}
+           "pid": os.getpid(), "job": this_job(), "error": error}
     rbhelper.atomic_write(LEADER_FILE, json.dumps(doc) + "\n")
 
 
@@ -440,17 +439,32 @@ class Worker:
         return out
 
 
+def this_job() -> str:
+    """This job's id, as the job script's start marker names it (same variables, order)."""
+    for name in ("SLURM_JOB_ID", "MOAB_JOBID", "RB_JOB_ID"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return "local"
+
+
 def wait_leader(timeout: float) -> dict:
-    """runner/leader.json once the leader wrote it."""
-    path, until = LEADER_FILE, time.monotonic() + timeout
+    """runner/leader.json once this job's leader wrote it: a resubmitted job's worker may
+    start before its leader moved the earlier job's runner/ folder aside, and must not
+    take that job's end, worker count or error for its own."""
+    path, until, doc = LEADER_FILE, time.monotonic() + timeout, None
     while True:
         try:
             with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-        except (OSError, ValueError):
-            if time.monotonic() > until:
-                raise SystemExit(f"rbrunner: no runner/leader.json after {timeout:.0f} s") from None
-            time.sleep(0.2)
+                doc = json.load(fh)
+            if doc.get("job", "local") == this_job():
+                return doc
+        except (OSError, ValueError, AttributeError):
+            pass
+        if time.monotonic() > until:
+            what = "no runner/leader.json" if doc is None else \
+                "runner/leader.json still of job %s" % doc.get("job")
+            raise SystemExit(f"rbrunner: {what} after {timeout:.0f} s (job {this_job()})")
+        time.sleep(0.2)
 
 
 def node_cores() -> int:

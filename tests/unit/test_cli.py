@@ -37,6 +37,21 @@ def test_definebyquery_prints_id_once_then_nothing(engine: Engine, db_url: str,
     assert {"remote_id", "stage", "label", "state", "job_id"} <= set(listed[0])
 
 
+def test_later_stage_of_a_known_label_is_quiet(engine: Engine, db_url: str,
+                                               isolated_env: str) -> None:
+    """Cron asks for every stage every round: a stage the pipeline has not reached yet
+    for a label it knows is "nothing to do" (exit 0, no output), not an error."""
+    add_chipruns(engine, "K", 2)
+    for stage in ("cam", "warp", "stack"):
+        r = rt(db_url, "definebyquery", "-l", "K", "-s", stage)
+        assert (r.exit_code, r.stdout, r.stderr) == (0, "", ""), stage
+        r = rt(db_url, "--quiet", "definebyquery", "-l", "K", "-s", stage)
+        assert (r.exit_code, r.stdout) == (0, ""), stage
+    assert json.loads(rt(db_url, "--json", "list").stdout) == []
+    typo = rt(db_url, "definebyquery", "-l", "KK", "-s", "cam")
+    assert typo.exit_code == ExitCode.NOT_FOUND and "'KK'" in typo.stderr
+
+
 def test_pretend_defines_nothing(engine: Engine, db_url: str, isolated_env: str) -> None:
     add_chipruns(engine, "P", 4)
     out = json.loads(rt(db_url, "--json", "definebyquery", "-l", "P", "-s", "chip",
@@ -65,7 +80,8 @@ def test_cancel_then_redefine(engine: Engine, db_url: str, isolated_env: str) ->
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (["definebyquery", "-l", "nope", "-s", "chip"], ExitCode.NOT_FOUND, "no chipRun"),
+        (["definebyquery", "-l", "nope", "-s", "chip"], ExitCode.NOT_FOUND,
+         "no stage run has label 'nope'"),
         (["definebyquery", "-l", "x", "-s", "moon"], ExitCode.USAGE, "moon"),
         (["show", "42"], ExitCode.NOT_FOUND, "no remote run with remote_id 42"),
         (["revert", "1"], ExitCode.NOT_FOUND, "only runs in state 'error'"),

@@ -160,3 +160,28 @@ def test_tasks_wider_than_every_node_are_closed_not_started() -> None:
     assert disp.state[2] == rd.DONE
     assert disp.state[1] == rd.NOT_STARTED and disp.reason[1] == rd.NO_NODE
     assert disp.finished()
+
+
+def test_close_counts_each_post_task_once() -> None:
+    """close() with a component's cmd tasks still queued and its post task blocked on them:
+    the cmd task's end must not make the post ready and final a second time (counted
+    twice, ``finished()`` never came true and the leader dispatched for ever)."""
+    tasks = [task(1, 1.0, phase="pre", stage=0), task(2, 1.0, threads=8, stage=1),
+             task(3, 1.0, phase="post", stage=1), task(4, 1.0, stage=2),
+             task(5, 1.0, phase="post", stage=2)]
+    disp = rd.Dispatcher(tasks, end=100, margin=0)
+    run_all(disp, {"n": 4})  # task 2 fits no node: closed with its post
+    assert disp.finished() and disp.n_final == len(tasks)
+    assert [disp.state[t] for t in (2, 3)] == [rd.NOT_STARTED] * 2
+    assert disp.reason[2] == disp.reason[3] == rd.NO_NODE
+    assert [disp.state[t] for t in (1, 4, 5)] == [rd.DONE] * 3
+    assert not disp.has_ready()
+
+
+def test_close_before_any_node_leaves_nothing_queued() -> None:
+    tasks = [task(1, 1.0, phase="pre", stage=0), task(2, 1.0, phase="pre", stage=1),
+             task(3, 1.0, stage=1), task(4, 1.0, phase="post", stage=1)]
+    disp = rd.Dispatcher(tasks, end=100, margin=0)
+    disp.close()
+    assert disp.finished() and disp.n_final == 4 and not disp.has_ready()
+    assert {disp.reason[t] for t in range(1, 5)} == {rd.NO_NODE}

@@ -213,3 +213,44 @@ def test_subset_runs_only_the_named_tasks(tmp_path: Path) -> None:
     proc = runner(folder, "run", "--workers", "1", "--cores", "2", "--subset",
                   "retry.a3.tasks", *FAST)
     assert proc.returncode == 2 and "not in the plan" in proc.stdout
+
+
+def test_resubmitted_job_worker_waits_for_its_own_leader(tmp_path: Path) -> None:
+    """The earlier submission's runner/leader.json (its end long past, one error) is still
+    there when the new job's worker starts: the worker waits for its own job's leader
+    instead of taking that stale one."""
+    folder = job(tmp_path, [ptask(i, ["true"], cost=0.1) for i in range(3)])
+    stale = {"format": "remotebridge.runner", "version": 1, "workers": 1,
+             "end": time.time() - 3600, "poll": 0.02, "heartbeat": 0.2, "lease": 2,
+             "margin": 1, "host": "old", "pid": 1, "job": "111",
+             "error": "the earlier job's plan"}
+    (folder / "runner").mkdir()
+    (folder / "runner" / "leader.json").write_text(json.dumps(stale) + "\n")
+    env = {**os.environ, "SLURM_JOB_ID": "222"}
+    worker = subprocess.Popen([sys.executable, "rbrunner.py", "work", "--rank", "0",
+                               "--cores", "2"], cwd=folder, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.0)  # the worker has seen the stale file by now
+        assert worker.poll() is None, worker.communicate()[0]
+        lead = subprocess.run([sys.executable, "rbrunner.py", "lead", "--workers", "1",
+                               "--walltime", "300", *FAST], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert lead.returncode == 0, lead.stdout + lead.stderr
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert json.loads((folder / "runner" / "leader.json").read_text())["job"] == "222"
+    assert sorted(r["task_id"] for r in records(folder) if r["outcome"] == "ok") == [0, 1, 2]
+
+
+def test_worker_gives_up_on_a_stale_leader_file_naming_both_jobs(tmp_path: Path) -> None:
+    folder = job(tmp_path, [ptask(1, ["true"])])
+    (folder / "runner").mkdir()
+    (folder / "runner" / "leader.json").write_text(json.dumps({"job": "111"}) + "\n")
+    proc = subprocess.run([sys.executable, "rbrunner.py", "work", "--start-timeout", "0.5"],
+                          cwd=folder, env={**os.environ, "SLURM_JOB_ID": "222"},
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "still of job 111" in proc.stderr
+    assert "job 222" in proc.stderr
