@@ -141,17 +141,25 @@ def check(engine: Engine, home: Path, site_dirs: list[Path], slurm_log: Path,
 def _check_runs(engine: Engine, rep: Report, poisoned: set[int]) -> None:
     with read_session(engine) as s:
         runs = s.execute(select(RemoteRun)).scalars().all()
-        comps = s.execute(select(RemoteComponent)).scalars().all()
+        comps = list(s.execute(select(RemoteComponent)).scalars().all())
     rep.runs = dict(Counter(r.state for r in runs))
     rep.components = dict(Counter(c.state for c in comps))
-    holding = {c.remote_id for c in comps if c.stage == "chip" and c.stage_id in poisoned}
     for r in runs:
         if r.state == "error":
             rep.errors.append(f"run {r.remote_id} {r.stage}: fault {r.fault}: {r.note[:160]}")
-        if r.state != "full" and r.remote_id not in holding:
+        if r.state != "full" and not _only_poison_failed(r.remote_id, comps, poisoned):
             rep.not_full.append(f"run {r.remote_id} {r.stage} {r.state}")
     rep.poisoned_abandoned = sum(1 for c in comps if c.stage == "chip"
                                  and c.stage_id in poisoned and c.state == "abandoned")
+
+
+def _only_poison_failed(rid: int, comps: list[Any], poisoned: set[int]) -> bool:
+    """A run holding a poisoned input may end short of ``full``, but only when every
+    component of it is full except the poisoned ones, which are abandoned."""
+    mine = [c for c in comps if c.remote_id == rid]
+    bad = [c for c in mine if c.stage == "chip" and c.stage_id in poisoned]
+    return bool(bad) and all(c.state == "abandoned" for c in bad) and \
+        all(c.state == "full" for c in mine if c not in bad)
 
 
 def _check_stages(engine: Engine, rep: Report) -> None:
