@@ -176,6 +176,8 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
     """Each fault at its time (later if the one before held the injector), then wait
     until the campaign settles or the deadline passes."""
     for fault in schedule:
+        if time.monotonic() > deadline - 60:  # leave the campaign time to drain
+            break
         delay = injector.t0 + fault.at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -263,6 +265,8 @@ def main() -> int:
     if not a.db.startswith("postgresql"):
         raise SystemExit("soak: --db (or $RB_TEST_PG_URL) must be a PostgreSQL URL")
     t_start = time.monotonic()
+    # a timeout's SIGTERM must still stop the hosts and heal the site (finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     soak = Soak(Path(tempfile.mkdtemp(prefix="rb-soak-")), a.db, site_status(), a.lease,
                 a.max_attempts)
     poisoned = prepare_database(a.db, soak.work / "survey", a.exposures, a.chips, a.poison)

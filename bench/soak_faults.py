@@ -152,7 +152,7 @@ class Injector:
     def _do_kill(self, fault: Fault) -> tuple[bool, str]:
         """kill -9 a running ``remotetool <verb>`` (the scheduled verb first, any of the
         three if none of that verb shows up within 20 s)."""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             late = time.monotonic() > deadline - 10
             for pid, argv in self._commands():
@@ -165,7 +165,7 @@ class Injector:
     def _do_drop(self, fault: Fault) -> tuple[bool, str]:
         """Freeze the ssh that carries an ``sbatch``, let the scheduler take the job, then
         kill -9 that ssh: the job exists, exec never hears its id."""
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             for pid, argv in self._ssh_children():
                 text = " ".join(argv)
