@@ -313,6 +313,7 @@ def test_a_configured_lease_length_is_what_claim_and_renew_take(engine: Engine) 
         with read_session(engine) as s:
             until = s.execute(select(RemoteRun.lease_until)
                               .where(RemoteRun.remote_id == rid)).scalar_one()
+        assert until is not None
         assert timedelta(seconds=15) < until - utcnow() <= timedelta(seconds=20)
         with pytest.raises(ValueError):
             set_lease(timedelta(0))
