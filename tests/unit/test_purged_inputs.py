@@ -180,3 +180,21 @@ def test_a_job_folder_purged_after_the_job_goes_back_to_pending_without_an_attem
     wait_job(tmp_path, again.job_id or "")
     (done,) = poll_runs(engine, cfg, force=True)
     assert (done.action, done.state) == ("full", "full"), done.note
+
+
+def test_job_folder_files_purged_folder_kept_goes_back_to_pending(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    rid = prepared_run(engine, tmp_path, exposures=1)
+    cfg = config(tmp_path)
+    (first,) = exec_runs(engine, cfg)
+    wait_job(tmp_path, first.job_id or "")
+    remote = Path(cfg.site().local_root) / f"remote_{rid}"
+    for f in [p for p in remote.rglob("*") if p.is_file()]:
+        f.unlink()  # a purge by age deletes files and keeps a recently touched folder
+    (out,) = poll_runs(engine, cfg, force=True)
+    assert (out.action, out.state) == ("retry", "pending"), out.note
+    assert "is gone" in out.note
+    (again,) = exec_runs(engine, cfg)
+    wait_job(tmp_path, again.job_id or "")
+    (done,) = poll_runs(engine, cfg, force=True)
+    assert (done.action, done.state) == ("full", "full"), done.note
