@@ -94,6 +94,9 @@ class DatabaseConfig:
 
     url: str = field(default="", metadata=_doc("SQLAlchemy URL; empty = SQLite in the data dir"))
     echo: bool = field(default=False, metadata=_doc("log every SQL statement"))
+    lease_seconds: int = field(
+        default=1800, metadata=_doc("how long a command's claim on a run lasts; a killed "
+                                    "command's runs are taken up again after it"))
 
     def effective_url(self) -> str:
         """The URL to connect to, with the embedded default filled in."""
@@ -361,6 +364,8 @@ def build(raw: dict[str, Any], path: str = "", *, db_override: str | None = None
     if db_url:
         db_raw["url"] = db_url
     database = _make(DatabaseConfig, db_raw, "database", path)
+    if database.lease_seconds < 1:
+        raise ConfigError("must be at least 1", path=path, key="database.lease_seconds")
     sites = {
         name: _make(SiteConfig, {**body, "name": name}, f"site.{name}", path)
         for name, body in _table(raw, "site", path).items()

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ class AppContext:
 
         from remotebridge.db.engine import make_engine, sqlite_file
         from remotebridge.db.migrate import SCHEMA_REVISION, require_current
+        from remotebridge.db.statemachine import set_lease
         from remotebridge.db.url import parse_url
         from remotebridge.errors import SchemaOutdated
 
@@ -78,6 +80,7 @@ class AppContext:
             raise SchemaOutdated(None, SCHEMA_REVISION)
         engine = make_engine(text, echo=self.config.database.echo, source=self.db_source)
         require_current(engine)
+        set_lease(timedelta(seconds=self.config.database.lease_seconds))
         return engine
 
     def raw_engine(self) -> Engine:

@@ -38,6 +38,23 @@ from remotebridge.errors import ConcurrentUpdate, IllegalTransition, NotFoundErr
 from remotebridge.states import CANCELLABLE_OFFLINE, RunState, is_legal
 
 DEFAULT_LEASE = timedelta(minutes=30)
+"""How long a claim on a run lasts unless ``[database] lease_seconds`` says otherwise."""
+
+_lease = DEFAULT_LEASE
+
+
+def set_lease(length: timedelta) -> None:
+    """Use ``length`` for every later claim, renewal and staleness test of this process
+    (the CLI sets it from ``[database] lease_seconds``)."""
+    global _lease
+    if length <= timedelta(0):
+        raise ValueError(f"a lease must be positive, not {length}")
+    _lease = length
+
+
+def lease_length() -> timedelta:
+    """The lease this process takes: :data:`DEFAULT_LEASE` unless :func:`set_lease`."""
+    return _lease
 
 _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
@@ -125,7 +142,7 @@ def lease_free(now: datetime | None = None) -> ColumnElement[bool]:
 
 
 def renew(engine: Engine, remote_id: int, state: RunState,
-          lease: timedelta = DEFAULT_LEASE) -> None:
+          lease: timedelta | None = None) -> None:
     """Extend this process's lease before a long step, in a short transaction of its own.
 
     Raises ConcurrentUpdate when the lease is no longer ours (expired and taken, or
@@ -134,7 +151,7 @@ def renew(engine: Engine, remote_id: int, state: RunState,
     stmt = (
         update(RemoteRun)
         .where(RemoteRun.remote_id == remote_id, RemoteRun.state == state.value, held_by_me())
-        .values(lease_until=utcnow() + lease)
+        .values(lease_until=utcnow() + (lease or lease_length()))
         .execution_options(synchronize_session=False)
     )
     with write_session(engine) as session:
@@ -171,7 +188,7 @@ def claim(
     remote_ids: Sequence[int] | None = None,
     label: str | None = None,
     stage: str | None = None,
-    lease: timedelta = DEFAULT_LEASE,
+    lease: timedelta | None = None,
 ) -> list[int]:
     """Take a lease on up to ``limit`` runs in ``state`` that nobody else holds.
 
@@ -186,7 +203,7 @@ def claim(
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     candidates = list(session.execute(query).scalars())
-    me, until = actor(), now + lease
+    me, until = actor(), now + (lease or lease_length())
     return [rid for rid in candidates if _take_lease(session, rid, state, me, until, now)]
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteEvent
 from remotebridge.db.engine import read_session
-from remotebridge.db.statemachine import DEFAULT_LEASE
+from remotebridge.db.statemachine import lease_length
 from remotebridge.states import RunState
 
 FAULT_REFUSED = 24
@@ -70,7 +70,7 @@ def refusal(engine: Engine, rid: int, max_attempts: int, message: str) -> tuple[
 
 
 def folder_elsewhere(engine: Engine, rid: int, folder: str,
-                     lease: timedelta = DEFAULT_LEASE) -> tuple[bool, str]:
+                     lease: timedelta | None = None) -> tuple[bool, str]:
     """(give up?, note) for a run whose job folder ``folder`` is not on this host.
 
     Gives up when the run's latest history lines, for at least ``lease``, are all
@@ -83,7 +83,7 @@ def folder_elsewhere(engine: Engine, rid: int, folder: str,
             break
         streak.append(row.at)
     first = min(streak) if streak else None
-    if first is not None and utcnow() - first >= lease:
+    if first is not None and utcnow() - first >= (lease or lease_length()):
         return True, (f"exec: job folder {folder} was on no host that tried since "
                       f"{first:%Y-%m-%dT%H:%M:%SZ} (last: {host}); path_base must be a "
                       f"folder every exec host sees; hint: remotetool revert --to new {rid}")

@@ -53,6 +53,7 @@ from remotebridge.poll.products import pull_products, read_outputs
 from remotebridge.poll.purged import raise_if_purged
 from remotebridge.poll.remote_files import (
     SUMMARY,
+    JobFolderPurged,
     TaskResult,
     fetch_files,
     parse_dbinfo,
@@ -179,10 +180,13 @@ def finish_run(engine: Engine, site: SiteConfig, links: Sequence[Link], run: Run
     """Finish one ended job (see the module docstring); raises PollFault on bad data."""
     plan = read_plan_tasks(run.folder)
     pending = _pending_components(engine, run.remote_id)
-    names = [SUMMARY, jobfolder.RECORDS.name] + [_dbinfo_name(sid) for sid in sorted(pending)]
+    names = [SUMMARY, jobfolder.RECORDS.name, jobfolder.SCRIPT.name] + \
+        [_dbinfo_name(sid) for sid in sorted(pending)]
     statemachine.renew(engine, run.remote_id, RunState.RUN)
     files = fetch_files(links[0], run.job_dir, names, make_summary=True,
                         python=site.remote_python or "python3")
+    if files.get(SUMMARY) is None and files.get(jobfolder.SCRIPT.name) is None:
+        raise JobFolderPurged(run.job_dir, links[0].host)  # its files purged, folder kept
     if files.get(SUMMARY) is None:
         raise PollFault(f"the job ended but {run.job_dir}/{SUMMARY} is missing and cannot be "
                         "made (helper or plan gone?)", fault=FAULT_JOB_UNREADABLE)

@@ -92,7 +92,7 @@ def _checked_on_site(site: SiteConfig, links: Sequence[Link], products: Sequence
     fifo, device or folder; a product absent on the site fails its
     component; an unrecorded size is taken from the site. Stale staging folders of
     killed pulls are swept (counted in ``outcome.swept``)."""
-    from remotebridge.db.statemachine import DEFAULT_LEASE
+    from remotebridge.db.statemachine import lease_length
     from remotebridge.poll.remote_files import check_products, planned_roots
     from remotebridge.transfer.pull import sweep_staging
 
@@ -100,7 +100,7 @@ def _checked_on_site(site: SiteConfig, links: Sequence[Link], products: Sequence
     sizes = check_products(links[0], list(specs), roots, python=site.remote_python or "python3",
                            anchors=[site.remote_root, site.permanent_root])
     outcome.swept = sweep_staging([s.local for s, _ in specs.values()],
-                                  DEFAULT_LEASE.total_seconds())
+                                  lease_length().total_seconds())
     kept: dict[str, tuple[FileSpec, int]] = {}
     for remote, (spec, sid) in specs.items():
         if remote not in sizes:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remotebridge import jobfolder
-from remotebridge.errors import RemoteCommandFailed
+from remotebridge.errors import BridgeError, RemoteCommandFailed
 from remotebridge.poll.faults import (
     FAULT_JOB_UNREADABLE,
     FAULT_MALFORMED,
@@ -84,6 +84,15 @@ class TaskResult:
     rc: int | None
 
 
+class JobFolderPurged(BridgeError):
+    """The job ended and its whole folder is gone from the site (scratch purged while it
+    ran or waited): nothing of it can come home, so the run is submitted again."""
+
+    def __init__(self, job_dir: str, host: str) -> None:
+        super().__init__(f"the job folder {job_dir} is gone on {host} (scratch purged)")
+        self.job_dir = job_dir
+
+
 def fetch_files(link: Link, job_dir: str, names: Sequence[str], *,
                 make_summary: bool = False, python: str = "python3",
                 limit: int = MAX_FILE_BYTES, timeout: float = 600.0,
@@ -95,6 +104,8 @@ def fetch_files(link: Link, job_dir: str, names: Sequence[str], *,
     try:
         result = link.run(argv, stdin=stdin, timeout=timeout)
     except RemoteCommandFailed as exc:
+        if exc.evidence.rc == 3:  # FETCH_SCRIPT's `cd` failed: the folder is gone
+            raise JobFolderPurged(job_dir, link.host) from exc
         raise PollFault(f"cannot read the job folder {job_dir} on {link.host} (purged?): "
                         f"{exc.evidence.summary()}", fault=FAULT_JOB_UNREADABLE) from exc
     return parse_frames(result.stdout, set(names))

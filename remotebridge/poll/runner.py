@@ -53,7 +53,7 @@ from remotebridge.poll.finish import TALLY_FIELDS, RunInfo, Tally, finish_run, g
 from remotebridge.poll.products import Deferred
 from remotebridge.poll.progress import fetch_progress
 from remotebridge.poll.purged import InputsPurged, clear_summary
-from remotebridge.poll.remote_files import summaries_present
+from remotebridge.poll.remote_files import JobFolderPurged, summaries_present
 from remotebridge.schedulers import JobState, make_scheduler
 from remotebridge.ssh import links_for, live_frontends
 from remotebridge.ssh.base import Link
@@ -233,7 +233,7 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
         return _error(engine, run, state.value, FAULT_OTHER, f"retry subset: {exc.message}")
     except ConcurrentUpdate as exc:
         return _outcome(run, state.value, PollAction.DEFERRED, RunState.RUN, note=str(exc))
-    except InputsPurged as exc:
+    except (InputsPurged, JobFolderPurged) as exc:
         return _repush(engine, links, run, state.value, exc)
     except (Deferred, LinkError, SchedulerError, TransferError) as exc:
         return _defer(engine, run, state.value, str(exc))
@@ -243,12 +243,13 @@ def _finish(engine: Engine, site: SiteConfig, links: Sequence[Link], run: RunInf
 
 
 def _repush(engine: Engine, links: Sequence[Link], run: RunInfo, job_state: str,
-            exc: InputsPurged) -> PollOutcome:
-    """The job ended before its first task (inputs purged): back to ``pending`` for exec
-    to push them again; no component's attempts change."""
+            exc: InputsPurged | JobFolderPurged) -> PollOutcome:
+    """The job ended before its first task (inputs purged), or its whole folder was
+    purged: back to ``pending`` for exec to push again; no component's attempts change."""
     note = statemachine.clip(f"poll: {exc}: back to pending, re-push (no attempt spent)")
     try:
-        clear_summary(links[0], run.job_dir)
+        if isinstance(exc, InputsPurged):  # a purged folder has no summary left to clear
+            clear_summary(links[0], run.job_dir)
         _move(engine, run, RunState.PENDING, note, fault=0)
     except ConcurrentUpdate as lost:
         return _outcome(run, job_state, PollAction.DEFERRED, RunState.RUN, note=str(lost))

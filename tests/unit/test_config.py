@@ -144,3 +144,12 @@ def test_multiprog_line_default_is_what_srun_accepts(isolated_env: str) -> None:
         else:
             with pytest.raises(PrepareError):
                 make_chunks("p", [1], limits, python=python)
+
+
+def test_lease_seconds_defaults_to_half_an_hour_and_must_be_positive(
+        isolated_env: str, tmp_path: Path) -> None:
+    assert config.load().database.lease_seconds == 1800
+    cfg = config.load(str(_write(tmp_path, "[database]\nlease_seconds = 20\n")))
+    assert cfg.database.lease_seconds == 20
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        config.load(str(_write(tmp_path, "[database]\nlease_seconds = 0\n")))

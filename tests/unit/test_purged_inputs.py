@@ -155,3 +155,46 @@ def test_exec_records_the_first_push_and_list_warns_near_the_purge_age(
                                                           db_url=db_url))
     assert r.exit_code == 0, r.output
     assert f"warning: run {rid} (run): inputs pushed 6.0 days" in r.output
+
+
+def test_a_job_folder_purged_after_the_job_goes_back_to_pending_without_an_attempt(
+        engine: Engine, tmp_path: Path) -> None:
+    import shutil
+
+    rid = prepared_run(engine, tmp_path, exposures=1)
+    cfg = config(tmp_path)
+    (first,) = exec_runs(engine, cfg)
+    assert first.result == "run"
+    wait_job(tmp_path, first.job_id or "")
+    remote = Path(cfg.site().local_root) / f"remote_{rid}"
+    assert remote.is_dir()
+    shutil.rmtree(remote)  # the site purges scratch: the job folder with everything in it
+    before = components(engine, rid)
+    (out,) = poll_runs(engine, cfg, force=True)
+    assert (out.action, out.state) == ("retry", "pending"), out.note
+    assert "is gone" in out.note and "re-push" in out.note
+    assert components(engine, rid) == before
+    assert (get(engine, rid).state, get(engine, rid).fault) == ("pending", 0)
+    (again,) = exec_runs(engine, cfg)
+    assert again.result == "run", again.note
+    wait_job(tmp_path, again.job_id or "")
+    (done,) = poll_runs(engine, cfg, force=True)
+    assert (done.action, done.state) == ("full", "full"), done.note
+
+
+def test_job_folder_files_purged_folder_kept_goes_back_to_pending(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    rid = prepared_run(engine, tmp_path, exposures=1)
+    cfg = config(tmp_path)
+    (first,) = exec_runs(engine, cfg)
+    wait_job(tmp_path, first.job_id or "")
+    remote = Path(cfg.site().local_root) / f"remote_{rid}"
+    for f in [p for p in remote.rglob("*") if p.is_file()]:
+        f.unlink()  # a purge by age deletes files and keeps a recently touched folder
+    (out,) = poll_runs(engine, cfg, force=True)
+    assert (out.action, out.state) == ("retry", "pending"), out.note
+    assert "is gone" in out.note
+    (again,) = exec_runs(engine, cfg)
+    wait_job(tmp_path, again.job_id or "")
+    (done,) = poll_runs(engine, cfg, force=True)
+    assert (done.action, done.state) == ("full", "full"), done.note

@@ -296,3 +296,26 @@ def test_candidates_of_a_state_label_or_id(engine: Engine) -> None:
         assert candidates(s, RunState.RUN)[0].site == "demo"
         with pytest.raises(NotFoundError):
             candidates(s, RunState.PENDING, remote_id=c + 1000)
+
+
+def test_a_configured_lease_length_is_what_claim_and_renew_take(engine: Engine) -> None:
+    from datetime import timedelta
+
+    from remotebridge.db.base import utcnow
+    from remotebridge.db.statemachine import DEFAULT_LEASE, lease_length, set_lease
+
+    rid = _new_run(engine, RunState.PENDING)
+    try:
+        set_lease(timedelta(seconds=20))
+        assert lease_length() == timedelta(seconds=20)
+        with write_session(engine) as s:
+            assert claim(s, RunState.PENDING, remote_ids=[rid]) == [rid]
+        with read_session(engine) as s:
+            until = s.execute(select(RemoteRun.lease_until)
+                              .where(RemoteRun.remote_id == rid)).scalar_one()
+        assert until is not None
+        assert timedelta(seconds=15) < until - utcnow() <= timedelta(seconds=20)
+        with pytest.raises(ValueError):
+            set_lease(timedelta(0))
+    finally:
+        set_lease(DEFAULT_LEASE)

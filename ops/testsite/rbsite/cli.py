@@ -71,6 +71,11 @@ def cmd_start_slurm(a):
         switches.start_slurm()
 
 
+def cmd_kill_slurmd(a):
+    need_root()
+    log(f"killed slurmd {a.node} (pid {switches.kill_slurmd(a.node)})")
+
+
 def cmd_token(a):
     print(sshd.token(reserve=a.next))
 
@@ -117,6 +122,8 @@ VERBS = {
     "stop-slurm": (cmd_stop_slurm, "stop slurmctld (--all: slurmd too)",
                    [(("--all",), {"action": "store_true"})]),
     "start-slurm": (cmd_start_slurm, "start the slurm daemons again", []),
+    "kill-slurmd": (cmd_kill_slurmd, "kill -9 the slurmd of compute NODE (start-slurm"
+                    " starts it again)", [(("node",), {})]),
     "token": (cmd_token, "print the next valid one-time password",
               [(("--next",), {"action": "store_true", "help": "hand out a fresh token never "
                               "handed out before (for concurrent logins)"})]),

@@ -1,8 +1,10 @@
 """Switches a test flips on the running site: expire, cut/heal, purge, stop/start Slurm,
 shape, maxsessions."""
 
+import contextlib
 import json
 import os
+import signal
 import time
 
 from . import network, slurm, sshd
@@ -61,6 +63,20 @@ def stop_slurm(all_daemons):
     """Stop Slurm and remember it, so `up` leaves it stopped."""
     write(P.slurm_stopped, "stopped by site stop-slurm\n")
     slurm.stop_slurm(all_daemons)
+
+
+def kill_slurmd(node):
+    """kill -9 the slurmd of compute node NODE (a crashed node daemon); its pid, or 0.
+
+    Not remembered: `start-slurm` (or `up`) starts it again."""
+    if node not in slurm.COMPUTE:
+        raise SystemExit("site: unknown compute node {} (one of {})".format(
+            node, ", ".join(slurm.COMPUTE)))
+    pid = pidfile_pid(P.slurmd_pid(node))
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid or 0
 
 
 def start_slurm():
