@@ -13,7 +13,7 @@ import sys
 import click
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich.table")
+HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich.table", "psycopg2", "sqlite3")
 PROBE = """
 import json, sys
 sys.argv = [{prog!r}, *{args!r}]
@@ -38,6 +38,9 @@ def _probe(module: str, prog: str, args: list[str]) -> dict[str, object]:
     ("remotebridge.cli.remotetool", "remotetool", ["--help"], 0),
     ("remotebridge.cli.remotetool", "remotetool", ["definebyquery", "--stage", "chip"], 2),
     ("remotebridge.cli.remotetool", "remotetool", ["no-such-command"], 2),
+    ("remotebridge.cli.remotetool", "remotetool", ["exec", "--help"], 0),
+    ("remotebridge.cli.remotetool", "remotetool", ["poll", "--bogus"], 2),
+    ("remotebridge.cli.remotetool", "remotetool", ["--db", "x", "exec", "-n", "0"], 2),
     ("remotebridge.cli.control", "control-tool", ["--help"], 0),
     ("remotebridge.cli.control", "control-tool", ["start", "--bogus"], 2),
 ])
