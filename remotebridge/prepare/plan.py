@@ -6,17 +6,27 @@ into the job folder by :mod:`remotebridge.prepare.job` (file formats:
 their three phases, the input manifest (files the job needs), the output manifest
 (files the job makes) and the per-component values only home knows (database ids,
 local URIs) that the post phase folds into dbinfo records.
+
+The per-command parts (tasks, inputs, outputs, dbinfo records) are spooled to
+temporary files as they are added (:mod:`remotebridge.prepare.spool`): a plan of
+600,000 commands keeps its memory flat, and the job folder's big files are streamed
+from the spools.
 """
 
 from __future__ import annotations
 
 import enum
+import json
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from remotebridge.jobfolder import Area, InputLine, OutputLine
+from remotebridge.prepare.spool import Spool, digest_key
 
-__all__ = ["Area", "HomeRecord", "InputFile", "OutputFile", "Phase", "Plan", "Task"]
+__all__ = ["Area", "HomeMap", "HomeRecord", "InputFile", "InputMap", "OutputFile",
+           "OutputList", "Phase", "Plan", "Task", "TaskList"]
 
 
 class Phase(enum.StrEnum):
@@ -49,6 +59,12 @@ class Task:
         """The plan.jsonl / chunk task line for this task."""
         return {"task_id": self.task_id, "stage_id": self.stage_id, "phase": self.phase.value,
                 "argv": self.argv, "threads": self.threads, "cost": self.cost, "log": self.log}
+
+    @classmethod
+    def of_record(cls, rec: dict[str, Any]) -> Task:
+        """The task of a :meth:`record`."""
+        return cls(rec["task_id"], rec["stage_id"], Phase(rec["phase"]), rec["argv"],
+                   rec["threads"], rec["cost"], rec["log"])
 
 
 InputFile = InputLine
@@ -83,6 +99,200 @@ class HomeRecord:
                 "fixed": {k: v for k, v in self.values.items() if isinstance(v, str)}}
 
 
+class TaskList:
+    """The plan's tasks by phase (pre, then cmd, then post), each spooled as its
+    plan.jsonl line; iterating gives :class:`Task` objects in that order."""
+
+    def __init__(self) -> None:
+        self._spools = {p: Spool[Task](_task_line, _task_of) for p in Phase}
+        self._ids = {p: array("q") for p in Phase}
+
+    def append(self, task: Task) -> None:
+        """Add one task (at the end of its phase)."""
+        self._spools[task.phase].append(task)
+        self._ids[task.phase].append(task.task_id)
+
+    def extend(self, tasks: Iterable[Task]) -> None:
+        """Add tasks."""
+        for t in tasks:
+            self.append(t)
+
+    def __iadd__(self, tasks: Iterable[Task]) -> TaskList:
+        self.extend(tasks)
+        return self
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._spools.values())
+
+    def __iter__(self) -> Iterator[Task]:
+        for spool in self._spools.values():
+            yield from spool
+
+    def count(self, phase: Phase) -> int:
+        """How many tasks the phase has."""
+        return len(self._spools[phase])
+
+    def ids(self, phase: Phase) -> list[int]:
+        """The task ids of one phase, in order."""
+        return self._ids[phase].tolist()
+
+    def lines(self, phase: Phase | None = None, start: int = 0,
+              count: int | None = None) -> Iterator[str]:
+        """The tasks' JSON lines: of one phase (``count`` from ``start``), or all."""
+        if phase is not None:
+            yield from self._spools[phase].encoded(start, count)
+            return
+        for spool in self._spools.values():
+            yield from spool.encoded()
+
+
+def _task_line(task: Task) -> str:
+    return json.dumps(task.record())
+
+
+def _task_of(line: str) -> Task:
+    return Task.of_record(json.loads(line))
+
+
+class InputMap:
+    """The input manifest keyed by remote path (a shared input appears once), spooled;
+    membership is kept as 16-byte digests of the remote paths."""
+
+    def __init__(self) -> None:
+        self._spool = Spool[InputFile](_input_line, _input_of)
+        self._keys: set[bytes] = set()
+        self.bytes = 0
+        self.shared = 0
+
+    def __contains__(self, remote: object) -> bool:
+        return isinstance(remote, str) and digest_key(remote) in self._keys
+
+    def __setitem__(self, remote: str, item: InputFile) -> None:
+        key = digest_key(remote)
+        if key in self._keys:
+            raise ValueError(f"input {remote} is in the plan already")
+        self._keys.add(key)
+        self._spool.append(item)
+        self.bytes += item.size
+        self.shared += item.shared
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+    def values(self) -> Iterator[InputFile]:
+        """The inputs in the order they were added."""
+        return iter(self._spool)
+
+    def rewritten(self, change: Callable[[list[InputFile]], list[InputFile]],
+                  batch: int = 2000) -> InputMap:
+        """A new map of the inputs passed through ``change`` a batch at a time (their
+        remote paths unchanged), e.g. to fill in digests."""
+        out = InputMap()
+        items: list[InputFile] = []
+        for item in self.values():
+            items.append(item)
+            if len(items) >= batch:
+                _put_all(out, change(items))
+                items = []
+        _put_all(out, change(items) if items else [])
+        return out
+
+
+def _put_all(target: InputMap, items: list[InputFile]) -> None:
+    for item in items:
+        target[item.remote] = item
+
+
+def _input_line(f: InputFile) -> str:
+    return json.dumps([f.local, f.remote, f.size, f.area.value, f.shared, f.sha256])
+
+
+def _input_of(line: str) -> InputFile:
+    local, remote, size, area, shared, sha = json.loads(line)
+    return InputFile(local, remote, size, Area(area), shared, sha)
+
+
+class OutputList(Spool[OutputLine]):
+    """The output manifest, spooled; counts the permanent outputs."""
+
+    def __init__(self) -> None:
+        super().__init__(_output_line, _output_of)
+        self.permanent = 0
+
+    def append(self, item: OutputLine) -> None:
+        """Add one output."""
+        super().append(item)
+        self.permanent += item.permanent
+
+
+def _output_line(o: OutputLine) -> str:
+    return json.dumps([o.remote, o.local, o.permanent, o.stage_id])
+
+
+def _output_of(line: str) -> OutputLine:
+    remote, local, permanent, stage_id = json.loads(line)
+    return OutputLine(remote, local, permanent, stage_id)
+
+
+class HomeMap:
+    """Per component, the dbinfo records its post task builds: each spooled as its home
+    file line, the components (and where their records are) kept in order of arrival."""
+
+    def __init__(self) -> None:
+        self._spool = Spool[HomeRecord](lambda r: json.dumps(r.record()),
+                                        lambda line: HomeRecord(**json.loads(line)))
+        self._where: dict[int, array[int]] = {}
+
+    def add(self, stage_id: int, record: HomeRecord) -> None:
+        """One more record of ``stage_id``."""
+        self._where.setdefault(stage_id, array("q")).append(len(self._spool))
+        self._spool.append(record)
+
+    def setdefault(self, stage_id: int, _default: Any = None) -> _Adder:
+        """``home.setdefault(sid, []).append(record)`` as with the dict it replaces."""
+        return _Adder(self, stage_id)
+
+    def __setitem__(self, stage_id: int, records: Iterable[HomeRecord]) -> None:
+        if stage_id in self._where:
+            raise ValueError(f"component {stage_id} has its records already")
+        for r in records:
+            self.add(stage_id, r)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, stage_id: object) -> bool:
+        return stage_id in self._where
+
+    def __getitem__(self, stage_id: int) -> list[HomeRecord]:
+        return [HomeRecord(**json.loads(line)) for line in self.lines(stage_id)]
+
+    def items(self) -> Iterator[tuple[int, list[HomeRecord]]]:
+        """(stage_id, records) per component."""
+        return ((sid, self[sid]) for sid in self._where)
+
+    def lines(self, stage_id: int) -> Iterator[str]:
+        """The home file lines of one component."""
+        where = self._where[stage_id]
+        if where[-1] - where[0] + 1 == len(where):  # added together: one read
+            yield from self._spool.encoded(where[0], len(where))
+            return
+        for i in where:
+            yield from self._spool.encoded(i, 1)
+
+
+@dataclass(frozen=True)
+class _Adder:
+    home: HomeMap
+    stage_id: int
+
+    def append(self, record: HomeRecord) -> None:
+        self.home.add(self.stage_id, record)
+
+
 @dataclass
 class Plan:
     """Everything one remote job will do; built by a stage, written by the writer."""
@@ -91,11 +301,11 @@ class Plan:
     remote_id: int
     job_dir: str
     """The job folder on the remote side."""
-    tasks: list[Task] = field(default_factory=list)
-    inputs: dict[str, InputFile] = field(default_factory=dict)
+    tasks: TaskList = field(default_factory=TaskList)
+    inputs: InputMap = field(default_factory=InputMap)
     """Keyed by remote path, so a shared input appears once."""
-    outputs: list[OutputFile] = field(default_factory=list)
-    home: dict[int, list[HomeRecord]] = field(default_factory=dict)
+    outputs: OutputList = field(default_factory=OutputList)
+    home: HomeMap = field(default_factory=HomeMap)
     """Per component: the dbinfo records its post task builds."""
     out_dirs: set[str] = field(default_factory=set)
     """Remote directories the pre phase creates."""
@@ -105,11 +315,8 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per phase."""
-        out = {p.value: 0 for p in Phase}
-        for t in self.tasks:
-            out[t.phase.value] += 1
-        return out
+        return {p.value: self.tasks.count(p) for p in Phase}
 
     def input_bytes(self) -> int:
         """Total size of the inputs."""
-        return sum(f.size for f in self.inputs.values())
+        return self.inputs.bytes
