@@ -222,13 +222,8 @@ class PlanBuilder:
 
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
-        def with_sums(batch: list[InputFile]) -> list[InputFile]:
-            sums = digests.digests(f.local for f in batch)
-            return [InputFile(f.local, f.remote, f.size, f.area, f.shared, sums[f.local])
-                    for f in batch]
-
         try:  # a batch at a time: the digests of a big run are never all in memory
-            self.plan.inputs = self.plan.inputs.rewritten(with_sums)
+            self.plan.inputs = self.plan.inputs.with_digests(digests.digests)
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None

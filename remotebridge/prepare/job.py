@@ -8,7 +8,6 @@ writes the result atomically, and ``--pretend`` only summarises it.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,8 +118,8 @@ def remote_python(site: SiteConfig) -> str:
 
 
 def _manifests(plan: Plan) -> dict[str, jf.FileText]:
-    return {jf.INPUTS.name: jf.Streamed(lambda: jf.INPUTS.pieces(plan.inputs.values())),
-            jf.OUTPUTS.name: jf.Streamed(functools.partial(jf.OUTPUTS.pieces, plan.outputs)),
+    return {jf.INPUTS.name: jf.Streamed(lambda: jf.INPUTS.line_pieces(plan.inputs.lines())),
+            jf.OUTPUTS.name: jf.Streamed(lambda: jf.OUTPUTS.line_pieces(plan.outputs.encoded())),
             jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 
@@ -134,8 +133,7 @@ def _homes(plan: Plan) -> dict[str, jf.FileText]:
 
 def _expected_pieces(plan: Plan) -> Iterator[str]:
     """expected.jsonl: every record the job must send back, per component (poll's check)."""
-    return jf.jsonl_pieces(jf.EXPECTED, (json.dumps(r.expected(sid)) for sid in sorted(plan.home)
-                                         for r in plan.home[sid]), stage=plan.stage)
+    return jf.jsonl_pieces(jf.EXPECTED, plan.home.expected_lines(), stage=plan.stage)
 
 
 def _home_pieces(plan: Plan, stage_id: int) -> Iterator[str]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from remotebridge.jobfolder import Area, InputLine, OutputLine
+from remotebridge.jobfolder import INPUTS, OUTPUTS, Area, InputLine, OutputLine
 from remotebridge.prepare.spool import Spool, digest_key
 
 __all__ = ["Area", "HomeMap", "HomeRecord", "InputFile", "InputMap", "OutputFile",
@@ -155,8 +155,8 @@ def _task_of(line: str) -> Task:
 
 
 class InputMap:
-    """The input manifest keyed by remote path (a shared input appears once), spooled;
-    membership is kept as 16-byte digests of the remote paths."""
+    """The input manifest keyed by remote path (a shared input appears once), spooled as
+    its inputs.manifest lines; membership is kept as 16-byte digests of the paths."""
 
     def __init__(self) -> None:
         self._spool = Spool[InputFile](_input_line, _input_of)
@@ -168,13 +168,16 @@ class InputMap:
         return isinstance(remote, str) and digest_key(remote) in self._keys
 
     def __setitem__(self, remote: str, item: InputFile) -> None:
+        self._add(remote, item.size, item.shared)
+        self._spool.append(item)
+
+    def _add(self, remote: str, size: int, shared: bool) -> None:
         key = digest_key(remote)
         if key in self._keys:
             raise ValueError(f"input {remote} is in the plan already")
         self._keys.add(key)
-        self._spool.append(item)
-        self.bytes += item.size
-        self.shared += item.shared
+        self.bytes += size
+        self.shared += shared
 
     def __len__(self) -> int:
         return len(self._spool)
@@ -183,55 +186,64 @@ class InputMap:
         """The inputs in the order they were added."""
         return iter(self._spool)
 
-    def rewritten(self, change: Callable[[list[InputFile]], list[InputFile]],
-                  batch: int = 2000) -> InputMap:
-        """A new map of the inputs passed through ``change`` a batch at a time (their
-        remote paths unchanged), e.g. to fill in digests."""
+    def lines(self) -> Iterator[str]:
+        """Their inputs.manifest lines."""
+        return self._spool.encoded()
+
+    def with_digests(self, digests: Callable[[list[str]], dict[str, str]],
+                     batch: int = 2000) -> InputMap:
+        """A new map with each input's sha256 from ``digests`` (local paths -> digests),
+        asked a batch at a time so that a big run's digests are never all in memory."""
         out = InputMap()
-        items: list[InputFile] = []
-        for item in self.values():
-            items.append(item)
-            if len(items) >= batch:
-                _put_all(out, change(items))
-                items = []
-        _put_all(out, change(items) if items else [])
+        out._keys, out.bytes, out.shared = self._keys, self.bytes, self.shared
+        lines: list[str] = []
+        for line in self.lines():
+            lines.append(line)
+            if len(lines) >= batch:
+                _put_digests(out, lines, digests)
+                lines = []
+        _put_digests(out, lines, digests)
         return out
 
 
-def _put_all(target: InputMap, items: list[InputFile]) -> None:
-    for item in items:
-        target[item.remote] = item
+def _put_digests(target: InputMap, lines: list[str],
+                 digests: Callable[[list[str]], dict[str, str]]) -> None:
+    if not lines:
+        return
+    # local is the first column and sha256 the last (written empty until now)
+    sums = digests([line.split("\t", 1)[0] for line in lines])
+    for line in lines:
+        local = line.split("\t", 1)[0]
+        target._spool.append_encoded(f"{line[:line.rindex(chr(9))]}\t{sums[local]}")
 
 
 def _input_line(f: InputFile) -> str:
-    return json.dumps([f.local, f.remote, f.size, f.area.value, f.shared, f.sha256])
+    """``INPUTS.line(f)``, written out: one call per input of a big run."""
+    return (f"{f.local}\t{f.remote}\t{f.size}\t{f.area.value}\t{'1' if f.shared else '0'}"
+            f"\t{f.sha256}")
+
+
+def _output_line(o: OutputLine) -> str:
+    """``OUTPUTS.line(o)``, written out: three calls per command of a big run."""
+    return f"{o.remote}\t{o.local}\t{'1' if o.permanent else '0'}\t{o.stage_id}"
 
 
 def _input_of(line: str) -> InputFile:
-    local, remote, size, area, shared, sha = json.loads(line)
-    return InputFile(local, remote, size, Area(area), shared, sha)
+    return INPUTS.parse(line, "(plan)", 0)
 
 
 class OutputList(Spool[OutputLine]):
-    """The output manifest, spooled; counts the permanent outputs."""
+    """The output manifest, spooled as its outputs.manifest lines; counts the permanent
+    outputs."""
 
     def __init__(self) -> None:
-        super().__init__(_output_line, _output_of)
+        super().__init__(_output_line, lambda line: OUTPUTS.parse(line, "(plan)", 0))
         self.permanent = 0
 
     def append(self, item: OutputLine) -> None:
         """Add one output."""
         super().append(item)
         self.permanent += item.permanent
-
-
-def _output_line(o: OutputLine) -> str:
-    return json.dumps([o.remote, o.local, o.permanent, o.stage_id])
-
-
-def _output_of(line: str) -> OutputLine:
-    remote, local, permanent, stage_id = json.loads(line)
-    return OutputLine(remote, local, permanent, stage_id)
 
 
 class HomeMap:
@@ -241,12 +253,27 @@ class HomeMap:
     def __init__(self) -> None:
         self._spool = Spool[HomeRecord](lambda r: json.dumps(r.record()),
                                         lambda line: HomeRecord(**json.loads(line)))
+        self._expected = Spool[dict[str, Any]](json.dumps, json.loads)
         self._where: dict[int, array[int]] = {}
+        self._in_order = True
+        """Components arrived in increasing order: the expected lines are in file order."""
 
     def add(self, stage_id: int, record: HomeRecord) -> None:
         """One more record of ``stage_id``."""
+        if self._where and stage_id < next(reversed(self._where)):
+            self._in_order = False
         self._where.setdefault(stage_id, array("q")).append(len(self._spool))
         self._spool.append(record)
+        self._expected.append(record.expected(stage_id))
+
+    def expected_lines(self) -> Iterator[str]:
+        """The lines of expected.jsonl: every record by component (in id order)."""
+        if self._in_order:
+            yield from self._expected.encoded()
+            return
+        for sid in sorted(self._where):
+            for i in self._where[sid]:
+                yield from self._expected.encoded(i, 1)
 
     def setdefault(self, stage_id: int, _default: Any = None) -> _Adder:
         """``home.setdefault(sid, []).append(record)`` as with the dict it replaces."""

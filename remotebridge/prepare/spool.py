@@ -29,25 +29,37 @@ class LineSpool:
     writer or each other)."""
 
     BLOCK = 1 << 20
+    FLUSH = 4096
+    """Lines kept before they are written (one write call per this many)."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile("w+b", buffering=1 << 16)  # noqa: SIM115
+        self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115
         self._pos = 0
+        self._buffer: list[str] = []
         self.offsets = array("q")
 
     def add(self, line: str) -> None:
         """Append one line."""
-        data = line.encode("utf-8", "surrogatepass") + b"\n"
         self.offsets.append(self._pos)
-        self._file.write(data)
-        self._pos += len(data)
+        size = len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
+        self._pos += size + 1
+        self._buffer.append(line)
+        if len(self._buffer) >= self.FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._buffer.append("")
+            self._file.write("\n".join(self._buffer).encode("utf-8", "surrogatepass"))
+            self._buffer = []
+        self._file.flush()
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def lines(self, start: int = 0, count: int | None = None) -> Iterator[str]:
         """``count`` lines (all the rest when None) from line ``start``, without newline."""
-        self._file.flush()
+        self._flush()
         end = len(self.offsets) if count is None else min(start + count, len(self.offsets))
         if start >= end:
             return
@@ -76,6 +88,10 @@ class Spool(Generic[T]):
     def append(self, item: T) -> None:
         """Add one item at the end."""
         self._lines.add(self._encode(item))
+
+    def append_encoded(self, line: str) -> None:
+        """Add one item given as its line."""
+        self._lines.add(line)
 
     def extend(self, items: Iterable[T]) -> None:
         """Add items at the end."""
