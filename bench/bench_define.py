@@ -34,7 +34,7 @@ from remotebridge.db.engine import make_engine, write_session  # noqa: E402
 from remotebridge.db.migrate import upgrade  # noqa: E402
 from remotebridge.db.pipeline import ChipRun  # noqa: E402
 from remotebridge.define import define_by_query  # noqa: E402
-from tests.conftest import add_chipruns  # noqa: E402
+from tests.support.db import add_chipruns  # noqa: E402
 
 LIMIT_S = 5.0
 
