@@ -171,7 +171,7 @@ def run_one(url: str, engine: Engine, root: Path, n_exp: int) -> dict[str, float
                              capture_output=True, text=True).stdout
         got = json.loads(out.strip().splitlines()[-1])
         assert got["cmd"] == n_exp * CHIPS, got
-        return got  # type: ignore[no-any-return]
+        return got
     finally:
         shutil.rmtree(jobs, ignore_errors=True)
 

@@ -59,7 +59,7 @@ def _probe(db_url: str, tmp: Path, args: list[str]) -> dict[str, object]:
                           timeout=120, check=False)
     got = json.loads(proc.stderr.strip().splitlines()[-1])
     assert json.loads(proc.stdout) == [], proc.stdout
-    return got  # type: ignore[no-any-return]
+    return got
 
 
 @pytest.mark.parametrize("command", ["exec", "poll"])
