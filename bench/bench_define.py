@@ -1,6 +1,7 @@
 """Benchmark: definebyquery over 10,000 / 30,000 / 100,000 ready chipRuns, SQLite and PostgreSQL.
 
     .venv/bin/python bench/bench_define.py [--json] [--sizes 10000,30000,100000] [--pg URL]
+                                           [--no-postgres]
 
 Ours is one set-based SELECT + one bulk INSERT. Figures, per database:
 
@@ -15,6 +16,7 @@ Targets: ours < 5 s at every size; linear (ratio >= 0.7).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -32,7 +34,7 @@ from remotebridge.db.engine import make_engine, write_session  # noqa: E402
 from remotebridge.db.migrate import upgrade  # noqa: E402
 from remotebridge.db.pipeline import ChipRun  # noqa: E402
 from remotebridge.define import define_by_query  # noqa: E402
-from tests.conftest import add_chipruns  # noqa: E402
+from tests.support.db import add_chipruns  # noqa: E402
 
 LIMIT_S = 5.0
 
@@ -100,7 +102,8 @@ def main() -> int:
     """Run the benchmark."""
     ap: argparse.ArgumentParser = parser(__doc__)
     ap.add_argument("--sizes", default="10000,30000,100000")
-    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--pg", default=os.environ.get("RB_TEST_PG_URL",
+                                                   "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -113,7 +116,11 @@ def main() -> int:
         sq.dispose()
     if args.no_postgres:
         return 0
-    pg, admin, name = pg_engine(args.pg)
+    try:
+        pg, admin, name = pg_engine(args.pg)
+    except Exception as exc:  # noqa: BLE001 - report and skip, as the other benches do
+        report.note(f"postgresql not available ({str(exc).splitlines()[0]}); skipped")
+        return 0
     try:
         upgrade(pg)
         measure("postgresql", pg, sizes, report)

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark start-up: --help, a usage error, and cron ticks with nothing to do.
 
-    .venv/bin/python bench/bench_startup.py [--json] [--runs N]
+    .venv/bin/python bench/bench_startup.py [--json] [--runs N] [--no-postgres] [--pg URL]
 
 Each command runs N times (default 7) in a fresh interpreter of this Python; the
 figure is the median, wall and CPU (user + system of the child). The baseline is
 ``python -c pass`` measured in the same run. Targets: ``remotetool --help``, a usage
 error and ``control-tool --help`` <= 0.15 s; an ``exec`` or ``poll`` tick on an empty,
-current SQLite database <= 0.3 s. What they import is checked by
+current SQLite database (and, when reachable, PostgreSQL: a private schema ``rb_bench_start``
+in the database of ``--pg``) <= 0.3 s. What they import is checked by
 tests/unit/test_startup.py (no SQLAlchemy, alembic, rich tables or Jinja2).
 """
 
@@ -28,6 +29,28 @@ setup_path()
 
 REMOTETOOL = "from remotebridge.cli.remotetool import main; main(prog_name='remotetool')"
 CONTROL = "from remotebridge.cli.control import main; main(prog_name='control-tool')"
+PG_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_url(url: str, env: dict[str, str], report: Report) -> str | None:
+    """``url`` narrowed to a private, current schema; None when PostgreSQL is not there."""
+    from sqlalchemy import text
+
+    from remotebridge.db.engine import make_engine
+
+    try:
+        base = make_engine(url)
+        with base.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS rb_bench_start CASCADE"))
+            conn.execute(text("CREATE SCHEMA rb_bench_start"))
+        base.dispose()
+    except Exception as exc:  # noqa: BLE001 - report and skip
+        report.note(f"postgresql not available ({str(exc).splitlines()[0]}); skipped")
+        return None
+    private = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3Drb_bench_start"
+    subprocess.run([sys.executable, "-c", REMOTETOOL, "--db", private, "db", "upgrade"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    return private
 
 
 def run(args: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -48,6 +71,8 @@ def main() -> int:
     """Run the benchmark."""
     ap = parser(__doc__)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--pg", default=PG_URL, help="PostgreSQL database for the ticks")
     args = ap.parse_args()
     report = Report(args.json)
     report.note(load_note())
@@ -62,6 +87,10 @@ def main() -> int:
                  ("control-tool --help", [CONTROL, "--help"], 0.15),
                  ("exec tick, nothing to do", [REMOTETOOL, *db, "exec"], 0.3),
                  ("poll tick, nothing to do", [REMOTETOOL, *db, "poll"], 0.3)]
+        pg = None if args.no_postgres else pg_url(args.pg, env, report)
+        if pg is not None:
+            cases += [(f"{cmd} tick, nothing to do, postgresql",
+                       [REMOTETOOL, "--db", pg, cmd], 0.3) for cmd in ("exec", "poll")]
         base_wall, base_cpu = run(["-c", "pass"], env, args.runs)
         for name, argv, limit in cases:
             wall, cpu = run(["-c", *argv], env, args.runs)

@@ -65,8 +65,8 @@ def site_config(status: dict[str, Any], control: Path, runner: RunnerKind) -> Si
 def sleep_plan(remote_id: int, job_dir: str, durs: list[float]) -> Plan:
     """One command task per duration: ``sleep SECONDS``, one thread, its cost known."""
     plan = Plan(stage="chip", remote_id=remote_id, job_dir=job_dir)
-    plan.tasks = [Task(i + 1, 1 + i // 40, Phase.CMD, ["sleep", f"{d:.3f}"], 1, round(d, 3))
-                  for i, d in enumerate(durs)]
+    plan.tasks.extend(Task(i + 1, 1 + i // 40, Phase.CMD, ["sleep", f"{d:.3f}"], 1,
+                           round(d, 3)) for i, d in enumerate(durs))
     return plan
 
 

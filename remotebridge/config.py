@@ -238,7 +238,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``config show`` (enums as strings, the database password masked)."""
-        from remotebridge.db.url import mask_url
+        from remotebridge.urltext import mask_url
 
         data = _plain(dataclasses.asdict(self))
         data["database"]["url"] = mask_url(self.database.url)
@@ -338,7 +338,7 @@ def load(explicit: str | None = None, *, db_override: str | None = None,
 
 def exposed_password(path: Path, raw: dict[str, Any]) -> str | None:
     """A warning when ``path`` holds a database password and group or others may read it."""
-    from remotebridge.db.url import has_password  # the CLI has it loaded already
+    from remotebridge.urltext import has_password
 
     database = raw.get("database")
     url = database.get("url") if isinstance(database, dict) else None

@@ -164,11 +164,18 @@ class TsvFormat(FileFormat, Generic[R]):
 
     def pieces(self, rows: Iterable[R]) -> Iterator[str]:
         """:meth:`text` line by line (the same bytes), for a :class:`Streamed` file."""
-        cols = schema_of(self.row).columns
+        return self.line_pieces(map(self.line, rows))
+
+    def line(self, row: R) -> str:
+        """The line of one row (no newline)."""
+        return "\t".join([c.write(getattr(row, c.name)) for c in schema_of(self.row).columns])
+
+    def line_pieces(self, lines: Iterable[str]) -> Iterator[str]:
+        """The file from rows already turned into lines by :meth:`line`."""
         yield self.comment + "\n"
-        yield "# " + "\t".join(c.name for c in cols) + "\n"
-        for r in rows:
-            yield "\t".join([c.write(getattr(r, c.name)) for c in cols]) + "\n"
+        yield "# " + "\t".join(self.columns) + "\n"
+        for line in lines:
+            yield line + "\n"
 
     def parse(self, line: str, path: str, number: int) -> R:
         """One row from one line; JobFolderError naming the file, line and column."""

@@ -84,6 +84,11 @@ def exec_cmd(app: AppContext, remote_id: int | None, label: str | None,
     down every exec exits 75). Safe to
     run from cron on several hosts at once: each run is submitted exactly once.
     """
+    from remotebridge.quickdb import Due, exec_due
+
+    if exec_due(app.config, remote_id=remote_id, label=label) is Due.NOTHING:
+        app.emit([])  # the driver alone said so: SQLAlchemy not even imported
+        return
     from remotebridge.due import pending_due
 
     if not pending_due(app.engine, remote_id=remote_id, label=label):

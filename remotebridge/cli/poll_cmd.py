@@ -77,6 +77,13 @@ def poll(app: AppContext, remote_id: int | None, label: str | None, force: bool,
                 app.info(_line(o))
         _report_errors(app, round_)
 
+    from remotebridge.quickdb import Due
+    from remotebridge.quickdb import poll_due as quick_poll_due
+
+    if wait is None and quick_poll_due(app.config, remote_id=remote_id, label=label,
+                                       force=force) is Due.NOTHING:
+        app.emit([])  # the driver alone said so: SQLAlchemy not even imported
+        return
     from remotebridge.due import poll_due
 
     if wait is None and not poll_due(app.engine, app.config, remote_id=remote_id, label=label,

@@ -17,13 +17,13 @@ from sqlalchemy import Engine, inspect, text
 from remotebridge.db.engine import _translate_errors
 from remotebridge.errors import SchemaOutdated
 
+# the newest migration; defined with the cron tick's driver-only check (no SQLAlchemy)
+from remotebridge.quickdb import SCHEMA_REVISION
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-#: The newest migration in migrations/versions (tests/unit/test_schema.py checks it).
-SCHEMA_REVISION = "runwire"
 
 
 def alembic_config(url: str = "sqlite://") -> AlembicConfig:

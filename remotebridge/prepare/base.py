@@ -214,26 +214,28 @@ class PlanBuilder:
     def finish(self) -> Plan:
         """Add the pre (mkdirs) and post (dbinfo) tasks and return the plan."""
         plan = self.plan
-        if not any(t.phase is Phase.CMD for t in plan.tasks):
+        if not plan.tasks.count(Phase.CMD):
             raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
         self._digest_inputs()
         pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", jobfolder.OUTDIRS.name], 1, 1.0)
-        plan.tasks.insert(0, pre)
+        plan.tasks.append(pre)  # the pre phase comes first in the plan
         for stage_id in sorted(plan.home):
             self._post_task(stage_id)
         return plan
 
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
-        inputs, mtimes = self.plan.inputs, self._mtimes
-        try:
-            sums = digests.stamped_digests((f.local, (f.size, mtimes[f.local]))
-                                           for f in inputs.values())
+        sizes, mtimes = self._sizes, self._mtimes
+
+        def batch(paths: list[str]) -> dict[str, str]:
+            # prepare's own stat of each input is the cache key: no second stat
+            return digests.stamped_digests((p, (sizes[p], mtimes[p])) for p in paths)
+
+        try:  # a batch at a time: the digests of a big run are never all in memory
+            self.plan.inputs = self.plan.inputs.with_digests(batch)
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
-        self.plan.inputs = {r: InputFile(f.local, f.remote, f.size, f.area, f.shared,
-                                         sums[f.local]) for r, f in inputs.items()}
         self._mtimes = {}
 
     def _post_task(self, stage_id: int) -> None:

@@ -8,7 +8,6 @@ writes the result atomically, and ``--pretend`` only summarises it.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from remotebridge import jobfolder as jf
 from remotebridge.config import RunnerKind, SiteConfig
 from remotebridge.prepare import allocation as alloc_mod
 from remotebridge.prepare.chunking import Chunk, Limits, make_chunks
-from remotebridge.prepare.plan import HomeRecord, Phase, Plan, Task
+from remotebridge.prepare.plan import Phase, Plan, TaskList
 from remotebridge.prepare.render import render
 from remotebridge.remote import helper_path, runner_paths
 
@@ -53,10 +52,10 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
               python=remote_python(site), runner=site.runner)
     files = job.files
     files[jf.PLAN.name] = jf.Streamed(functools.partial(
-        _jsonl_of, jf.PLAN, plan.tasks, remote_id=plan.remote_id, stage=plan.stage,
+        _plan_pieces, plan, remote_id=plan.remote_id, stage=plan.stage,
         tasks=len(plan.tasks)))
     for phase in Phase:
-        _phase_chunks(job, phase, [t for t in plan.tasks if t.phase is phase])
+        _phase_chunks(job, phase)
     files.update(_manifests(plan))
     files.update(_homes(plan))
     files.update(plan.job_files)
@@ -68,24 +67,28 @@ def assemble(plan: Plan, allocation: alloc_mod.Allocation, site: SiteConfig) -> 
     return job
 
 
-def _phase_chunks(job: Job, phase: Phase, tasks: list[Task]) -> None:
-    """The chunks of one phase: multi-prog text, and task files streamed from ``tasks``
-    (each chunk takes the next tasks of the phase, in order)."""
+def _phase_chunks(job: Job, phase: Phase) -> None:
+    """The chunks of one phase: multi-prog text, and task files streamed from the plan's
+    spool (each chunk takes the next tasks of the phase, in order)."""
     lim = job.limits
     one = Limits(lim.max_bytes, lim.max_line, lim.max_args,
                  1 if phase is Phase.PRE else lim.slots)
     start = 0
-    for chunk in make_chunks(phase.value, [t.task_id for t in tasks], one, python=job.python):
-        part = tasks[start:start + len(chunk.task_ids)]
-        start += len(part)
+    for chunk in make_chunks(phase.value, job.plan.tasks.ids(phase), one, python=job.python):
         job.chunks.append((phase, chunk))
         job.files[jf.MULTIPROG.path(chunk=chunk.name)] = chunk.text()
         job.files[jf.TASKS.path(chunk=chunk.name)] = jf.Streamed(functools.partial(
-            _jsonl_of, jf.TASKS, part, chunk=chunk.name))
+            _chunk_pieces, job.plan.tasks, phase, start, len(chunk.task_ids), chunk.name))
+        start += len(chunk.task_ids)
 
 
-def _jsonl_of(fmt: jf.FileFormat, of: list[Task], /, **extra: Any) -> Iterator[str]:
-    return jf.jsonl_pieces(fmt, (json.dumps(t.record()) for t in of), **extra)
+def _plan_pieces(plan: Plan, /, **extra: Any) -> Iterator[str]:
+    return jf.jsonl_pieces(jf.PLAN, plan.tasks.lines(), **extra)
+
+
+def _chunk_pieces(tasks: TaskList, phase: Phase, start: int, count: int,
+                  name: str) -> Iterator[str]:
+    return jf.jsonl_pieces(jf.TASKS, tasks.lines(phase, start, count), chunk=name)
 
 
 def chunk_files(chunk: Chunk, task_lines: Iterable[str]) -> dict[str, str]:
@@ -115,28 +118,26 @@ def remote_python(site: SiteConfig) -> str:
 
 
 def _manifests(plan: Plan) -> dict[str, jf.FileText]:
-    return {jf.INPUTS.name: jf.Streamed(functools.partial(jf.INPUTS.pieces,
-                                                          plan.inputs.values())),
-            jf.OUTPUTS.name: jf.Streamed(functools.partial(jf.OUTPUTS.pieces, plan.outputs)),
+    return {jf.INPUTS.name: jf.Streamed(lambda: jf.INPUTS.line_pieces(plan.inputs.lines())),
+            jf.OUTPUTS.name: jf.Streamed(lambda: jf.OUTPUTS.line_pieces(plan.outputs.encoded())),
             jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 
 def _homes(plan: Plan) -> dict[str, jf.FileText]:
     files: dict[str, jf.FileText] = {
-        jf.HOME.path(stage_id=sid): jf.Streamed(functools.partial(_home_pieces, plan.stage, recs))
-        for sid, recs in plan.home.items()}
+        jf.HOME.path(stage_id=sid): jf.Streamed(functools.partial(_home_pieces, plan, sid))
+        for sid in plan.home}
     files[jf.EXPECTED.name] = jf.Streamed(functools.partial(_expected_pieces, plan))
     return files
 
 
 def _expected_pieces(plan: Plan) -> Iterator[str]:
     """expected.jsonl: every record the job must send back, per component (poll's check)."""
-    return jf.jsonl_pieces(jf.EXPECTED, (json.dumps(r.expected(sid)) for sid in sorted(plan.home)
-                                         for r in plan.home[sid]), stage=plan.stage)
+    return jf.jsonl_pieces(jf.EXPECTED, plan.home.expected_lines(), stage=plan.stage)
 
 
-def _home_pieces(stage: str, recs: list[HomeRecord]) -> Iterator[str]:
-    return jf.jsonl_pieces(jf.HOME, (json.dumps(r.record()) for r in recs), stage=stage)
+def _home_pieces(plan: Plan, stage_id: int) -> Iterator[str]:
+    return jf.jsonl_pieces(jf.HOME, plan.home.lines(stage_id), stage=plan.stage)
 
 
 def _chunk_ctx(job: Job, phase: Phase) -> list[dict[str, Any]]:
@@ -164,7 +165,7 @@ def _context(job: Job, site: SiteConfig) -> dict[str, Any]:
 def job_info(job: Job) -> dict[str, Any]:
     """The summary written to job.json and shown by review."""
     plan, a = job.plan, job.allocation
-    permanent = [o for o in plan.outputs if o.permanent]
+
     return {
         "remote_id": plan.remote_id, "stage": plan.stage, "scheduler": job.scheduler,
         "job_dir": plan.job_dir, "python": job.python, "tasks": plan.counts(),
@@ -176,6 +177,6 @@ def job_info(job: Job) -> dict[str, Any]:
         "chunks": [{"name": c.name, "phase": p.value, "tasks": len(c.task_ids),
                     "bytes": len(c.text())} for p, c in job.chunks],
         "inputs": {"count": len(plan.inputs), "bytes": plan.input_bytes(),
-                   "shared": sum(1 for f in plan.inputs.values() if f.shared)},
-        "outputs": {"count": len(plan.outputs), "permanent": len(permanent)},
+                   "shared": plan.inputs.shared},
+        "outputs": {"count": len(plan.outputs), "permanent": plan.outputs.permanent},
     }

@@ -6,17 +6,27 @@ into the job folder by :mod:`remotebridge.prepare.job` (file formats:
 their three phases, the input manifest (files the job needs), the output manifest
 (files the job makes) and the per-component values only home knows (database ids,
 local URIs) that the post phase folds into dbinfo records.
+
+The per-command parts (tasks, inputs, outputs, dbinfo records) are spooled to
+temporary files as they are added (:mod:`remotebridge.prepare.spool`): a plan of
+600,000 commands keeps its memory flat, and the job folder's big files are streamed
+from the spools.
 """
 
 from __future__ import annotations
 
 import enum
+import json
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from remotebridge.jobfolder import Area, InputLine, OutputLine
+from remotebridge.jobfolder import INPUTS, OUTPUTS, Area, InputLine, OutputLine
+from remotebridge.prepare.spool import Spool, digest_key
 
-__all__ = ["Area", "HomeRecord", "InputFile", "OutputFile", "Phase", "Plan", "Task"]
+__all__ = ["Area", "HomeMap", "HomeRecord", "InputFile", "InputMap", "OutputFile",
+           "OutputList", "Phase", "Plan", "Task", "TaskList"]
 
 
 class Phase(enum.StrEnum):
@@ -49,6 +59,12 @@ class Task:
         """The plan.jsonl / chunk task line for this task."""
         return {"task_id": self.task_id, "stage_id": self.stage_id, "phase": self.phase.value,
                 "argv": self.argv, "threads": self.threads, "cost": self.cost, "log": self.log}
+
+    @classmethod
+    def of_record(cls, rec: dict[str, Any]) -> Task:
+        """The task of a :meth:`record`."""
+        return cls(rec["task_id"], rec["stage_id"], Phase(rec["phase"]), rec["argv"],
+                   rec["threads"], rec["cost"], rec["log"])
 
 
 InputFile = InputLine
@@ -83,6 +99,227 @@ class HomeRecord:
                 "fixed": {k: v for k, v in self.values.items() if isinstance(v, str)}}
 
 
+class TaskList:
+    """The plan's tasks by phase (pre, then cmd, then post), each spooled as its
+    plan.jsonl line; iterating gives :class:`Task` objects in that order."""
+
+    def __init__(self) -> None:
+        self._spools = {p: Spool[Task](_task_line, _task_of) for p in Phase}
+        self._ids = {p: array("q") for p in Phase}
+
+    def append(self, task: Task) -> None:
+        """Add one task (at the end of its phase)."""
+        self._spools[task.phase].append(task)
+        self._ids[task.phase].append(task.task_id)
+
+    def extend(self, tasks: Iterable[Task]) -> None:
+        """Add tasks."""
+        for t in tasks:
+            self.append(t)
+
+    def __iadd__(self, tasks: Iterable[Task]) -> TaskList:
+        self.extend(tasks)
+        return self
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._spools.values())
+
+    def __iter__(self) -> Iterator[Task]:
+        for spool in self._spools.values():
+            yield from spool
+
+    def count(self, phase: Phase) -> int:
+        """How many tasks the phase has."""
+        return len(self._spools[phase])
+
+    def ids(self, phase: Phase) -> list[int]:
+        """The task ids of one phase, in order."""
+        return self._ids[phase].tolist()
+
+    def lines(self, phase: Phase | None = None, start: int = 0,
+              count: int | None = None) -> Iterator[str]:
+        """The tasks' JSON lines: of one phase (``count`` from ``start``), or all."""
+        if phase is not None:
+            yield from self._spools[phase].encoded(start, count)
+            return
+        for spool in self._spools.values():
+            yield from spool.encoded()
+
+
+def _task_line(task: Task) -> str:
+    return json.dumps(task.record())
+
+
+def _task_of(line: str) -> Task:
+    return Task.of_record(json.loads(line))
+
+
+class InputMap:
+    """The input manifest keyed by remote path (a shared input appears once), spooled as
+    its inputs.manifest lines; membership is kept as 16-byte digests of the paths."""
+
+    def __init__(self) -> None:
+        self._spool = Spool[InputFile](_input_line, _input_of)
+        self._keys: set[bytes] = set()
+        self.bytes = 0
+        self.shared = 0
+
+    def __contains__(self, remote: object) -> bool:
+        return isinstance(remote, str) and digest_key(remote) in self._keys
+
+    def __setitem__(self, remote: str, item: InputFile) -> None:
+        self._add(remote, item.size, item.shared)
+        self._spool.append(item)
+
+    def _add(self, remote: str, size: int, shared: bool) -> None:
+        key = digest_key(remote)
+        if key in self._keys:
+            raise ValueError(f"input {remote} is in the plan already")
+        self._keys.add(key)
+        self.bytes += size
+        self.shared += shared
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+    def values(self) -> Iterator[InputFile]:
+        """The inputs in the order they were added."""
+        return iter(self._spool)
+
+    def lines(self) -> Iterator[str]:
+        """Their inputs.manifest lines."""
+        return self._spool.encoded()
+
+    def with_digests(self, digests: Callable[[list[str]], dict[str, str]],
+                     batch: int = 2000) -> InputMap:
+        """A new map with each input's sha256 from ``digests`` (local paths -> digests),
+        asked a batch at a time so that a big run's digests are never all in memory."""
+        out = InputMap()
+        out._keys, out.bytes, out.shared = self._keys, self.bytes, self.shared
+        lines: list[str] = []
+        for line in self.lines():
+            lines.append(line)
+            if len(lines) >= batch:
+                _put_digests(out, lines, digests)
+                lines = []
+        _put_digests(out, lines, digests)
+        return out
+
+
+def _put_digests(target: InputMap, lines: list[str],
+                 digests: Callable[[list[str]], dict[str, str]]) -> None:
+    if not lines:
+        return
+    # local is the first column and sha256 the last (written empty until now)
+    sums = digests([line.split("\t", 1)[0] for line in lines])
+    for line in lines:
+        local = line.split("\t", 1)[0]
+        target._spool.append_encoded(f"{line[:line.rindex(chr(9))]}\t{sums[local]}")
+
+
+def _input_line(f: InputFile) -> str:
+    """``INPUTS.line(f)``, written out: one call per input of a big run."""
+    return (f"{f.local}\t{f.remote}\t{f.size}\t{f.area.value}\t{'1' if f.shared else '0'}"
+            f"\t{f.sha256}")
+
+
+def _output_line(o: OutputLine) -> str:
+    """``OUTPUTS.line(o)``, written out: three calls per command of a big run."""
+    return f"{o.remote}\t{o.local}\t{'1' if o.permanent else '0'}\t{o.stage_id}"
+
+
+def _input_of(line: str) -> InputFile:
+    return INPUTS.parse(line, "(plan)", 0)
+
+
+class OutputList(Spool[OutputLine]):
+    """The output manifest, spooled as its outputs.manifest lines; counts the permanent
+    outputs."""
+
+    def __init__(self) -> None:
+        super().__init__(_output_line, lambda line: OUTPUTS.parse(line, "(plan)", 0))
+        self.permanent = 0
+
+    def append(self, item: OutputLine) -> None:
+        """Add one output."""
+        super().append(item)
+        self.permanent += item.permanent
+
+
+class HomeMap:
+    """Per component, the dbinfo records its post task builds: each spooled as its home
+    file line, the components (and where their records are) kept in order of arrival."""
+
+    def __init__(self) -> None:
+        self._spool = Spool[HomeRecord](lambda r: json.dumps(r.record()),
+                                        lambda line: HomeRecord(**json.loads(line)))
+        self._expected = Spool[dict[str, Any]](json.dumps, json.loads)
+        self._where: dict[int, array[int]] = {}
+        self._in_order = True
+        """Components arrived in increasing order: the expected lines are in file order."""
+
+    def add(self, stage_id: int, record: HomeRecord) -> None:
+        """One more record of ``stage_id``."""
+        if self._where and stage_id < next(reversed(self._where)):
+            self._in_order = False
+        self._where.setdefault(stage_id, array("q")).append(len(self._spool))
+        self._spool.append(record)
+        self._expected.append(record.expected(stage_id))
+
+    def expected_lines(self) -> Iterator[str]:
+        """The lines of expected.jsonl: every record by component (in id order)."""
+        if self._in_order:
+            yield from self._expected.encoded()
+            return
+        for sid in sorted(self._where):
+            for i in self._where[sid]:
+                yield from self._expected.encoded(i, 1)
+
+    def setdefault(self, stage_id: int, _default: Any = None) -> _Adder:
+        """``home.setdefault(sid, []).append(record)`` as with the dict it replaces."""
+        return _Adder(self, stage_id)
+
+    def __setitem__(self, stage_id: int, records: Iterable[HomeRecord]) -> None:
+        if stage_id in self._where:
+            raise ValueError(f"component {stage_id} has its records already")
+        for r in records:
+            self.add(stage_id, r)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, stage_id: object) -> bool:
+        return stage_id in self._where
+
+    def __getitem__(self, stage_id: int) -> list[HomeRecord]:
+        return [HomeRecord(**json.loads(line)) for line in self.lines(stage_id)]
+
+    def items(self) -> Iterator[tuple[int, list[HomeRecord]]]:
+        """(stage_id, records) per component."""
+        return ((sid, self[sid]) for sid in self._where)
+
+    def lines(self, stage_id: int) -> Iterator[str]:
+        """The home file lines of one component."""
+        where = self._where[stage_id]
+        if where[-1] - where[0] + 1 == len(where):  # added together: one read
+            yield from self._spool.encoded(where[0], len(where))
+            return
+        for i in where:
+            yield from self._spool.encoded(i, 1)
+
+
+@dataclass(frozen=True)
+class _Adder:
+    home: HomeMap
+    stage_id: int
+
+    def append(self, record: HomeRecord) -> None:
+        self.home.add(self.stage_id, record)
+
+
 @dataclass
 class Plan:
     """Everything one remote job will do; built by a stage, written by the writer."""
@@ -91,11 +328,11 @@ class Plan:
     remote_id: int
     job_dir: str
     """The job folder on the remote side."""
-    tasks: list[Task] = field(default_factory=list)
-    inputs: dict[str, InputFile] = field(default_factory=dict)
+    tasks: TaskList = field(default_factory=TaskList)
+    inputs: InputMap = field(default_factory=InputMap)
     """Keyed by remote path, so a shared input appears once."""
-    outputs: list[OutputFile] = field(default_factory=list)
-    home: dict[int, list[HomeRecord]] = field(default_factory=dict)
+    outputs: OutputList = field(default_factory=OutputList)
+    home: HomeMap = field(default_factory=HomeMap)
     """Per component: the dbinfo records its post task builds."""
     out_dirs: set[str] = field(default_factory=set)
     """Remote directories the pre phase creates."""
@@ -105,11 +342,8 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per phase."""
-        out = {p.value: 0 for p in Phase}
-        for t in self.tasks:
-            out[t.phase.value] += 1
-        return out
+        return {p.value: self.tasks.count(p) for p in Phase}
 
     def input_bytes(self) -> int:
         """Total size of the inputs."""
-        return sum(f.size for f in self.inputs.values())
+        return self.inputs.bytes

@@ -1,5 +1,6 @@
 """A cron tick of ``exec`` or ``poll`` with nothing to do asks the database one cheap
-question and loads none of the transfer, exec or poll machinery, Jinja2 or rich
+question with the driver alone and loads none of SQLAlchemy, alembic, the transfer,
+exec or poll machinery, Jinja2 or rich
 (behavioural: what the fresh interpreter imported; the time is in bench/bench_startup.py).
 """
 
@@ -20,8 +21,9 @@ from remotebridge.db.bridge import RemoteRun
 from remotebridge.due import pending_due, poll_due
 from tests.support.poll_runs import config
 
-HEAVY = ("jinja2", "rich", "paramiko", "remotebridge.transfer", "remotebridge.exec",
-         "remotebridge.poll", "remotebridge.prepare", "remotebridge.ssh")
+HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich", "paramiko", "remotebridge.transfer",
+         "remotebridge.exec", "remotebridge.poll", "remotebridge.prepare", "remotebridge.ssh",
+         "remotebridge.db")
 PROBE = """
 import json, sys
 from remotebridge.cli.remotetool import main
@@ -57,7 +59,7 @@ def _probe(db_url: str, tmp: Path, args: list[str]) -> dict[str, object]:
                           timeout=120, check=False)
     got = json.loads(proc.stderr.strip().splitlines()[-1])
     assert json.loads(proc.stdout) == [], proc.stdout
-    return got  # type: ignore[no-any-return]
+    return got
 
 
 @pytest.mark.parametrize("command", ["exec", "poll"])

@@ -13,7 +13,7 @@ import sys
 import click
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich.table")
+HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich.table", "psycopg2", "sqlite3")
 PROBE = """
 import json, sys
 sys.argv = [{prog!r}, *{args!r}]
@@ -31,13 +31,16 @@ def _probe(module: str, prog: str, args: list[str]) -> dict[str, object]:
     src = PROBE.format(module=module, prog=prog, args=args, heavy=HEAVY)
     proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
                           timeout=120, check=False)
-    return json.loads(proc.stderr.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(("module", "prog", "args", "code"), [
     ("remotebridge.cli.remotetool", "remotetool", ["--help"], 0),
     ("remotebridge.cli.remotetool", "remotetool", ["definebyquery", "--stage", "chip"], 2),
     ("remotebridge.cli.remotetool", "remotetool", ["no-such-command"], 2),
+    ("remotebridge.cli.remotetool", "remotetool", ["exec", "--help"], 0),
+    ("remotebridge.cli.remotetool", "remotetool", ["poll", "--bogus"], 2),
+    ("remotebridge.cli.remotetool", "remotetool", ["--db", "x", "exec", "-n", "0"], 2),
     ("remotebridge.cli.control", "control-tool", ["--help"], 0),
     ("remotebridge.cli.control", "control-tool", ["start", "--bogus"], 2),
 ])

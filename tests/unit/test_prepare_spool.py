@@ -1,0 +1,89 @@
+"""The plan's spools: what goes in comes out, in order, from any line on; the manifest
+lines are the manifests' own; the components' records come out in component order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from remotebridge.jobfolder import INPUTS, OUTPUTS, Area
+from remotebridge.prepare.plan import (
+    HomeMap,
+    HomeRecord,
+    InputFile,
+    InputMap,
+    OutputFile,
+    OutputList,
+    Phase,
+    Task,
+    TaskList,
+)
+from remotebridge.prepare.spool import LineSpool, Spool
+
+
+def test_lines_come_back_in_order_from_any_line() -> None:
+    spool = LineSpool()
+    lines = [f"{i}:" + "é" * (i % 3) + "x" * (i % 700) for i in range(20_000)]
+    for line in lines:
+        spool.add(line)
+    assert len(spool) == len(lines)
+    assert list(spool.lines()) == lines
+    assert list(spool.lines(19_990)) == lines[19_990:]
+    assert list(spool.lines(4095, 3)) == lines[4095:4098]
+    assert list(spool.lines(len(lines))) == []
+    spool.add("more")  # appending after a read goes on where it was
+    assert list(spool.lines(len(lines) - 1)) == [lines[-1], "more"]
+
+
+def test_a_spool_reads_back_what_it_was_given() -> None:
+    spool = Spool[dict[str, int]](json.dumps, json.loads)
+    spool += [{"a": i} for i in range(5)]
+    assert list(spool) == [{"a": i} for i in range(5)] and len(spool) == 5
+    assert list(spool.encoded(3)) == ['{"a": 3}', '{"a": 4}']
+
+
+def test_tasks_by_phase_with_their_plan_lines() -> None:
+    tasks = TaskList()
+    tasks.append(Task(7, 1, Phase.CMD, ["prog", "a b"], 2, 1.5, "/l/7"))
+    tasks.append(Task(9, 1, Phase.POST, ["post"], 1, 1.0))
+    tasks.append(Task(0, 0, Phase.PRE, ["pre"], 1, 1.0))
+    assert [t.task_id for t in tasks] == [0, 7, 9]
+    assert tasks.ids(Phase.CMD) == [7] and tasks.count(Phase.POST) == 1 and len(tasks) == 3
+    assert [json.loads(line) for line in tasks.lines()] == [t.record() for t in tasks]
+    assert next(iter(tasks)) == Task(0, 0, Phase.PRE, ["pre"], 1, 1.0)
+
+
+def test_manifest_lines_are_the_manifests_own() -> None:
+    inputs, outputs = InputMap(), OutputList()
+    items = [InputFile("/h/ä b", "/s/ä b", 5, Area.PERMANENT, True),
+             InputFile("/h/c", "/s/c", 7, Area.SCRATCH, False)]
+    for f in items:
+        inputs[f.remote] = f
+    outs = [OutputFile("/s/o", "/h/o", True, 3), OutputFile("/s/p", "/h/p", False, 4)]
+    outputs.extend(outs)
+    assert list(inputs.lines()) == [INPUTS.line(f) for f in items]
+    assert list(inputs.values()) == items and "/s/c" in inputs and "/s/d" not in inputs
+    assert (inputs.bytes, inputs.shared, outputs.permanent) == (12, 1, 1)
+    assert list(outputs.encoded()) == [OUTPUTS.line(o) for o in outs] and list(outputs) == outs
+    with pytest.raises(ValueError, match="already"):
+        inputs["/s/c"] = items[1]
+    summed = inputs.with_digests(lambda paths: {p: f"sum{p}" for p in paths}, batch=1)
+    assert [f.sha256 for f in summed.values()] == ["sum/h/ä b", "sum/h/c"]
+    assert [f.remote for f in summed.values()] == ["/s/ä b", "/s/c"] and "/s/c" in summed
+
+
+@pytest.mark.parametrize("order", [[1, 2, 3], [3, 1, 2]])
+def test_records_by_component_and_expected_in_component_order(order: list[int]) -> None:
+    home = HomeMap()
+    recs = {sid: [HomeRecord("t", {"id": sid, "n": n}, {"uri": f"/u{sid}.{n}", "fault": 0},
+                             f"/s{sid}", ["bg"]) for n in range(2)] for sid in order}
+    for sid in order:
+        for r in recs[sid]:
+            home.setdefault(sid, []).append(r)
+    assert list(home) == order and home[order[0]] == recs[order[0]]
+    assert dict(home.items()) == recs
+    assert [json.loads(line) for line in home.lines(order[-1])] == \
+        [r.record() for r in recs[order[-1]]]
+    assert [json.loads(line) for line in home.expected_lines()] == \
+        [r.expected(sid) for sid in sorted(recs) for r in recs[sid]]
