@@ -143,8 +143,9 @@ class PlanBuilder:
         self.ctx = ctx
         self.plan = Plan(stage=stage, remote_id=ctx.remote_id, job_dir=ctx.job_dir)
         self._sizes: dict[str, int] = {}
-        self._mtimes: dict[str, int] = {}
-        """mtime_ns of every input at the stat that gave its size (the digest cache's key)."""
+        self._stamps: dict[str, tuple[int, int]] = {}
+        """(size, mtime_ns) of every input from the stat that gave its size (the digest
+        cache's key: a second stat would cost as much as reading a small input)."""
         self._shared: dict[str, str] = {}
         self._next_id = 1
 
@@ -178,7 +179,7 @@ class PlanBuilder:
         except OSError:
             raise PrepareError("input file does not exist at home", component=component,
                                path=local, fault=FAULT_MISSING_INPUT) from None
-        self._mtimes[local] = st.st_mtime_ns
+        self._stamps[local] = (st.st_size, st.st_mtime_ns)
         return st.st_size
 
     def program(self, name: str) -> str:
@@ -225,18 +226,17 @@ class PlanBuilder:
 
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
-        sizes, mtimes = self._sizes, self._mtimes
+        stamps = self._stamps
 
         def batch(paths: list[str]) -> dict[str, str]:
-            # prepare's own stat of each input is the cache key: no second stat
-            return digests.stamped_digests((p, (sizes[p], mtimes[p])) for p in paths)
+            return digests.stamped_digests((p, stamps[p]) for p in paths)
 
         try:  # a batch at a time: the digests of a big run are never all in memory
             self.plan.inputs = self.plan.inputs.with_digests(batch)
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
-        self._mtimes = {}
+        self._stamps = {}
 
     def _post_task(self, stage_id: int) -> None:
         home = jobfolder.HOME.path(stage_id=stage_id)
