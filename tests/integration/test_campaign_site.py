@@ -206,10 +206,13 @@ def test_one_campaign_no_hands(world: tuple[World, dict[str, str]]) -> None:
     assert not [c for c in every if "revert" in c], "no revertauth / revert, by hand or cron"
     events = history(w.engine)
     assert not [e for e in events if e.note in ("revertauth", "revert")]
-    # runs caught by each cut went to auth and came back by themselves
+    # runs caught by a cut went to auth and came back by themselves. How many a cut
+    # catches depends on which command meets the dead link first (an exec that finds
+    # the link down before claiming leaves a pending run pending): each cut is shown
+    # to have been felt by the 75s asserted below, not by a count of auth moves here.
     to_auth = [e for e in events if e.to_state == "auth"]
     resumed = [e for e in events if e.note == RESUMED_NOTE]
-    assert len(to_auth) >= 3 and len(resumed) == len(to_auth), [
+    assert to_auth and len(resumed) == len(to_auth), [
         (e.remote_id, e.from_state, e.to_state, e.note) for e in events]
 
     # one DMZ login, and one token, per start
