@@ -157,7 +157,7 @@ def test_rates_and_token_bucket() -> None:
 
 def test_cli_keeps_every_verb_and_adds_maxsessions() -> None:
     verbs = {"up", "down", "status", "expire", "cut", "heal", "purge", "stop-slurm",
-             "start-slurm", "token", "auth-count", "shape", "exec", "maxsessions"}
+             "start-slurm", "token", "auth-count", "shape", "exec", "maxsessions", "kill-slurmd"}
     assert set(cli.VERBS) == verbs
     a = cli.parser().parse_args(["maxsessions", "default"])
     assert (a.cmd, a.n) == ("maxsessions", "default")
