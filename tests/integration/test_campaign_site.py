@@ -226,7 +226,9 @@ def test_one_campaign_no_hands(world: tuple[World, dict[str, str]]) -> None:
         inside = any(a <= r.minute <= b for a, b in cuts)
         assert r.rc == 0 or (r.rc == 75 and inside), (r.minute, r.command, r.rc, r.stderr)
     for a, b in cuts:
-        assert any(r.rc == 75 for r in camp.of(Kind.CRON) if a <= r.minute <= b), (a, b)
+        assert any(r.rc == 75 for r in camp.of(Kind.CRON) if a <= r.minute <= b), (
+            a, b, [(r.minute, r.command[:50], r.rc, r.stdout[-200:], r.stderr[-200:])
+                   for r in camp.of(Kind.CRON) if a <= r.minute <= b])
 
     # the pause held the prepared cam run back; cron needed no edit
     assert w.seen["cam paused"] and set(w.seen["cam at resume"]) == {"pending"}
