@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from remotebridge.jobfolder import INPUTS, OUTPUTS, Area, InputLine, OutputLine
-from remotebridge.prepare.spool import Spool, digest_key
+from remotebridge.prepare.spool import Spool, digest_key, json_line
 
 __all__ = ["Area", "HomeMap", "HomeRecord", "InputFile", "InputMap", "OutputFile",
            "OutputList", "Phase", "Plan", "Task", "TaskList"]
@@ -147,7 +148,38 @@ class TaskList:
 
 
 def _task_line(task: Task) -> str:
-    return json.dumps(task.record())
+    """``json.dumps(task.record())``: written out for the common task (plain ASCII text,
+    int and finite float numbers), which then needs no escaping (one per command)."""
+    argv, log, cost = task.argv, task.log, task.cost
+    if argv and _plain_numbers(task.task_id, task.stage_id, task.threads, cost):
+        try:
+            text = '", "'.join(argv)
+        except TypeError:  # not all str: json.dumps says what
+            return json_line(task.record())
+        # the only quotes in text are the separators' (2 a separator)
+        if type(log) is str and _plain(log, 0) and _plain(text, 2 * len(argv) - 2):
+            return (f'{{"task_id": {task.task_id}, "stage_id": {task.stage_id}, "phase": '
+                    f'"{task.phase.value}", "argv": ["{text}"], "threads": {task.threads}, '
+                    f'"cost": {cost!r}, "log": "{log}"}}')
+    return json_line(task.record())
+
+
+_KEPT = bytes(c for c in range(0x20, 0x7F) if c != 0x5C)
+"""The characters JSON (ensure_ascii) writes as they are, and the quote (counted)."""
+
+
+def _plain(text: str, quotes: int) -> bool:
+    """JSON writes ``text`` as it is (no escape) but for its ``quotes`` quotes, which
+    are the caller's own. A scan by bytes.translate: a regular expression or
+    str.isprintable costs several times more on a long line."""
+    return (text.isascii() and text.count('"') == quotes
+            and not text.encode("ascii").translate(None, _KEPT))
+
+
+def _plain_numbers(task_id: object, stage_id: object, threads: object, cost: object) -> bool:
+    """ints and a finite float or int (their repr is their JSON; bool is not an int here)."""
+    return (type(task_id) is int and type(stage_id) is int and type(threads) is int
+            and (type(cost) is int or (type(cost) is float and math.isfinite(cost))))
 
 
 def _task_of(line: str) -> Task:
@@ -251,9 +283,9 @@ class HomeMap:
     file line, the components (and where their records are) kept in order of arrival."""
 
     def __init__(self) -> None:
-        self._spool = Spool[HomeRecord](lambda r: json.dumps(r.record()),
+        self._spool = Spool[HomeRecord](lambda r: json_line(r.record()),
                                         lambda line: HomeRecord(**json.loads(line)))
-        self._expected = Spool[dict[str, Any]](json.dumps, json.loads)
+        self._expected = Spool[dict[str, Any]](json_line, json.loads)
         self._where: dict[int, array[int]] = {}
         self._in_order = True
         """Components arrived in increasing order: the expected lines are in file order."""

@@ -14,11 +14,13 @@ membership) so that stages and tests build plans as before.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from json import encoder as _json_encoder
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -117,3 +119,23 @@ def digest_key(text: str) -> bytes:
     """A 16-byte key standing for ``text`` in a membership set (a set of 600,000 paths
     would itself be a hundred megabytes)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_C_ENCODER = _json_encoder.c_make_encoder
+_ENCODE = None if _C_ENCODER is None else _C_ENCODER(
+    None, _not_serializable, _json_encoder.encode_basestring_ascii, None, ": ", ", ",
+    False, False, True)
+"""``json.dumps``'s own C encoder with its default settings, made once: ``json.dumps``
+builds one per call, which cost more than encoding a plan's short line. No circular
+reference check: the plan's records are trees of plain values."""
+
+
+def json_line(value: Any) -> str:
+    """``json.dumps(value)`` with the default settings, the same text, faster."""
+    if _ENCODE is None:  # pragma: no cover - Python without the C accelerator
+        return json.dumps(value)
+    return "".join(_ENCODE(value, 0))

@@ -19,7 +19,7 @@ from remotebridge.prepare.plan import (
     Task,
     TaskList,
 )
-from remotebridge.prepare.spool import LineSpool, Spool
+from remotebridge.prepare.spool import LineSpool, Spool, json_line
 
 
 def test_lines_come_back_in_order_from_any_line() -> None:
@@ -87,3 +87,34 @@ def test_records_by_component_and_expected_in_component_order(order: list[int]) 
         [r.record() for r in recs[order[-1]]]
     assert [json.loads(line) for line in home.expected_lines()] == \
         [r.expected(sid) for sid in sorted(recs) for r in recs[sid]]
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, -0.0, 1e300, float("inf"), float("nan")], "b": None, "c": True},
+    {"argv": ["x y", "é\u2028\ud800", "\t\"\\"], 3: {"n": 10**30}}, "plain", [], {}])
+def test_json_line_is_json_dumps(value: object) -> None:
+    assert json_line(value) == json.dumps(value)
+
+
+def test_json_line_refuses_what_json_dumps_refuses() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_line({"x": object()})
+
+
+@pytest.mark.parametrize("task", [
+    Task(1, 2, Phase.CMD, ["python3", "/a/b.py", "--x", "3"], 2, 150.0, "/l/1"),
+    Task(1, 2, Phase.PRE, ["a"], 1, 0, ""), Task(1, 2, Phase.CMD, [], 1, 1.5, ""),
+    Task(1, 2, Phase.CMD, ['q"uote', "back\\slash", "tab\t", "é", "\x7f"], 1, 1e-7, "/l"),
+    Task(1, 2, Phase.POST, ["a"], 1, float("nan"), "é"), Task(True, 2, Phase.CMD, ["a"]),
+    Task(1, 2, Phase.CMD, ["a", 3], 1, 2.0)])  # type: ignore[list-item]
+def test_task_lines_are_the_json_of_their_records(task: Task) -> None:
+    tasks = TaskList()
+    tasks.append(task)
+    assert list(tasks.lines()) == [json.dumps(task.record())]
+
+
+def test_task_lines_escape_every_character_as_json_does() -> None:
+    tasks = [Task(i, 1, Phase.CMD, [f"a{chr(i)}b", "c"], 1, 1.0, chr(i)) for i in range(300)]
+    spooled = TaskList()
+    spooled.extend(tasks)
+    assert list(spooled.lines()) == [json.dumps(t.record()) for t in tasks]
