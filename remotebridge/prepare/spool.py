@@ -125,7 +125,7 @@ def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_C_ENCODER = _json_encoder.c_make_encoder
+_C_ENCODER = getattr(_json_encoder, "c_make_encoder", None)
 _ENCODE = None if _C_ENCODER is None else _C_ENCODER(
     None, _not_serializable, _json_encoder.encode_basestring_ascii, None, ": ", ", ",
     False, False, True)
