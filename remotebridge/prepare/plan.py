@@ -146,6 +146,15 @@ class TaskList:
         for spool in self._spools.values():
             yield from spool.encoded()
 
+    def text(self, phase: Phase | None = None, start: int = 0,
+             count: int | None = None) -> Iterator[str]:
+        """:meth:`lines` as text blocks, a newline after every line."""
+        if phase is not None:
+            yield from self._spools[phase].text(start, count)
+            return
+        for spool in self._spools.values():
+            yield from spool.text()
+
 
 def _task_line(task: Task) -> str:
     """``json.dumps(task.record())``: written out for the common task (plain ASCII text,
@@ -221,6 +230,10 @@ class InputMap:
     def lines(self) -> Iterator[str]:
         """Their inputs.manifest lines."""
         return self._spool.encoded()
+
+    def text(self) -> Iterator[str]:
+        """:meth:`lines` as text blocks, a newline after every line."""
+        return self._spool.text()
 
     def with_digests(self, digests: Callable[[list[str]], dict[str, str]],
                      batch: int = 2000) -> InputMap:
@@ -307,6 +320,12 @@ class HomeMap:
             for i in self._where[sid]:
                 yield from self._expected.encoded(i, 1)
 
+    def expected_text(self) -> Iterator[str]:
+        """:meth:`expected_lines` as text blocks, a newline after every line."""
+        if self._in_order:
+            return self._expected.text()
+        return (line + "\n" for line in self.expected_lines())
+
     def setdefault(self, stage_id: int, _default: Any = None) -> _Adder:
         """``home.setdefault(sid, []).append(record)`` as with the dict it replaces."""
         return _Adder(self, stage_id)
@@ -341,6 +360,13 @@ class HomeMap:
             return
         for i in where:
             yield from self._spool.encoded(i, 1)
+
+    def text(self, stage_id: int) -> Iterator[str]:
+        """:meth:`lines` of one component as text blocks, a newline after every line."""
+        where = self._where[stage_id]
+        if where[-1] - where[0] + 1 == len(where):
+            return self._spool.text(where[0], len(where))
+        return (line + "\n" for line in self.lines(stage_id))
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,26 @@ class LineSpool:
             for raw in whole:
                 yield raw.decode("utf-8", "surrogatepass")
 
+    def text(self, start: int = 0, count: int | None = None) -> Iterator[str]:
+        """:meth:`lines` as text blocks of whole lines, each line with its newline: what
+        a job folder file is made of, without a split, a decode and a write per line."""
+        self._flush()
+        end = len(self.offsets) if count is None else min(start + count, len(self.offsets))
+        if start >= end:
+            return
+        pos, stop = self.offsets[start], self._end(end)
+        rest = b""
+        while pos < stop:
+            block = os.pread(self._file.fileno(), min(self.BLOCK, stop - pos), pos)
+            if not block:
+                raise OSError(f"plan spool {self._file.name} ended early")
+            pos += len(block)
+            data = rest + block if rest else block
+            cut = len(data) if pos >= stop else data.rfind(b"\n") + 1  # stop ends a line
+            rest = data[cut:]
+            if cut:
+                yield data[:cut].decode("utf-8", "surrogatepass")
+
     def _end(self, index: int) -> int:
         return self.offsets[index] if index < len(self.offsets) else self._pos
 
@@ -113,6 +133,10 @@ class Spool(Generic[T]):
     def encoded(self, start: int = 0, count: int | None = None) -> Iterator[str]:
         """The items' lines (no newline), ``count`` from ``start``."""
         return self._lines.lines(start, count)
+
+    def text(self, start: int = 0, count: int | None = None) -> Iterator[str]:
+        """:meth:`encoded` as text blocks, a newline after every line."""
+        return self._lines.text(start, count)
 
 
 def digest_key(text: str) -> bytes:

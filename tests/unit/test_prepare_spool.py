@@ -118,3 +118,16 @@ def test_task_lines_escape_every_character_as_json_does() -> None:
     spooled = TaskList()
     spooled.extend(tasks)
     assert list(spooled.lines()) == [json.dumps(t.record()) for t in tasks]
+
+
+def test_text_blocks_are_the_lines_with_newlines() -> None:
+    spool = LineSpool()
+    spool.BLOCK = 64  # many blocks, lines cut across them
+    lines = [f"{i}:" + "é" * (i % 5) + "y" * (i % 150) for i in range(3000)]
+    for line in lines:
+        spool.add(line)
+    for start, count in [(0, None), (7, 1), (100, 901), (2999, 5), (3000, None)]:
+        want = lines[start:] if count is None else lines[start:start + count]
+        blocks = list(spool.text(start, count))
+        assert "".join(blocks) == "".join(line + "\n" for line in want)
+        assert all(b.endswith("\n") for b in blocks)
