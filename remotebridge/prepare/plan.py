@@ -209,16 +209,26 @@ class InputMap:
         return isinstance(remote, str) and digest_key(remote) in self._keys
 
     def __setitem__(self, remote: str, item: InputFile) -> None:
-        self._add(remote, item.size, item.shared)
-        self._spool.append(item)
+        self.add(digest_key(remote), item)
 
-    def _add(self, remote: str, size: int, shared: bool) -> None:
-        key = digest_key(remote)
+    @staticmethod
+    def key(remote: str) -> bytes:
+        """The membership key of a remote path (for :meth:`has_key` and :meth:`add`: a
+        builder asks and then adds, hashing the path once)."""
+        return digest_key(remote)
+
+    def has_key(self, key: bytes) -> bool:
+        """The input of this :meth:`key` is in the map."""
+        return key in self._keys
+
+    def add(self, key: bytes, item: InputFile) -> None:
+        """Add ``item``, whose remote path has ``key``; ValueError when it is in already."""
         if key in self._keys:
-            raise ValueError(f"input {remote} is in the plan already")
+            raise ValueError(f"input {item.remote} is in the plan already")
         self._keys.add(key)
-        self.bytes += size
-        self.shared += shared
+        self.bytes += item.size
+        self.shared += item.shared
+        self._spool.append_encoded(_input_line(item))
 
     def __len__(self) -> int:
         return len(self._spool)
@@ -289,6 +299,12 @@ class OutputList(Spool[OutputLine]):
         """Add one output."""
         super().append(item)
         self.permanent += item.permanent
+
+    def add(self, remote: str, local: str, permanent: bool, stage_id: int) -> None:
+        """``append(OutputLine(remote, local, permanent, stage_id))`` without making the
+        row (three per command of a big run)."""
+        self.append_encoded(f"{remote}\t{local}\t{'1' if permanent else '0'}\t{stage_id}")
+        self.permanent += permanent
 
 
 class HomeMap:

@@ -131,3 +131,18 @@ def test_text_blocks_are_the_lines_with_newlines() -> None:
         blocks = list(spool.text(start, count))
         assert "".join(blocks) == "".join(line + "\n" for line in want)
         assert all(b.endswith("\n") for b in blocks)
+
+
+def test_outputs_and_inputs_added_without_rows_are_the_same_lines() -> None:
+    rows, quick = OutputList(), OutputList()
+    for o in [OutputFile("/s/o", "/h/ö", True, 3), OutputFile("/s/p", "/h/p", False, 4)]:
+        rows.append(o)
+        quick.add(o.remote, o.local, o.permanent, o.stage_id)
+    assert list(quick.encoded()) == list(rows.encoded()) and quick.permanent == 1
+    inputs, f = InputMap(), InputFile("/h/c", "/s/c", 7, Area.SCRATCH, True)
+    key = inputs.key(f.remote)
+    assert not inputs.has_key(key)
+    inputs.add(key, f)
+    assert inputs.has_key(key) and "/s/c" in inputs and list(inputs.lines()) == [INPUTS.line(f)]
+    with pytest.raises(ValueError, match="already"):
+        inputs.add(key, f)
