@@ -37,6 +37,9 @@ CHIP_STATS = ["bg", "bg_stdev", "n_stars", "fwhm", "dtime_script", "hostname"]
 
 def product_base(workdir: str, exp_name: str, name: str) -> str:
     """``<workdir>/<exp_name>/<name>`` (workdir may be a URI)."""
+    if workdir and not workdir.endswith("/") and exp_name and exp_name[0] != "/" \
+            and name and name[0] != "/":
+        return f"{workdir}/{exp_name}/{name}"  # posixpath.join's answer, once per command
     return posixpath.join(workdir, exp_name, name)
 
 

@@ -318,14 +318,22 @@ class HomeMap:
         self._where: dict[int, array[int]] = {}
         self._in_order = True
         """Components arrived in increasing order: the expected lines are in file order."""
+        self._newest = 0
+        """The component that came first most recently."""
 
     def add(self, stage_id: int, record: HomeRecord) -> None:
-        """One more record of ``stage_id``."""
-        if self._where and stage_id < next(reversed(self._where)):
+        """One more record of ``stage_id`` (one per command of a big run)."""
+        where = self._where.get(stage_id)
+        if where is None:
+            if self._where and stage_id < self._newest:
+                self._in_order = False
+            where = self._where[stage_id] = array("q")
+            self._newest = stage_id
+        elif stage_id < self._newest:  # an earlier component again, after a later one
             self._in_order = False
-        self._where.setdefault(stage_id, array("q")).append(len(self._spool))
-        self._spool.append(record)
-        self._expected.append(record.expected(stage_id))
+        where.append(len(self._spool))
+        self._spool.append_encoded(json_line(record.record()))
+        self._expected.append_encoded(json_line(record.expected(stage_id)))
 
     def expected_lines(self) -> Iterator[str]:
         """The lines of expected.jsonl: every record by component (in id order)."""

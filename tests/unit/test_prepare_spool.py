@@ -146,3 +146,15 @@ def test_outputs_and_inputs_added_without_rows_are_the_same_lines() -> None:
     assert inputs.has_key(key) and "/s/c" in inputs and list(inputs.lines()) == [INPUTS.line(f)]
     with pytest.raises(ValueError, match="already"):
         inputs.add(key, f)
+
+
+@pytest.mark.parametrize("order", [[3, 5, 3], [5, 3, 5], [1, 1, 2]])
+def test_expected_lines_by_component_when_one_comes_back(order: list[int]) -> None:
+    home = HomeMap()
+    added = [(sid, HomeRecord("t", {"id": sid, "n": n}, {"uri": f"/u{n}"}, "/s", []))
+             for n, sid in enumerate(order)]
+    for sid, rec in added:
+        home.add(sid, rec)
+    want = [rec.expected(sid) for sid, rec in sorted(added, key=lambda a: a[0])]
+    assert [json.loads(line) for line in home.expected_lines()] == want
+    assert "".join(home.expected_text()) == "".join(json.dumps(w) + "\n" for w in want)
