@@ -177,6 +177,12 @@ class TsvFormat(FileFormat, Generic[R]):
         for line in lines:
             yield line + "\n"
 
+    def text_pieces(self, text: Iterable[str]) -> Iterator[str]:
+        """:meth:`line_pieces` from the lines as text blocks (a newline after each)."""
+        yield self.comment + "\n"
+        yield "# " + "\t".join(self.columns) + "\n"
+        yield from text
+
     def parse(self, line: str, path: str, number: int) -> R:
         """One row from one line; JobFolderError naming the file, line and column."""
         cells = line.split("\t")
@@ -367,6 +373,12 @@ def jsonl_pieces(fmt: FileFormat, lines: Iterable[str], **extra: Any) -> Iterato
     yield fmt.header(**extra) + "\n"
     for line in lines:
         yield line + "\n"
+
+
+def jsonl_text_pieces(fmt: FileFormat, text: Iterable[str], **extra: Any) -> Iterator[str]:
+    """:func:`jsonl_pieces` from the lines as text blocks (a newline after each line)."""
+    yield fmt.header(**extra) + "\n"
+    yield from text
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,11 @@ class PlanBuilder:
             return self._shared[uri]
         local = check_name(resolve_uri(uri), component)
         remote, area = self.ctx.paths.to_remote(local)
-        if remote not in self.plan.inputs:
+        inputs = self.plan.inputs
+        key = inputs.key(remote)
+        if not inputs.has_key(key):
             size = self._size(local, component) if shared else self._stat(local, component)
-            self.plan.inputs[remote] = InputFile(local, remote, size, area, shared)
+            inputs.add(key, InputFile(local, remote, size, area, shared))
         if shared:
             self._shared[uri] = remote
         return remote
@@ -190,7 +192,7 @@ class PlanBuilder:
         """Register a file the job makes; returns its remote path."""
         local = check_name(resolve_uri(uri), component)
         remote, _area = self.ctx.paths.to_remote(local)
-        self.plan.outputs.append(OutputFile(remote, local, permanent, component))
+        self.plan.outputs.add(remote, local, permanent, component)  # 3 per chip command
         self.plan.out_dirs.add(remote.rpartition("/")[0] or "/")
         return remote
 

@@ -73,16 +73,21 @@ def make_chunks(prefix: str, task_ids: list[int], limits: Limits, *,
     """
     if limits.slots < 1:
         raise PrepareError("allocation has no slots", fault=FAULT_TOO_LONG)
+    head = f"{shlex.quote(python)} {shlex.quote('rbhelper.py')} task"  # task_line's middle
+    room = len(HEADER.format(name="x" * 12, count=10**6))
     chunks: list[Chunk] = []
     cur = _new_chunk(prefix, 0)
+    header = _header_base(cur)
     for tid in task_ids:
-        line = task_line(len(cur.task_ids), cur.name, tid, python=python)
-        if cur.task_ids and (len(cur.task_ids) >= limits.slots
-                             or _size_with(cur, line) > limits.max_bytes):
+        count = len(cur.task_ids)
+        line = f"{count} {head} {cur.name} {tid}\n"
+        if count and (count >= limits.slots
+                      or header + len(str(count + 1)) + cur.size + len(line) > limits.max_bytes):
             chunks.append(cur)
             cur = _new_chunk(prefix, len(chunks))
-            line = task_line(0, cur.name, tid, python=python)
-        _check_line(line, limits, tid)
+            header = _header_base(cur)
+            line = f"0 {head} {cur.name} {tid}\n"
+        _check_line(line, limits, tid, room)
         cur.task_ids.append(tid)
         cur.lines.append(line)
         cur.size += len(line)
@@ -91,19 +96,20 @@ def make_chunks(prefix: str, task_ids: list[int], limits: Limits, *,
     return chunks
 
 
+def _header_base(chunk: Chunk) -> int:
+    """Bytes of the chunk's header but its task count's digits (the count grows)."""
+    return len(HEADER.format(name=chunk.name, count=0)) - 1
+
+
 def _new_chunk(prefix: str, index: int) -> Chunk:
     return Chunk(name=f"{prefix}.{index:04d}")
 
 
-def _size_with(chunk: Chunk, line: str) -> int:
-    """Bytes of the chunk's file once ``line`` is added (header counted at its final size)."""
-    header = HEADER.format(name=chunk.name, count=len(chunk.task_ids) + 1)
-    return len(header) + chunk.size + len(line)
-
-
-def _check_line(line: str, limits: Limits, task_id: int) -> None:
-    if len(line.encode("utf-8")) > limits.max_line or len(line.split()) > limits.max_args:
+def _check_line(line: str, limits: Limits, task_id: int, room: int) -> None:
+    """``room``: the bytes of the biggest header a chunk file can have."""
+    size = len(line) if line.isascii() else len(line.encode("utf-8"))
+    if size > limits.max_line or len(line.split()) > limits.max_args:
         raise PrepareError(f"multi-prog line for task {task_id} exceeds the site limits",
                            fault=FAULT_TOO_LONG)
-    if len(HEADER.format(name="x" * 12, count=10**6)) + len(line) > limits.max_bytes:
+    if room + len(line) > limits.max_bytes:
         raise PrepareError("multi-prog byte limit is smaller than one line", fault=FAULT_TOO_LONG)

@@ -83,12 +83,12 @@ def _phase_chunks(job: Job, phase: Phase) -> None:
 
 
 def _plan_pieces(plan: Plan, /, **extra: Any) -> Iterator[str]:
-    return jf.jsonl_pieces(jf.PLAN, plan.tasks.lines(), **extra)
+    return jf.jsonl_text_pieces(jf.PLAN, plan.tasks.text(), **extra)
 
 
 def _chunk_pieces(tasks: TaskList, phase: Phase, start: int, count: int,
                   name: str) -> Iterator[str]:
-    return jf.jsonl_pieces(jf.TASKS, tasks.lines(phase, start, count), chunk=name)
+    return jf.jsonl_text_pieces(jf.TASKS, tasks.text(phase, start, count), chunk=name)
 
 
 def chunk_files(chunk: Chunk, task_lines: Iterable[str]) -> dict[str, str]:
@@ -118,8 +118,8 @@ def remote_python(site: SiteConfig) -> str:
 
 
 def _manifests(plan: Plan) -> dict[str, jf.FileText]:
-    return {jf.INPUTS.name: jf.Streamed(lambda: jf.INPUTS.line_pieces(plan.inputs.lines())),
-            jf.OUTPUTS.name: jf.Streamed(lambda: jf.OUTPUTS.line_pieces(plan.outputs.encoded())),
+    return {jf.INPUTS.name: jf.Streamed(lambda: jf.INPUTS.text_pieces(plan.inputs.text())),
+            jf.OUTPUTS.name: jf.Streamed(lambda: jf.OUTPUTS.text_pieces(plan.outputs.text())),
             jf.OUTDIRS.name: jf.lines_text(jf.OUTDIRS, sorted(plan.out_dirs))}
 
 
@@ -133,11 +133,11 @@ def _homes(plan: Plan) -> dict[str, jf.FileText]:
 
 def _expected_pieces(plan: Plan) -> Iterator[str]:
     """expected.jsonl: every record the job must send back, per component (poll's check)."""
-    return jf.jsonl_pieces(jf.EXPECTED, plan.home.expected_lines(), stage=plan.stage)
+    return jf.jsonl_text_pieces(jf.EXPECTED, plan.home.expected_text(), stage=plan.stage)
 
 
 def _home_pieces(plan: Plan, stage_id: int) -> Iterator[str]:
-    return jf.jsonl_pieces(jf.HOME, plan.home.lines(stage_id), stage=plan.stage)
+    return jf.jsonl_text_pieces(jf.HOME, plan.home.text(stage_id), stage=plan.stage)
 
 
 def _chunk_ctx(job: Job, phase: Phase) -> list[dict[str, Any]]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from remotebridge.jobfolder import INPUTS, OUTPUTS, Area, InputLine, OutputLine
-from remotebridge.prepare.spool import Spool, digest_key
+from remotebridge.prepare.spool import Spool, digest_key, json_line
 
 __all__ = ["Area", "HomeMap", "HomeRecord", "InputFile", "InputMap", "OutputFile",
            "OutputList", "Phase", "Plan", "Task", "TaskList"]
@@ -145,9 +146,49 @@ class TaskList:
         for spool in self._spools.values():
             yield from spool.encoded()
 
+    def text(self, phase: Phase | None = None, start: int = 0,
+             count: int | None = None) -> Iterator[str]:
+        """:meth:`lines` as text blocks, a newline after every line."""
+        if phase is not None:
+            yield from self._spools[phase].text(start, count)
+            return
+        for spool in self._spools.values():
+            yield from spool.text()
+
 
 def _task_line(task: Task) -> str:
-    return json.dumps(task.record())
+    """``json.dumps(task.record())``: written out for the common task (plain ASCII text,
+    int and finite float numbers), which then needs no escaping (one per command)."""
+    argv, log, cost = task.argv, task.log, task.cost
+    if argv and _plain_numbers(task.task_id, task.stage_id, task.threads, cost):
+        try:
+            text = '", "'.join(argv)
+        except TypeError:  # not all str: json.dumps says what
+            return json_line(task.record())
+        # the only quotes in text are the separators' (2 a separator)
+        if type(log) is str and _plain(log, 0) and _plain(text, 2 * len(argv) - 2):
+            return (f'{{"task_id": {task.task_id}, "stage_id": {task.stage_id}, "phase": '
+                    f'"{task.phase.value}", "argv": ["{text}"], "threads": {task.threads}, '
+                    f'"cost": {cost!r}, "log": "{log}"}}')
+    return json_line(task.record())
+
+
+_KEPT = bytes(c for c in range(0x20, 0x7F) if c != 0x5C)
+"""The characters JSON (ensure_ascii) writes as they are, and the quote (counted)."""
+
+
+def _plain(text: str, quotes: int) -> bool:
+    """JSON writes ``text`` as it is (no escape) but for its ``quotes`` quotes, which
+    are the caller's own. A scan by bytes.translate: a regular expression or
+    str.isprintable costs several times more on a long line."""
+    return (text.isascii() and text.count('"') == quotes
+            and not text.encode("ascii").translate(None, _KEPT))
+
+
+def _plain_numbers(task_id: object, stage_id: object, threads: object, cost: object) -> bool:
+    """ints and a finite float or int (their repr is their JSON; bool is not an int here)."""
+    return (type(task_id) is int and type(stage_id) is int and type(threads) is int
+            and (type(cost) is int or (type(cost) is float and math.isfinite(cost))))
 
 
 def _task_of(line: str) -> Task:
@@ -168,16 +209,26 @@ class InputMap:
         return isinstance(remote, str) and digest_key(remote) in self._keys
 
     def __setitem__(self, remote: str, item: InputFile) -> None:
-        self._add(remote, item.size, item.shared)
-        self._spool.append(item)
+        self.add(digest_key(remote), item)
 
-    def _add(self, remote: str, size: int, shared: bool) -> None:
-        key = digest_key(remote)
+    @staticmethod
+    def key(remote: str) -> bytes:
+        """The membership key of a remote path (for :meth:`has_key` and :meth:`add`: a
+        builder asks and then adds, hashing the path once)."""
+        return digest_key(remote)
+
+    def has_key(self, key: bytes) -> bool:
+        """The input of this :meth:`key` is in the map."""
+        return key in self._keys
+
+    def add(self, key: bytes, item: InputFile) -> None:
+        """Add ``item``, whose remote path has ``key``; ValueError when it is in already."""
         if key in self._keys:
-            raise ValueError(f"input {remote} is in the plan already")
+            raise ValueError(f"input {item.remote} is in the plan already")
         self._keys.add(key)
-        self.bytes += size
-        self.shared += shared
+        self.bytes += item.size
+        self.shared += item.shared
+        self._spool.append_encoded(_input_line(item))
 
     def __len__(self) -> int:
         return len(self._spool)
@@ -189,6 +240,10 @@ class InputMap:
     def lines(self) -> Iterator[str]:
         """Their inputs.manifest lines."""
         return self._spool.encoded()
+
+    def text(self) -> Iterator[str]:
+        """:meth:`lines` as text blocks, a newline after every line."""
+        return self._spool.text()
 
     def with_digests(self, digests: Callable[[list[str]], dict[str, str]],
                      batch: int = 2000) -> InputMap:
@@ -245,26 +300,40 @@ class OutputList(Spool[OutputLine]):
         super().append(item)
         self.permanent += item.permanent
 
+    def add(self, remote: str, local: str, permanent: bool, stage_id: int) -> None:
+        """``append(OutputLine(remote, local, permanent, stage_id))`` without making the
+        row (three per command of a big run)."""
+        self.append_encoded(f"{remote}\t{local}\t{'1' if permanent else '0'}\t{stage_id}")
+        self.permanent += permanent
+
 
 class HomeMap:
     """Per component, the dbinfo records its post task builds: each spooled as its home
     file line, the components (and where their records are) kept in order of arrival."""
 
     def __init__(self) -> None:
-        self._spool = Spool[HomeRecord](lambda r: json.dumps(r.record()),
+        self._spool = Spool[HomeRecord](lambda r: json_line(r.record()),
                                         lambda line: HomeRecord(**json.loads(line)))
-        self._expected = Spool[dict[str, Any]](json.dumps, json.loads)
+        self._expected = Spool[dict[str, Any]](json_line, json.loads)
         self._where: dict[int, array[int]] = {}
         self._in_order = True
         """Components arrived in increasing order: the expected lines are in file order."""
+        self._newest = 0
+        """The component that came first most recently."""
 
     def add(self, stage_id: int, record: HomeRecord) -> None:
-        """One more record of ``stage_id``."""
-        if self._where and stage_id < next(reversed(self._where)):
+        """One more record of ``stage_id`` (one per command of a big run)."""
+        where = self._where.get(stage_id)
+        if where is None:
+            if self._where and stage_id < self._newest:
+                self._in_order = False
+            where = self._where[stage_id] = array("q")
+            self._newest = stage_id
+        elif stage_id < self._newest:  # an earlier component again, after a later one
             self._in_order = False
-        self._where.setdefault(stage_id, array("q")).append(len(self._spool))
-        self._spool.append(record)
-        self._expected.append(record.expected(stage_id))
+        where.append(len(self._spool))
+        self._spool.append_encoded(json_line(record.record()))
+        self._expected.append_encoded(json_line(record.expected(stage_id)))
 
     def expected_lines(self) -> Iterator[str]:
         """The lines of expected.jsonl: every record by component (in id order)."""
@@ -274,6 +343,12 @@ class HomeMap:
         for sid in sorted(self._where):
             for i in self._where[sid]:
                 yield from self._expected.encoded(i, 1)
+
+    def expected_text(self) -> Iterator[str]:
+        """:meth:`expected_lines` as text blocks, a newline after every line."""
+        if self._in_order:
+            return self._expected.text()
+        return (line + "\n" for line in self.expected_lines())
 
     def setdefault(self, stage_id: int, _default: Any = None) -> _Adder:
         """``home.setdefault(sid, []).append(record)`` as with the dict it replaces."""
@@ -309,6 +384,13 @@ class HomeMap:
             return
         for i in where:
             yield from self._spool.encoded(i, 1)
+
+    def text(self, stage_id: int) -> Iterator[str]:
+        """:meth:`lines` of one component as text blocks, a newline after every line."""
+        where = self._where[stage_id]
+        if where[-1] - where[0] + 1 == len(where):
+            return self._spool.text(where[0], len(where))
+        return (line + "\n" for line in self.lines(stage_id))
 
 
 @dataclass(frozen=True)

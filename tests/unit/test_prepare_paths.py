@@ -73,3 +73,25 @@ def test_names_not_normalised_refused(bad: str) -> None:
 @pytest.mark.parametrize("good", ["/data/x.fits", "/data/.hidden", "/data/..x/a..b", "/"])
 def test_normalised_names_pass(good: str) -> None:
     assert check_name(good) == good
+
+
+def test_every_short_name_is_judged_by_its_segments() -> None:
+    """The quick check agrees with the rule on every name of up to 6 characters drawn
+    from '/', '.', 'a' and a newline (absolute, no bad character, no empty, '.' or '..'
+    segment but the last may be empty)."""
+    import itertools
+
+    def refused(name: str) -> bool:
+        parts = name.split("/")[1:]
+        return (not name.startswith("/") or "\n" in name
+                or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."))
+
+    for n in range(1, 7):
+        for letters in itertools.product("/.a\n", repeat=n):
+            name = "".join(letters)
+            try:
+                check_name(name)
+                ok = True
+            except PrepareError:
+                ok = False
+            assert ok is not refused(name), repr(name)

@@ -19,7 +19,7 @@ from remotebridge.prepare.plan import (
     Task,
     TaskList,
 )
-from remotebridge.prepare.spool import LineSpool, Spool
+from remotebridge.prepare.spool import LineSpool, Spool, json_line
 
 
 def test_lines_come_back_in_order_from_any_line() -> None:
@@ -87,3 +87,74 @@ def test_records_by_component_and_expected_in_component_order(order: list[int]) 
         [r.record() for r in recs[order[-1]]]
     assert [json.loads(line) for line in home.expected_lines()] == \
         [r.expected(sid) for sid in sorted(recs) for r in recs[sid]]
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, -0.0, 1e300, float("inf"), float("nan")], "b": None, "c": True},
+    {"argv": ["x y", "é\u2028\ud800", "\t\"\\"], 3: {"n": 10**30}}, "plain", [], {}])
+def test_json_line_is_json_dumps(value: object) -> None:
+    assert json_line(value) == json.dumps(value)
+
+
+def test_json_line_refuses_what_json_dumps_refuses() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_line({"x": object()})
+
+
+@pytest.mark.parametrize("task", [
+    Task(1, 2, Phase.CMD, ["python3", "/a/b.py", "--x", "3"], 2, 150.0, "/l/1"),
+    Task(1, 2, Phase.PRE, ["a"], 1, 0, ""), Task(1, 2, Phase.CMD, [], 1, 1.5, ""),
+    Task(1, 2, Phase.CMD, ['q"uote', "back\\slash", "tab\t", "é", "\x7f"], 1, 1e-7, "/l"),
+    Task(1, 2, Phase.POST, ["a"], 1, float("nan"), "é"), Task(True, 2, Phase.CMD, ["a"]),
+    Task(1, 2, Phase.CMD, ["a", 3], 1, 2.0)])  # type: ignore[list-item]
+def test_task_lines_are_the_json_of_their_records(task: Task) -> None:
+    tasks = TaskList()
+    tasks.append(task)
+    assert list(tasks.lines()) == [json.dumps(task.record())]
+
+
+def test_task_lines_escape_every_character_as_json_does() -> None:
+    tasks = [Task(i, 1, Phase.CMD, [f"a{chr(i)}b", "c"], 1, 1.0, chr(i)) for i in range(300)]
+    spooled = TaskList()
+    spooled.extend(tasks)
+    assert list(spooled.lines()) == [json.dumps(t.record()) for t in tasks]
+
+
+def test_text_blocks_are_the_lines_with_newlines() -> None:
+    spool = LineSpool()
+    spool.BLOCK = 64  # many blocks, lines cut across them
+    lines = [f"{i}:" + "é" * (i % 5) + "y" * (i % 150) for i in range(3000)]
+    for line in lines:
+        spool.add(line)
+    for start, count in [(0, None), (7, 1), (100, 901), (2999, 5), (3000, None)]:
+        want = lines[start:] if count is None else lines[start:start + count]
+        blocks = list(spool.text(start, count))
+        assert "".join(blocks) == "".join(line + "\n" for line in want)
+        assert all(b.endswith("\n") for b in blocks)
+
+
+def test_outputs_and_inputs_added_without_rows_are_the_same_lines() -> None:
+    rows, quick = OutputList(), OutputList()
+    for o in [OutputFile("/s/o", "/h/ö", True, 3), OutputFile("/s/p", "/h/p", False, 4)]:
+        rows.append(o)
+        quick.add(o.remote, o.local, o.permanent, o.stage_id)
+    assert list(quick.encoded()) == list(rows.encoded()) and quick.permanent == 1
+    inputs, f = InputMap(), InputFile("/h/c", "/s/c", 7, Area.SCRATCH, True)
+    key = inputs.key(f.remote)
+    assert not inputs.has_key(key)
+    inputs.add(key, f)
+    assert inputs.has_key(key) and "/s/c" in inputs and list(inputs.lines()) == [INPUTS.line(f)]
+    with pytest.raises(ValueError, match="already"):
+        inputs.add(key, f)
+
+
+@pytest.mark.parametrize("order", [[3, 5, 3], [5, 3, 5], [1, 1, 2]])
+def test_expected_lines_by_component_when_one_comes_back(order: list[int]) -> None:
+    home = HomeMap()
+    added = [(sid, HomeRecord("t", {"id": sid, "n": n}, {"uri": f"/u{n}"}, "/s", []))
+             for n, sid in enumerate(order)]
+    for sid, rec in added:
+        home.add(sid, rec)
+    want = [rec.expected(sid) for sid, rec in sorted(added, key=lambda a: a[0])]
+    assert [json.loads(line) for line in home.expected_lines()] == want
+    assert "".join(home.expected_text()) == "".join(json.dumps(w) + "\n" for w in want)

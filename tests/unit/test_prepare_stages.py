@@ -94,3 +94,14 @@ def test_chip_cam_warp_stack(engine: Engine, tmp_path: Path) -> None:
     with write_session(engine) as s:
         stack = s.get(p.StackSumSkyfile, 1)
         assert stack is not None and stack.fault == 0 and stack.n_inputs == len(chips)
+
+
+@pytest.mark.parametrize("parts", [("/w", "e1", "e1.xy.ch"), ("/w/", "e1", "n"), ("", "e", "n"),
+                                   ("/w", "/abs", "n"), ("/w", "e", "/n"), ("neb://h/w", "e", ""),
+                                   ("/w", "", "n")])
+def test_product_base_is_posixpath_join(parts: tuple[str, str, str]) -> None:
+    import posixpath
+
+    from remotebridge.prepare.chip import product_base
+
+    assert product_base(*parts) == posixpath.join(*parts)
