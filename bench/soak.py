@@ -174,7 +174,8 @@ def progress(url: str) -> tuple[int, int, int, int]:
 def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
          quiet: bool) -> None:
     """Each fault at its time (later if the one before held the injector), then wait
-    until the campaign settles or the deadline passes."""
+    until the campaign settles or the deadline passes. A dropped submit answer or a cut
+    that took the masters gets the one human action: ``control-tool start``."""
     for fault in schedule:
         if time.monotonic() > deadline - 60:  # leave the campaign time to drain
             break
@@ -185,16 +186,32 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
         if fault.kind is Kind.CUT and soak.link_down():
             injector.human_start()  # the cut took the masters: one token
         if not quiet:
-            print(f"# t+{event.at:6.1f}s {event.kind.value} {event.target} "
-                  f"{'done' if event.done else 'MISSED'}: {event.detail}", flush=True)
+            state = "done" if event.done else "armed" if fault.kind is Kind.DROP else "MISSED"
+            print(f"# t+{event.at:6.1f}s {event.kind.value} {event.target} {state}: "
+                  f"{event.detail}", flush=True)
+        after_drops(soak, injector, quiet)
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
+        after_drops(soak, injector, quiet)
         now = progress(soak.db)
         if now != last:
             last, since = now, time.monotonic()
         elif now[0] == 0 and now[3] > 0 and time.monotonic() - since > 20:
             return
         time.sleep(3)
+
+
+def after_drops(soak: Soak, injector: Injector, quiet: bool) -> None:
+    """Record the submit answers dropped since the last look; the connection each one
+    took is opened again by the human (``control-tool start``) when the link is down."""
+    new = injector.collect_drops()
+    if not new:
+        return
+    if not quiet:
+        for event in injector.events[-new:]:
+            print(f"# t+{event.at:6.1f}s drop done: {event.detail}", flush=True)
+    if soak.link_down():
+        injector.human_start()
 
 
 def last_events(url: str, per_run: int = 3) -> list[str]:
@@ -276,6 +293,7 @@ def main() -> int:
     offset = slurm_log.stat().st_size
     sampler = JobSampler(SITE, soak.status["slurm_conf"])
     sampler.start()
+    injector.collect_drops()  # answers dropped before this soak are not its own
     try:
         if not injector.human_start():
             raise SystemExit("soak: control-tool start failed at the beginning")
@@ -285,6 +303,7 @@ def main() -> int:
     finally:
         soak.stop_hosts()
         sampler.stop()
+        subprocess.run([SITE, "drop-submit", "0"], capture_output=True, check=False)
         subprocess.run([SITE, "heal", "all"], capture_output=True, check=False)
         subprocess.run([SITE, "start-slurm"], capture_output=True, check=False)
     from remotebridge.db.engine import make_engine
