@@ -39,6 +39,9 @@ from soak_faults import ALL_KINDS, Injector, Kind, make_schedule  # noqa: E402
 BIN = Path(sys.executable).parent
 SITE = str(ROOT / "ops" / "testsite" / "site")
 LABEL = "soak"
+SETTLED = 10.0      # seconds without change (nothing busy, stack begun): the campaign ended
+STOP_GRACE = 45.0   # seconds the hosts get to finish their commands at the end
+ENDING = 75.0       # seconds of the budget kept for stopping the hosts and the checks
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Soak:
                     str(self.work / "hosts" / name), "--stop", str(self.work / "stop")]
             self.hosts.append(subprocess.Popen(argv, start_new_session=True))
 
-    def stop_hosts(self, grace: float = 90) -> None:
+    def stop_hosts(self, grace: float = STOP_GRACE) -> None:
         """Touch the stop file; whatever still runs after ``grace`` is killed."""
         (self.work / "stop").touch()
         deadline = time.monotonic() + grace
@@ -196,7 +199,7 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
         now = progress(soak.db)
         if now != last:
             last, since = now, time.monotonic()
-        elif now[0] == 0 and now[3] > 0 and time.monotonic() - since > 20:
+        elif now[0] == 0 and now[3] > 0 and time.monotonic() - since > SETTLED:
             return
         time.sleep(3)
 
@@ -262,6 +265,8 @@ def arguments() -> Any:
     ap.add_argument("--lease", type=int, default=20, help="[database] lease_seconds")
     ap.add_argument("--max-attempts", type=int, default=2)
     ap.add_argument("--db", default=os.environ.get("RB_TEST_PG_URL", ""))
+    ap.add_argument("--window", type=float, default=0.35,
+                    help="part of the wall time the faults are scheduled in")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--schedule-only", action="store_true")
     return ap.parse_args()
@@ -271,7 +276,7 @@ def main() -> int:
     """Run the soak; 0 when it ran (the figures say whether it passed)."""
     a = arguments()
     kinds = [Kind(k) for k in a.kinds.split(",") if k]
-    window = a.minutes * 60 * 0.45  # faults in the first part, then the campaign drains
+    window = a.minutes * 60 * a.window  # faults in the first part, then the campaign drains
     schedule = make_schedule(a.seed, window, kinds, a.per_kind)
     out = Report(a.json)
     out.note(f"seed {a.seed}: {len(schedule)} faults over {window:.0f}s")
@@ -299,7 +304,7 @@ def main() -> int:
             raise SystemExit("soak: control-tool start failed at the beginning")
         soak.start_hosts()
         injector.t0 = time.monotonic()
-        play(soak, injector, schedule, t_start + a.minutes * 60 - 100, a.json)
+        play(soak, injector, schedule, t_start + a.minutes * 60 - ENDING, a.json)
     finally:
         soak.stop_hosts()
         sampler.stop()
