@@ -320,8 +320,11 @@ def main() -> int:
     engine.dispose()
     manual = injector.other_manual + manual_in_history(a.db)
     wall = time.monotonic() - t_start
-    figures(out, rep, injector, kinds, manual, wall, soak.commands(), a.per_kind)
-    failures = rep.failures(manual)
+    figures(out, rep, injector, kinds, manual, wall, soak.commands(), a.per_kind,
+            a.minutes * 60)
+    failures = rep.failures(manual) + short_of(injector, kinds, a.per_kind)
+    if wall > a.minutes * 60:
+        failures.append(f"wall time {wall:.0f}s over the {a.minutes * 60:.0f}s budget")
     if failures:
         out.note(f"FAILED (seed {a.seed}): " + " | ".join(failures))
         for line in last_events(a.db):
@@ -336,7 +339,8 @@ def main() -> int:
 
 
 def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual: int,
-            wall: float, commands: list[dict[str, Any]], per_kind: int) -> None:
+            wall: float, commands: list[dict[str, Any]], per_kind: int,
+            budget: float) -> None:
     """One figure per check (baseline: none; each is a count with a target)."""
     def zero(name: str, n: int, unit: str = "count", note: str = "") -> None:
         out.add(figure(name, n, None, unit=unit, target="0", check=lambda o, _r: o == 0,
@@ -349,6 +353,8 @@ def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual
     info("runs defined", sum(rep.runs.values()), note=json.dumps(rep.runs))
     info("runs full", rep.runs.get("full", 0))
     info("runs error", rep.runs.get("error", 0), note=" | ".join(rep.errors))
+    zero("stages never run (campaign unfinished)", len(rep.stages_missing),
+         note=", ".join(rep.stages_missing))
     zero("runs not full (without poisoned inputs)", len(rep.not_full),
          note="; ".join(rep.not_full))
     for stage, d in rep.stages.items():
@@ -375,7 +381,15 @@ def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual
                        note="; ".join(e.detail for e in injector.events if e.kind is kind)))
     failed = sum(1 for c in commands if c["rc"] not in (0,))
     info("cron commands run", len(commands), note=f"{failed} exited non-zero")
-    info("wall time", round(wall, 1), unit="s")
+    out.add(figure("wall time", round(wall, 1), None, unit="s", target=f"<= {budget:.0f}",
+                   check=lambda o, _r: o <= budget))
+
+
+def short_of(injector: Injector, kinds: list[Kind], per_kind: int) -> list[str]:
+    """The fault kinds injected fewer than ``per_kind`` times."""
+    done = {k: sum(1 for e in injector.events if e.kind is k and e.done) for k in kinds}
+    return [f"faults injected: {k.value}: {n} < {per_kind}" for k, n in done.items()
+            if n < per_kind]
 
 
 if __name__ == "__main__":
