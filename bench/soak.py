@@ -39,6 +39,9 @@ from soak_faults import ALL_KINDS, Injector, Kind, make_schedule  # noqa: E402
 BIN = Path(sys.executable).parent
 SITE = str(ROOT / "ops" / "testsite" / "site")
 LABEL = "soak"
+SETTLED = 10.0      # seconds without change (nothing busy, stack begun): the campaign ended
+STOP_GRACE = 45.0   # seconds the hosts get to finish their commands at the end
+ENDING = 75.0       # seconds of the budget kept for stopping the hosts and the checks
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Soak:
                     str(self.work / "hosts" / name), "--stop", str(self.work / "stop")]
             self.hosts.append(subprocess.Popen(argv, start_new_session=True))
 
-    def stop_hosts(self, grace: float = 90) -> None:
+    def stop_hosts(self, grace: float = STOP_GRACE) -> None:
         """Touch the stop file; whatever still runs after ``grace`` is killed."""
         (self.work / "stop").touch()
         deadline = time.monotonic() + grace
@@ -174,7 +177,8 @@ def progress(url: str) -> tuple[int, int, int, int]:
 def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
          quiet: bool) -> None:
     """Each fault at its time (later if the one before held the injector), then wait
-    until the campaign settles or the deadline passes."""
+    until the campaign settles or the deadline passes. A dropped submit answer or a cut
+    that took the masters gets the one human action: ``control-tool start``."""
     for fault in schedule:
         if time.monotonic() > deadline - 60:  # leave the campaign time to drain
             break
@@ -185,16 +189,32 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
         if fault.kind is Kind.CUT and soak.link_down():
             injector.human_start()  # the cut took the masters: one token
         if not quiet:
-            print(f"# t+{event.at:6.1f}s {event.kind.value} {event.target} "
-                  f"{'done' if event.done else 'MISSED'}: {event.detail}", flush=True)
+            state = "done" if event.done else "armed" if fault.kind is Kind.DROP else "MISSED"
+            print(f"# t+{event.at:6.1f}s {event.kind.value} {event.target} {state}: "
+                  f"{event.detail}", flush=True)
+        after_drops(soak, injector, quiet)
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
+        after_drops(soak, injector, quiet)
         now = progress(soak.db)
         if now != last:
             last, since = now, time.monotonic()
-        elif now[0] == 0 and now[3] > 0 and time.monotonic() - since > 20:
+        elif now[0] == 0 and now[3] > 0 and time.monotonic() - since > SETTLED:
             return
         time.sleep(3)
+
+
+def after_drops(soak: Soak, injector: Injector, quiet: bool) -> None:
+    """Record the submit answers dropped since the last look; the connection each one
+    took is opened again by the human (``control-tool start``) when the link is down."""
+    new = injector.collect_drops()
+    if not new:
+        return
+    if not quiet:
+        for event in injector.events[-new:]:
+            print(f"# t+{event.at:6.1f}s drop done: {event.detail}", flush=True)
+    if soak.link_down():
+        injector.human_start()
 
 
 def last_events(url: str, per_run: int = 3) -> list[str]:
@@ -245,6 +265,8 @@ def arguments() -> Any:
     ap.add_argument("--lease", type=int, default=20, help="[database] lease_seconds")
     ap.add_argument("--max-attempts", type=int, default=2)
     ap.add_argument("--db", default=os.environ.get("RB_TEST_PG_URL", ""))
+    ap.add_argument("--window", type=float, default=0.35,
+                    help="part of the wall time the faults are scheduled in")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--schedule-only", action="store_true")
     return ap.parse_args()
@@ -254,7 +276,7 @@ def main() -> int:
     """Run the soak; 0 when it ran (the figures say whether it passed)."""
     a = arguments()
     kinds = [Kind(k) for k in a.kinds.split(",") if k]
-    window = a.minutes * 60 * 0.45  # faults in the first part, then the campaign drains
+    window = a.minutes * 60 * a.window  # faults in the first part, then the campaign drains
     schedule = make_schedule(a.seed, window, kinds, a.per_kind)
     out = Report(a.json)
     out.note(f"seed {a.seed}: {len(schedule)} faults over {window:.0f}s")
@@ -276,15 +298,17 @@ def main() -> int:
     offset = slurm_log.stat().st_size
     sampler = JobSampler(SITE, soak.status["slurm_conf"])
     sampler.start()
+    injector.collect_drops()  # answers dropped before this soak are not its own
     try:
         if not injector.human_start():
             raise SystemExit("soak: control-tool start failed at the beginning")
         soak.start_hosts()
         injector.t0 = time.monotonic()
-        play(soak, injector, schedule, t_start + a.minutes * 60 - 100, a.json)
+        play(soak, injector, schedule, t_start + a.minutes * 60 - ENDING, a.json)
     finally:
         soak.stop_hosts()
         sampler.stop()
+        subprocess.run([SITE, "drop-submit", "0"], capture_output=True, check=False)
         subprocess.run([SITE, "heal", "all"], capture_output=True, check=False)
         subprocess.run([SITE, "start-slurm"], capture_output=True, check=False)
     from remotebridge.db.engine import make_engine
@@ -296,8 +320,11 @@ def main() -> int:
     engine.dispose()
     manual = injector.other_manual + manual_in_history(a.db)
     wall = time.monotonic() - t_start
-    figures(out, rep, injector, kinds, manual, wall, soak.commands(), a.per_kind)
-    failures = rep.failures(manual)
+    figures(out, rep, injector, kinds, manual, wall, soak.commands(), a.per_kind,
+            a.minutes * 60)
+    failures = rep.failures(manual) + short_of(injector, kinds, a.per_kind)
+    if wall > a.minutes * 60:
+        failures.append(f"wall time {wall:.0f}s over the {a.minutes * 60:.0f}s budget")
     if failures:
         out.note(f"FAILED (seed {a.seed}): " + " | ".join(failures))
         for line in last_events(a.db):
@@ -312,7 +339,8 @@ def main() -> int:
 
 
 def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual: int,
-            wall: float, commands: list[dict[str, Any]], per_kind: int) -> None:
+            wall: float, commands: list[dict[str, Any]], per_kind: int,
+            budget: float) -> None:
     """One figure per check (baseline: none; each is a count with a target)."""
     def zero(name: str, n: int, unit: str = "count", note: str = "") -> None:
         out.add(figure(name, n, None, unit=unit, target="0", check=lambda o, _r: o == 0,
@@ -325,6 +353,8 @@ def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual
     info("runs defined", sum(rep.runs.values()), note=json.dumps(rep.runs))
     info("runs full", rep.runs.get("full", 0))
     info("runs error", rep.runs.get("error", 0), note=" | ".join(rep.errors))
+    zero("stages never run (campaign unfinished)", len(rep.stages_missing),
+         note=", ".join(rep.stages_missing))
     zero("runs not full (without poisoned inputs)", len(rep.not_full),
          note="; ".join(rep.not_full))
     for stage, d in rep.stages.items():
@@ -351,7 +381,15 @@ def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual
                        note="; ".join(e.detail for e in injector.events if e.kind is kind)))
     failed = sum(1 for c in commands if c["rc"] not in (0,))
     info("cron commands run", len(commands), note=f"{failed} exited non-zero")
-    info("wall time", round(wall, 1), unit="s")
+    out.add(figure("wall time", round(wall, 1), None, unit="s", target=f"<= {budget:.0f}",
+                   check=lambda o, _r: o <= budget))
+
+
+def short_of(injector: Injector, kinds: list[Kind], per_kind: int) -> list[str]:
+    """The fault kinds injected fewer than ``per_kind`` times."""
+    done = {k: sum(1 for e in injector.events if e.kind is k and e.done) for k in kinds}
+    return [f"faults injected: {k.value}: {n} < {per_kind}" for k, n in done.items()
+            if n < per_kind]
 
 
 if __name__ == "__main__":

@@ -105,11 +105,13 @@ class Report:
     untracked_jobs: list[str] = field(default_factory=list)
     poisoned_abandoned: int = 0
     poisoned: int = 0
+    stages_missing: list[str] = field(default_factory=list)
 
     def failures(self, manual: int) -> list[str]:
         """The targets this report misses (empty: the soak passed)."""
         out = []
-        for name, bad in (("lost products", self.lost), ("double submissions",
+        for name, bad in (("stages never run (campaign unfinished)", self.stages_missing),
+                          ("lost products", self.lost), ("double submissions",
                           self.double_submissions), ("runs not full", self.not_full),
                           ("stale files at home", self.stale_home),
                           ("stale files on the site", self.stale_site)):
@@ -143,6 +145,9 @@ def _check_runs(engine: Engine, rep: Report, poisoned: set[int]) -> None:
         runs = s.execute(select(RemoteRun)).scalars().all()
         comps = list(s.execute(select(RemoteComponent)).scalars().all())
     rep.runs = dict(Counter(r.state for r in runs))
+    # a stage without any run: the campaign did not get there (the checks on runs
+    # below would not see that)
+    rep.stages_missing = [st for st in STAGE_TABLES if not any(r.stage == st for r in runs)]
     rep.components = dict(Counter(c.state for c in comps))
     for r in runs:
         if r.state == "error":

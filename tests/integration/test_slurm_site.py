@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from remotebridge.errors import LinkError
 from remotebridge.schedulers import JobState, SlurmScheduler, make_scheduler
 from remotebridge.ssh import OpenSSHLink, Result
+from tests.site.fixtures import site_cmd
 from tests.support.demo_runs import short_dir
-from tests.support.sitecfg import open_masters, site_config
+from tests.support.sitecfg import open_masters, site_config, start_master
 
 pytestmark = pytest.mark.site
 
@@ -105,6 +108,41 @@ def test_lost_submission_answer_is_found_by_token(slurm: SlurmScheduler) -> None
         assert slurm.find("never" + uuid.uuid4().hex[:6]) == []
     finally:
         slurm.cancel(job_id)
+
+
+def dropped_answers() -> list[str]:
+    """The submit answers the site's sbatch wrapper has dropped (``site dropped``)."""
+    return list(json.loads(site_cmd("dropped", "--json").stdout)["answers"])
+
+
+def test_dropped_submit_answer_raises_then_the_job_is_adopted_by_token(test_site) -> None:  # type: ignore[no-untyped-def]
+    """The site submits the job and kills the connection before sbatch's answer goes
+    back: submit_job must not claim a job id it never heard, and once the master is
+    open again the job (the only one with the token) is found by its token."""
+    with short_dir("rbd") as control:  # its own master: the drop kills that connection
+        site = site_config(test_site, control, frontends=["fe2"])
+        with open_masters([OpenSSHLink(site, "fe2")], test_site.askpass,
+                          patience=30) as (link,):
+            sched = make_scheduler(link, site)
+            assert isinstance(sched, SlurmScheduler)
+            script = job_script(sched, "sleep 30")
+            token = "drop" + uuid.uuid4().hex[:8]
+            before = len(dropped_answers())
+            site_cmd("drop-submit", "1")
+            try:
+                with pytest.raises(LinkError):
+                    sched.submit_job(script, "it drop", token)
+            finally:
+                site_cmd("drop-submit", "0")
+            answers = dropped_answers()
+            assert len(answers) == before + 1
+            job_id = answers[-1].split()[-1].split(";")[0]
+            assert job_id.isdigit(), answers[-1]  # sbatch did accept the job
+            start_master(link, test_site.askpass, 30)  # the key-card holder's start
+            try:
+                assert sched.find(token, "it drop") == [job_id]
+            finally:
+                sched.cancel(job_id)
 
 
 def test_probe(slurm: SlurmScheduler) -> None:

@@ -25,7 +25,8 @@ def test_front_end_sshd_config_keeps_openssh_default_sessions() -> None:
     assert "ListenAddress 10.77.0.12" in _lines(text)
     assert "AuthenticationMethods publickey" in _lines(text)
     assert "SetEnv SLURM_CONF=/x/site/state/slurm/slurm.conf RB_SITE_HOST=fe2 " \
-           "RB_SITE_SCRATCH=/x/site/scratch RB_SITE_PERMANENT=/x/site/permanent" in _lines(text)
+           "RB_SITE_SCRATCH=/x/site/scratch RB_SITE_PERMANENT=/x/site/permanent " \
+           "PATH=/x/site/state/bin:/usr/local/bin:/usr/bin:/bin" in _lines(text)
     assert "MaxSessions" not in text
     assert text.endswith("Subsystem sftp internal-sftp\n")
 
@@ -157,8 +158,11 @@ def test_rates_and_token_bucket() -> None:
 
 def test_cli_keeps_every_verb_and_adds_maxsessions() -> None:
     verbs = {"up", "down", "status", "expire", "cut", "heal", "purge", "stop-slurm",
-             "start-slurm", "token", "auth-count", "shape", "exec", "maxsessions", "kill-slurmd"}
+             "start-slurm", "token", "auth-count", "shape", "exec", "maxsessions",
+             "kill-slurmd", "drop-submit", "dropped"}
     assert set(cli.VERBS) == verbs
+    assert cli.parser().parse_args(["drop-submit", "2"]).n == 2
+    assert cli.parser().parse_args(["dropped", "--json"]).json
     a = cli.parser().parse_args(["maxsessions", "default"])
     assert (a.cmd, a.n) == ("maxsessions", "default")
     a = cli.parser().parse_args(["exec", "fe1", "--", "ip", "a"])

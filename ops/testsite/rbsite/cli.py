@@ -5,7 +5,7 @@ import json
 import os
 
 from . import __doc__ as PACKAGE_DOC
-from . import lifecycle, sshd, switches
+from . import dropsubmit, lifecycle, sshd, switches
 from .config import HOSTS
 from .proc import log, need_root, site_lock
 
@@ -76,6 +76,21 @@ def cmd_kill_slurmd(a):
     log(f"killed slurmd {a.node} (pid {switches.kill_slurmd(a.node)})")
 
 
+def cmd_drop_submit(a):
+    need_root()
+    before = dropsubmit.arm(a.n)
+    log(f"the next {a.n} submit answers are dropped (was {before})")
+
+
+def cmd_dropped(a):
+    lines = dropsubmit.dropped()
+    if a.json:
+        print(json.dumps({"dropped": len(lines), "armed": dropsubmit.armed(),
+                          "answers": lines}))
+    else:
+        print(len(lines))
+
+
 def cmd_token(a):
     print(sshd.token(reserve=a.next))
 
@@ -124,6 +139,12 @@ VERBS = {
     "start-slurm": (cmd_start_slurm, "start the slurm daemons again", []),
     "kill-slurmd": (cmd_kill_slurmd, "kill -9 the slurmd of compute NODE (start-slurm"
                     " starts it again)", [(("node",), {})]),
+    "drop-submit": (cmd_drop_submit, "the next N sbatch calls on a front end submit, then "
+                    "their connection dies before the answer is sent (0 disarms)",
+                    [(("n",), {"type": int, "metavar": "N"})]),
+    "dropped": (cmd_dropped, "how many submit answers were dropped (--json: also the "
+                "count still armed and each lost answer)",
+                [(("--json",), {"action": "store_true"})]),
     "token": (cmd_token, "print the next valid one-time password",
               [(("--next",), {"action": "store_true", "help": "hand out a fresh token never "
                               "handed out before (for concurrent logins)"})]),

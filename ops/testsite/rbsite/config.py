@@ -100,6 +100,9 @@ class Paths:
         self.maxsessions = os.path.join(self.run, "maxsessions")
         self.slurm_stopped = os.path.join(self.run, "slurm-stopped")
         self.slurmctld_pid = os.path.join(self.run, "slurmctld.pid")
+        # the front ends' PATH starts here (the sbatch wrapper); its switch folder
+        self.bin = os.path.join(self.state, "bin")
+        self.drop = os.path.join(self.run, "drop-submit")
 
     def sshd_config(self, h):
         return os.path.join(self.sshdir, h, "sshd_config")

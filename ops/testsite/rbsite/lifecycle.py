@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 
-from . import network, slurm, sshd, texts
+from . import dropsubmit, network, slurm, sshd, texts
 from .config import (
     ASKPASS,
     CFG,
@@ -106,8 +106,11 @@ def up():
     sshd.ensure_keys()
     network.ensure_network()
     network.ensure_etc_hosts()
-    sshd.ensure_ssh_files()
+    dropsubmit.ensure_wrapper()
+    changed = sshd.ensure_ssh_files()
     for h in SSH_HOSTS:
+        if h in changed and pidfile_pid(P.sshd_pid(h)):
+            sshd.restart_sshd(h)      # open sessions live on; new ones get the new config
         sshd.start_sshd(h)
     sshd.write_client_bundle()
     ensure_slurm()

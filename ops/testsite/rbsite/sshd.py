@@ -137,23 +137,28 @@ def set_max_sessions(n):
 
 
 def write_sshd_config(h):
-    """Write the sshd_config of ssh host H."""
+    """Write the sshd_config of ssh host H; True when its text changed."""
     limit = max_sessions() if h in FRONT_ENDS else None
-    write(P.sshd_config(h), texts.sshd_config_text(h, P, CFG["user"], limit))
+    text = texts.sshd_config_text(h, P, CFG["user"], limit)
+    if read(P.sshd_config(h)) == text:
+        return False
+    write(P.sshd_config(h), text)
+    return True
 
 
 def ensure_ssh_files():
-    """sshd configs, the dmz's sshd name (its PAM service) and its PAM file."""
+    """sshd configs, the dmz's sshd name (its PAM service) and its PAM file; the hosts
+    whose config changed (a running sshd of theirs must be restarted to read it)."""
     os.makedirs("/run/sshd", exist_ok=True)
     os.chmod("/run/sshd", 0o755)
-    for h in SSH_HOSTS:
-        write_sshd_config(h)
+    changed = [h for h in SSH_HOSTS if write_sshd_config(h)]
     if not os.path.islink(DMZ_SSHD):
         os.makedirs(os.path.dirname(DMZ_SSHD), exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(DMZ_SSHD)
         os.symlink("/usr/sbin/sshd", DMZ_SSHD)
     write(DMZ_PAM, texts.dmz_pam_text(P))
+    return changed
 
 
 def start_sshd(h):

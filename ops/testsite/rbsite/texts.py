@@ -12,6 +12,7 @@ from .config import COMPUTE, FRONT_ENDS, HOME_ADDR, HOSTS, HOSTS_BEGIN, HOSTS_EN
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "templates")
 OPENSSH_MAX_SESSIONS = 10   # OpenSSH's default MaxSessions
+FE_PATH = "/usr/local/bin:/usr/bin:/bin"   # after P.bin (the sbatch wrapper)
 
 
 def render(name, **values):
@@ -29,7 +30,7 @@ def sshd_config_text(h, paths, user, max_sessions=None):
         permit = " ".join("{}:22 rbsite-{}:22".format(HOSTS[f]["pub"], f) for f in FRONT_ENDS)
         return common + render("sshd_dmz.conf", permit=permit)
     env = (f"SLURM_CONF={paths.slurm_conf} RB_SITE_HOST={h} RB_SITE_SCRATCH={paths.scratch} "
-           f"RB_SITE_PERMANENT={paths.permanent}")
+           f"RB_SITE_PERMANENT={paths.permanent} PATH={paths.bin}:{FE_PATH}")
     limit = "" if max_sessions is None else f"MaxSessions {int(max_sessions)}\n"
     return common + render("sshd_fe.conf", env=env, max_sessions=limit)
 
