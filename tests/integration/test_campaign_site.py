@@ -16,6 +16,7 @@ Expires the logins and purges scratch, so it takes the site alone (``site_alone`
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ pytestmark = pytest.mark.site
 
 LABEL = "demo"
 STAGES = ("chip", "cam", "warp", "stack")
+POLL_INTERVAL_S = 1
 START = "$RB/control-tool start --askpass {askpass}"
 ADVANCE = CronLine(parse_minutes("4-59/5"), f"$RB/remotetool --quiet demo advance --label {LABEL}",
                    Kind.PIPELINE)
@@ -90,7 +92,7 @@ def world(site_alone: Any, db_url: str, tmp_path: Path, control_dir: Path
     # A stack task's default 4 threads: more cores than a worker gets on this 2-core machine.
     text = cfg.read_text()
     assert "\npoll_interval = 5\n" in text
-    cfg.write_text(text.replace("\npoll_interval = 5\n", "\npoll_interval = 1\n")
+    cfg.write_text(text.replace("\npoll_interval = 5\n", f"\npoll_interval = {POLL_INTERVAL_S}\n")
                    + f"\n[database]\nurl = {json.dumps(db_url)}\n"
                    "\n[stage.stack]\nthreads = 2\n")
     engine = make_engine(db_url)
@@ -129,6 +131,10 @@ def scenario(w: World) -> list[Step]:
         w.site.expire()
         # the cut is instant at the site; here the masters take a moment to notice
         assert w.site.wait_until(lambda: masters_down(c.env), timeout=20)
+        # A real cut lasts hours; here the next poll line can come within a second of
+        # exec's submit, before the run is due (poll_interval 1 s) and so without
+        # touching the link. Hold the clock past poll_interval: the cut is then met.
+        time.sleep(POLL_INTERVAL_S + 1)
 
     def pause(c: Campaign) -> None:
         assert c.operator("$RB/control-tool pause --reason 'campaign maintenance'").rc == 0
