@@ -155,6 +155,9 @@ def test_a_dead_node_loses_no_task(site_alone: Any, tmp_path: Path) -> None:
         site.start_slurm()
     fe1 = Fe1(site.netns_argv("fe1"), {"SLURM_CONF": site.slurm_conf})
     job_dir = _job_folder(tmp_path, site.slurm_partition)
+    # both nodes are needed: a job left by someone else would keep this one pending
+    _wait(lambda: not fe1.run(["squeue", "-h"], job_dir).strip(), 60,
+          "no other job on the site (squeue)")
     job_id = fe1.run(["sbatch", "--parsable", "job.sh"], job_dir).strip().split(";")[0]
     node = ""
     try:
@@ -173,6 +176,8 @@ def test_a_dead_node_loses_no_task(site_alone: Any, tmp_path: Path) -> None:
     finally:
         if node:
             site.start_slurm()
+        subprocess.run([*fe1.prefix, "scancel", job_id], env={**os.environ, **fe1.env},
+                       capture_output=True, timeout=60)  # a no-op once the job has ended
     out = (job_dir / f"job.{job_id}.out").read_text()
     assert {r["rank"] for r in lost} == {rank}, out
     _assert_no_task_lost(job_dir, rank, {r["task_id"] for r in lost}, out)
