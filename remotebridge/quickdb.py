@@ -1,6 +1,7 @@
 """The cron tick's cheap question, asked with the database driver alone.
 
-Most ``remotetool exec`` and ``remotetool poll`` ticks from cron find nothing to do.
+Most ``remotetool exec``, ``poll``, ``prepare`` and ``definebyquery`` ticks from cron
+find nothing to do.
 Importing SQLAlchemy to learn that costs more than the rest of the tick together, so
 this module asks the same questions as :mod:`remotebridge.due` (and the schema
 revision check of :mod:`remotebridge.db.migrate`) with :mod:`sqlite3` or
@@ -187,6 +188,47 @@ def _poll_due(config: Config, site: str | None, last_poll: Any, now: datetime) -
     return bool(last_poll <= now - timedelta(seconds=interval))
 
 
+#: stage -> (its stage-run table, that table's id column): the names of
+#: remotebridge.db.pipeline.STAGE_RUN_TABLES (tests/unit/test_quickdb.py keeps them equal)
+STAGE_TABLES = {"chip": ("chipRun", "chip_id"), "cam": ("camRun", "cam_id"),
+                "warp": ("warpRun", "warp_id"), "stack": ("stackRun", "stack_id")}
+#: a stage run's pipeline state when it is ready (remotebridge.db.pipeline.STAGE_NEW)
+STAGE_NEW = "new"
+
+
+def define_due(config: Config, *, stage: str, label: str) -> Due:
+    """What :func:`remotebridge.define.define_by_query` would find: NOTHING only when no
+    stage run of ``stage`` and ``label`` is ready (state new, in no remote run) and the
+    label is known to some stage (an unknown label is the full path's error)."""
+    if stage not in STAGE_TABLES:
+        return Due.MAYBE
+
+    def ask(query: Query) -> Due:
+        table, pk = STAGE_TABLES[stage]
+        ready = Selection(
+            f'SELECT 1 FROM "{table}" r WHERE r.label = ? AND r.state = ? AND NOT EXISTS '
+            f'(SELECT 1 FROM "remoteComponent" c WHERE c.stage = ? AND c.stage_id = r.{pk}) '
+            "LIMIT 1", (label, STAGE_NEW, stage))
+        if query.rows(ready):
+            return Due.MAYBE
+        for other, _pk in STAGE_TABLES.values():
+            if query.rows(Selection(f'SELECT 1 FROM "{other}" WHERE label = ? LIMIT 1',
+                                    (label,))):
+                return Due.NOTHING
+        return Due.MAYBE  # no stage run has the label: the full path says so
+
+    return _ask(config, ask, auth_matters=False)
+
+
+def prepare_due(config: Config, *, label: str | None = None) -> Due:
+    """What ``remotetool prepare --label`` would select: NOTHING only when no run of the
+    label (or none at all) is in state new. A named run is the full path's."""
+    def ask(query: Query) -> Due:
+        return Due.MAYBE if query.rows(_selection("new", None, label, "1")) else Due.NOTHING
+
+    return _ask(config, ask, auth_matters=False)
+
+
 @dataclass(frozen=True)
 class Selection:
     """A bound query: SQL with ``?`` placeholders and its parameters."""
@@ -226,8 +268,10 @@ _CURRENT = Selection("SELECT version_num FROM alembic_version", ())
 _AUTH = Selection('SELECT 1 FROM "remoteRun" WHERE state = ?', ("auth",))
 
 
-def _ask(config: Config, question: Callable[[Query], Due]) -> Due:
-    """Run ``question`` after the schema and ``auth`` checks; MAYBE on any doubt."""
+def _ask(config: Config, question: Callable[[Query], Due], *,
+         auth_matters: bool = True) -> Due:
+    """Run ``question`` after the schema check and (for exec and poll, which look at a
+    site with runs in ``auth`` every tick) the ``auth`` check; MAYBE on any doubt."""
     if config.database.echo:
         return Due.MAYBE  # echoing SQL is the engine's job
     url = parse(config.database.effective_url())
@@ -237,7 +281,7 @@ def _ask(config: Config, question: Callable[[Query], Due]) -> Due:
         with _connect(url) as query:
             if query is None or query.rows(_CURRENT) != [(SCHEMA_REVISION,)]:
                 return Due.MAYBE
-            if query.rows(_AUTH):  # exec and poll look at its site every tick
+            if auth_matters and query.rows(_AUTH):
                 return Due.MAYBE
             return question(query)
     except Exception:  # noqa: BLE001 - any driver error: the full path reports it

@@ -6,18 +6,19 @@ import click
 
 from remotebridge.cli.context import AppContext, pass_app
 from remotebridge.cli.exitcodes import ExitCode
-from remotebridge.db import statemachine
-from remotebridge.db.bridge import RemoteRun
-from remotebridge.db.engine import read_session
 from remotebridge.errors import NotFoundError, PrepareError
-from remotebridge.prepare import prepare_run, review_job, review_run
-from remotebridge.prepare.review import human
 from remotebridge.states import RunState
+
+# The database and prepare machinery are imported where they are used: a cron tick
+# with no new run ends on the driver's answer (remotebridge.quickdb) without them.
 
 
 def _targets(app: AppContext, remote_id: int | None, label: str | None) -> list[int]:
     """The new runs of the label, or the one run named (in any state: prepare says why
     it cannot take it); NotFoundError for an unknown id."""
+    from remotebridge.db import statemachine
+    from remotebridge.db.engine import read_session
+
     state, label = (RunState.NEW, label) if remote_id is None else (None, None)
     with read_session(app.engine) as s:
         return [c.remote_id for c in statemachine.candidates(s, state, remote_id=remote_id,
@@ -37,6 +38,14 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
     allocation too big) goes to 'error' with a fault code and a message naming the
     component and file; 'remotetool revert' sends it back once fixed.
     """
+    from remotebridge.quickdb import Due, prepare_due
+
+    if remote_id is None and prepare_due(app.config, label=label) is Due.NOTHING:
+        app.emit({"prepared": [], "failed": [], "pretend": pretend})
+        return
+    from remotebridge.prepare import prepare_run, review_job
+    from remotebridge.prepare.review import human
+
     ids = _targets(app, remote_id, label)
     done, failed = [], []
     for rid in ids:
@@ -68,6 +77,11 @@ def prepare(app: AppContext, remote_id: int | None, label: str | None, pretend: 
 @pass_app
 def review(app: AppContext, remote_id: int) -> None:
     """Show a prepared run's allocation, job script, chunks and lists (no connection)."""
+    from remotebridge.db.bridge import RemoteRun
+    from remotebridge.db.engine import read_session
+    from remotebridge.prepare import review_run
+    from remotebridge.prepare.review import human
+
     with read_session(app.engine) as s:
         run = s.get(RemoteRun, remote_id)
         if run is None:

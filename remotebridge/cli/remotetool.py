@@ -85,6 +85,15 @@ def definebyquery(app: AppContext, label: str, stage: str, limit: int | None, si
     Prints the new remote_id, or nothing when there is nothing to do. Running it
     twice (or on two hosts at once) never puts a stage run into two remote runs.
     """
+    from remotebridge.quickdb import Due, define_due
+
+    # an unknown site is refused as the full path refuses it, before the quick answer
+    app.config.site(site or app.config.stage(stage).site or None)
+    if define_due(app.config, stage=stage, label=label) is Due.NOTHING:
+        # the driver alone said so (cron asks every stage every round): no SQLAlchemy
+        app.emit({"remote_id": None, "stage": stage, "label": label, "components": 0,
+                  "pretend": pretend, "remote_ids": []}, None)
+        return
     from remotebridge import define
 
     res = define.define_by_query(app.engine, app.config, label=label, stage=stage, limit=limit,
