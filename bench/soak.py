@@ -40,8 +40,8 @@ BIN = Path(sys.executable).parent
 SITE = str(ROOT / "ops" / "testsite" / "site")
 LABEL = "soak"
 SETTLED = 10.0      # seconds without change (nothing busy, stack begun): the campaign ended
-STOP_GRACE = 45.0   # seconds the hosts get to finish their commands at the end
-ENDING = 75.0       # seconds of the budget kept for stopping the hosts and the checks
+STOP_GRACE = 30.0   # seconds the hosts get to finish their commands at the end
+ENDING = 40.0       # seconds of the budget kept for stopping the hosts and the checks
 
 
 @dataclass
@@ -53,6 +53,8 @@ class Soak:
     status: dict[str, Any]
     lease: int
     max_attempts: int
+    limit: int = 0
+    mails_seen: int = 0
     cfg: Path = field(init=False)
     control: Path = field(init=False)
     hosts: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -93,7 +95,8 @@ class Soak:
         for name in names:
             argv = [sys.executable, str(ROOT / "bench" / "soak_hosts.py"), "--name", name,
                     "--config", str(self.cfg), "--label", LABEL, "--state",
-                    str(self.work / "hosts" / name), "--stop", str(self.work / "stop")]
+                    str(self.work / "hosts" / name), "--stop", str(self.work / "stop"),
+                    "--limit", str(self.limit)]
             self.hosts.append(subprocess.Popen(argv, start_new_session=True))
 
     def stop_hosts(self, grace: float = STOP_GRACE) -> None:
@@ -106,6 +109,16 @@ class Soak:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+    def down_mails(self) -> int:
+        """``control-tool check`` lines of the hosts that exited 75 (site down: cron mails
+        the holder) since the last call."""
+        mails = [c for c in self.commands()
+                 if "control-tool" in c["command"] and " check" in c["command"]
+                 and c["rc"] == 75]
+        new = len(mails) - self.mails_seen
+        self.mails_seen = len(mails)
+        return max(0, new)
 
     def commands(self) -> list[dict[str, Any]]:
         """Every command the hosts ran, in order of start."""
@@ -178,13 +191,14 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
          quiet: bool) -> None:
     """Each fault at its time (later if the one before held the injector), then wait
     until the campaign settles or the deadline passes. A dropped submit answer or a cut
-    that took the masters gets the one human action: ``control-tool start``."""
+    that took the masters gets the one human action: ``control-tool start``; so does a
+    cron mail from ``control-tool check`` saying the site is down (:func:`tend`)."""
     for fault in schedule:
         if time.monotonic() > deadline - 60:  # leave the campaign time to drain
             break
-        delay = injector.t0 + fault.at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        while time.monotonic() < injector.t0 + fault.at:
+            tend(soak, injector, quiet)
+            time.sleep(min(3.0, max(0.0, injector.t0 + fault.at - time.monotonic())))
         event = injector.play(fault)
         if fault.kind is Kind.CUT and soak.link_down():
             injector.human_start()  # the cut took the masters: one token
@@ -192,10 +206,10 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
             state = "done" if event.done else "armed" if fault.kind is Kind.DROP else "MISSED"
             print(f"# t+{event.at:6.1f}s {event.kind.value} {event.target} {state}: "
                   f"{event.detail}", flush=True)
-        after_drops(soak, injector, quiet)
+        tend(soak, injector, quiet)
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        after_drops(soak, injector, quiet)
+        tend(soak, injector, quiet)
         now = progress(soak.db)
         if now != last:
             last, since = now, time.monotonic()
@@ -204,16 +218,21 @@ def play(soak: Soak, injector: Injector, schedule: list[Any], deadline: float,
         time.sleep(3)
 
 
-def after_drops(soak: Soak, injector: Injector, quiet: bool) -> None:
-    """Record the submit answers dropped since the last look; the connection each one
-    took is opened again by the human (``control-tool start``) when the link is down."""
+def tend(soak: Soak, injector: Injector, quiet: bool) -> None:
+    """What the key-card holder does between faults: record the submit answers dropped
+    since the last look, and read the cron mail: when a host's ``control-tool check``
+    exited 75 (site down) since the last look, or a dropped answer took the connection,
+    and the site is still down, type ``control-tool start`` and one token."""
     new = injector.collect_drops()
-    if not new:
-        return
-    if not quiet:
+    if new and not quiet:
         for event in injector.events[-new:]:
             print(f"# t+{event.at:6.1f}s drop done: {event.detail}", flush=True)
-    if soak.link_down():
+    mails = soak.down_mails()
+    if (new or mails) and soak.link_down():
+        if not quiet:
+            why = f"{mails} cron mail(s) 'site down'" if mails else "dropped answer"
+            print(f"# t+{time.monotonic() - injector.t0:6.1f}s start after {why}",
+                  flush=True)
         injector.human_start()
 
 
@@ -262,10 +281,12 @@ def arguments() -> Any:
     ap.add_argument("--exposures", type=int, default=6)
     ap.add_argument("--chips", type=int, default=4)
     ap.add_argument("--poison", type=int, default=1, help="exposures with one spoilt image")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="components per run (definebyquery --limit; 0: the crontab's)")
     ap.add_argument("--lease", type=int, default=20, help="[database] lease_seconds")
     ap.add_argument("--max-attempts", type=int, default=2)
     ap.add_argument("--db", default=os.environ.get("RB_TEST_PG_URL", ""))
-    ap.add_argument("--window", type=float, default=0.35,
+    ap.add_argument("--window", type=float, default=0.3,
                     help="part of the wall time the faults are scheduled in")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--schedule-only", action="store_true")
@@ -290,7 +311,7 @@ def main() -> int:
     # a timeout's SIGTERM must still stop the hosts and heal the site (finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     soak = Soak(Path(tempfile.mkdtemp(prefix="rb-soak-")), a.db, site_status(), a.lease,
-                a.max_attempts)
+                a.max_attempts, a.limit)
     poisoned = prepare_database(a.db, soak.work / "survey", a.exposures, a.chips, a.poison)
     soak.write_config()
     injector = Injector(SITE, soak.start_masters, lambda: [p.pid for p in soak.hosts])
@@ -326,16 +347,27 @@ def main() -> int:
     if wall > a.minutes * 60:
         failures.append(f"wall time {wall:.0f}s over the {a.minutes * 60:.0f}s budget")
     if failures:
-        out.note(f"FAILED (seed {a.seed}): " + " | ".join(failures))
-        for line in last_events(a.db):
-            out.note(line)
-        print(f"soak failed: seed {a.seed}", file=sys.stderr)
+        report_failure(out, a.seed, failures, last_events(a.db), soak.commands())
     subprocess.run([str(BIN / "control-tool"), "--config", str(soak.cfg), "stop"],
                    capture_output=True, check=False)
     if not a.keep:
         shutil.rmtree(soak.work, ignore_errors=True)
         shutil.rmtree(soak.control, ignore_errors=True)
     return 0
+
+
+def report_failure(out: Report, seed: int, failures: list[str], events: list[str],
+                   commands: list[dict[str, Any]]) -> None:
+    """What failed, the last history lines of each run and the last cron commands that
+    exited non-zero: as notes in table mode, on stderr always (``--json`` keeps stdout
+    one figure per line), so a failing soak in a test log names its seed and evidence."""
+    lines = [f"FAILED (seed {seed}): " + " | ".join(failures), *events]
+    lines += [f"{c['host']} rc={c['rc']} {c['command'][-60:]}: {c['err'][-160:]}"
+              for c in [c for c in commands if c["rc"] != 0][-10:]]
+    for line in lines:
+        out.note(line)
+        print(line, file=sys.stderr)
+    print(f"soak failed: seed {seed}", file=sys.stderr)
 
 
 def figures(out: Report, rep: Any, injector: Injector, kinds: list[Kind], manual: int,

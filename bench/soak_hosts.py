@@ -1,5 +1,6 @@
 """One soak "host": the shipped crontab (ops/crontab.example) run by the campaign
-driver (tests/support/campaign.py), one simulated minute after another, in real time.
+driver (tests/support/campaign.py), one simulated minute after another, in real time
+(the lines of a minute one after another, then ``--tick`` seconds of sleep).
 
 Run as its own process (``python bench/soak_hosts.py --name A --config C --label L
 --state DIR --stop FILE``) in its own session, so that each host has its own process
@@ -34,6 +35,9 @@ from tests.support.campaign import (  # noqa: E402
     shell_runner,
 )
 
+CRONTAB_LIMIT = 2000
+"""The crontab's ``definebyquery --limit`` (replaced by ``--limit`` when given)."""
+
 
 def advance_line(label: str) -> CronLine:
     """The pipeline's own periodic advance (it defines the next stage's runs)."""
@@ -67,10 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--name", "--config", "--label", "--state", "--stop"):
         ap.add_argument(name, required=True)
     ap.add_argument("--tick", type=float, default=0.5, help="real seconds between minutes")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="components per run for definebyquery (0: the crontab's own)")
     a = ap.parse_args(argv)
     state = Path(a.state)
     state.mkdir(parents=True, exist_ok=True)
-    tab = Crontab.parse(CRONTAB.read_text(), replace={"PV3": a.label})
+    replace = {"PV3": a.label}
+    if a.limit:
+        replace[f"--limit {CRONTAB_LIMIT}"] = f"--limit {a.limit}"
+    tab = Crontab.parse(CRONTAB.read_text(), replace=replace)
+    if a.limit and not any(f"--limit {a.limit} " in c.command + " " for c in tab.lines):
+        raise SystemExit(f"soak host: no 'definebyquery --limit {CRONTAB_LIMIT}' in {CRONTAB}")
     tab = tab.with_line(advance_line(a.label))
     env = cron_env(tab, {"RB": str(Path(sys.executable).parent),
                          "REMOTEBRIDGE_CONFIG": a.config,
