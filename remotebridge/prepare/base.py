@@ -229,12 +229,10 @@ class PlanBuilder:
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
         stamps = self._stamps
-
-        def batch(paths: list[str]) -> dict[str, str]:
-            return digests.stamped_digests((p, stamps[p]) for p in paths)
-
         try:  # a batch at a time: the digests of a big run are never all in memory
-            self.plan.inputs = self.plan.inputs.with_digests(batch)
+            with digests.batches() as lookup:
+                self.plan.inputs = self.plan.inputs.with_digests(
+                    lambda paths: lookup((p, stamps[p]) for p in paths))
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None
