@@ -427,12 +427,22 @@ def atomic_write(path: Path, text: FileText, mode: int = 0o644) -> None:
 
 
 def write_files(folder: Path, files: Mapping[str, FileText]) -> None:
-    """Write ``files`` (relative name -> text) into the new folder ``folder``, in order.
+    """Write ``files`` (relative name -> text) into ``folder``, each atomically, in order."""
+    made: set[Path] = set()
+    for name, text in files.items():
+        path = folder / name
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        atomic_write(path, text, 0o755 if name in EXECUTABLE else 0o644)
 
-    Each file is created and written in place: ``folder`` is a staging folder that
-    :func:`write_folder` publishes by one rename and removes on any failure, so a
-    temporary file and a rename per file (thousands of home and chunk files in a big
-    run) would add nothing but their cost."""
+
+def _write_staged(folder: Path, files: Mapping[str, FileText]) -> None:
+    """:func:`write_files` into the new staging folder of :func:`write_folder`.
+
+    Each file is created and written in place: the staging folder is published by one
+    rename and removed on any failure, so a temporary file and a rename per file
+    (thousands of home and chunk files in a big run) would add nothing but their cost."""
     made: set[str] = set()
     for name, text in files.items():
         path = os.path.join(folder, name)
@@ -463,7 +473,7 @@ def write_folder(target: Path, files: Mapping[str, FileText]) -> Path:
     staging = target.parent / f".{target.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        write_files(staging, files)
+        _write_staged(staging, files)
         _publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
