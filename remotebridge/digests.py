@@ -16,11 +16,12 @@ the inputs that still exist.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -114,22 +115,42 @@ def stamped_digests(files: Iterable[tuple[str, Stamp]],
     """:func:`digests` of files the caller has just stat'ed (path and its stamp; prepare
     stats every input for its size already: a second stat would cost as much as
     reading a small file)."""
-    stamps = dict(files)
+    with batches(cache) as lookup:
+        return lookup(files)
+
+
+@contextmanager
+def batches(cache: Path | None = None) -> Iterator[Callable[[Iterable[tuple[str, Stamp]]],
+                                                             dict[str, str]]]:
+    """:func:`stamped_digests` for many batches of files on one opening of the cache:
+    yields the function that digests one batch. The new digests of every batch are
+    committed together when the block ends (a commit syncs the cache file to disk: one
+    per batch of a big prepare cost more than the inserts), then the day's pruning
+    pass runs. A block left by an exception stores nothing (a cache: next time hashes
+    again)."""
     with _open(cache if cache is not None else default_cache()) as conn:
-        known = _lookup(conn, stamps) if conn is not None else {}
-        out, new = {}, []
-        settled = time.time_ns() - SETTLE_NS
-        for path, stamp in stamps.items():
-            digest = known.get(path)
-            if digest is None:
-                digest = file_sha256(path)
-                if stamp[1] < settled:
-                    new.append((path, *stamp, digest))
-            out[path] = digest
+        yield functools.partial(_batch, conn)
         if conn is not None:
-            if new:
-                _store(conn, new)
+            _commit(conn)
             prune(conn)
+
+
+def _batch(conn: sqlite3.Connection | None,
+           files: Iterable[tuple[str, Stamp]]) -> dict[str, str]:
+    """The digests of one batch; the new ones inserted in ``conn``'s open transaction."""
+    stamps = dict(files)
+    known = _lookup(conn, stamps) if conn is not None else {}
+    out, new = {}, []
+    settled = time.time_ns() - SETTLE_NS
+    for path, stamp in stamps.items():
+        digest = known.get(path)
+        if digest is None:
+            digest = file_sha256(path)
+            if stamp[1] < settled:
+                new.append((path, *stamp, digest))
+        out[path] = digest
+    if conn is not None and new:
+        _store(conn, new)
     return out
 
 
@@ -169,11 +190,18 @@ def _select(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, int, 
 
 
 def _store(conn: sqlite3.Connection, rows: list[tuple[str, int, int, str]]) -> None:
+    """Insert in the open transaction (committed by :func:`_commit`)."""
     try:
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?)", rows)
+        conn.executemany("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?)", rows)
     except sqlite3.Error:
-        pass  # a cache, not a record: next time hashes again
+        conn.rollback()  # a cache, not a record: next time hashes again
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        conn.commit()
+    except sqlite3.Error:
+        conn.rollback()
 
 
 def prune(conn: sqlite3.Connection, *, now: float | None = None, force: bool = False,

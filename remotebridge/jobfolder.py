@@ -437,6 +437,34 @@ def write_files(folder: Path, files: Mapping[str, FileText]) -> None:
         atomic_write(path, text, 0o755 if name in EXECUTABLE else 0o644)
 
 
+def _write_staged(folder: Path, files: Mapping[str, FileText]) -> None:
+    """:func:`write_files` into the new staging folder of :func:`write_folder`.
+
+    Each file is created and written in place: the staging folder is published by one
+    rename and removed on any failure, so a temporary file and a rename per file
+    (thousands of home and chunk files in a big run) would add nothing but their cost."""
+    made: set[str] = set()
+    for name, text in files.items():
+        path = os.path.join(folder, name)
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        _write_new(path, text, 0o755 if name in EXECUTABLE else 0o644)
+
+
+def _write_new(path: str, text: FileText, mode: int) -> None:
+    """Create ``path`` (it must not exist) with exactly ``mode`` and write ``text``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20) as fh:
+        os.fchmod(fd, mode)  # as atomic_write: the mode whatever the umask
+        if isinstance(text, str):
+            fh.write(text)
+        else:
+            for piece in text.pieces():
+                fh.write(piece)
+
+
 def write_folder(target: Path, files: Mapping[str, FileText]) -> Path:
     """Write ``files`` as the folder ``target``, published by one rename: they go to
     ``.<name>.staging-<pid>/`` first; a folder already at ``target`` is moved aside and
@@ -445,7 +473,7 @@ def write_folder(target: Path, files: Mapping[str, FileText]) -> Path:
     staging = target.parent / f".{target.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        write_files(staging, files)
+        _write_staged(staging, files)
         _publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

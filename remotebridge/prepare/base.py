@@ -196,6 +196,20 @@ class PlanBuilder:
         self.plan.out_dirs.add(remote.rpartition("/")[0] or "/")
         return remote
 
+    def outputs(self, base: str, suffixes: tuple[str, ...], component: int) -> list[str]:
+        """``[output(base + s, component) for s in suffixes]``: a command's products, which
+        differ only by their suffix (no ``/``), share one folder, translated once."""
+        if "://" in base or not suffixes or any("/" in s or not s for s in suffixes):
+            return [self.output(base + s, component) for s in suffixes]
+        first = self.output(base + suffixes[0], component)
+        remote_base = first[:len(first) - len(suffixes[0])]
+        out, add = [first], self.plan.outputs.add
+        for suffix in suffixes[1:]:
+            remote = remote_base + suffix
+            add(remote, check_name(base + suffix, component), True, component)
+            out.append(remote)
+        return out
+
     def command(self, component: int, argv: list[str], *, threads: int, cost: float,
                 log: str = "") -> Task:
         """Add one science command (cmd phase)."""
@@ -229,12 +243,10 @@ class PlanBuilder:
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""
         stamps = self._stamps
-
-        def batch(paths: list[str]) -> dict[str, str]:
-            return digests.stamped_digests((p, stamps[p]) for p in paths)
-
         try:  # a batch at a time: the digests of a big run are never all in memory
-            self.plan.inputs = self.plan.inputs.with_digests(batch)
+            with digests.batches() as lookup:
+                self.plan.inputs = self.plan.inputs.with_digests(
+                    lambda paths: lookup((p, stamps[p]) for p in paths))
         except OSError as exc:
             raise PrepareError(f"input file cannot be read at home: {exc.strerror}",
                                path=str(exc.filename), fault=FAULT_MISSING_INPUT) from None

@@ -32,6 +32,8 @@ from remotebridge.prepare.plan import HomeRecord, Plan
 DETREND_TYPES = ["bias", "dark", "flat", "mask"]
 ROWS_PER_BATCH = 5000
 """Chip images fetched from the database at a time."""
+PRODUCTS = (".fits", ".stats.json", ".log")
+"""A command's products: ``<base><suffix>``, in the outputs manifest in this order."""
 CHIP_STATS = ["bg", "bg_stdev", "n_stars", "fwhm", "dtime_script", "hostname"]
 
 
@@ -71,8 +73,7 @@ class ChipStage(StageBase):
             seen.add(chip_id)
             detrends = self._detrends(b, catalogue, chip_id, class_id, filt, dateobs)
             base = product_base(workdir, exp_name, f"{exp_name}.{class_id}.ch")
-            out, stats = b.output(base + ".fits", chip_id), b.output(base + ".stats.json", chip_id)
-            log = b.output(base + ".log", chip_id)
+            out, stats, log = b.outputs(base, PRODUCTS, chip_id)
             argv = [b.python, prog, "--raw", b.input(uri, chip_id), *detrends,
                     "--out", out, "--stats", stats, "--threads", str(threads)]
             b.command(chip_id, argv, threads=threads, cost=cost, log=log)

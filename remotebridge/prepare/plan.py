@@ -21,6 +21,7 @@ import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 from remotebridge.jobfolder import INPUTS, OUTPUTS, Area, InputLine, OutputLine
@@ -332,8 +333,9 @@ class HomeMap:
         elif stage_id < self._newest:  # an earlier component again, after a later one
             self._in_order = False
         where.append(len(self._spool))
-        self._spool.append_encoded(json_line(record.record()))
-        self._expected.append_encoded(json_line(record.expected(stage_id)))
+        line, expected = _home_lines(stage_id, record)
+        self._spool.append_encoded(line)
+        self._expected.append_encoded(expected)
 
     def expected_lines(self) -> Iterator[str]:
         """The lines of expected.jsonl: every record by component (in id order)."""
@@ -391,6 +393,32 @@ class HomeMap:
         if where[-1] - where[0] + 1 == len(where):
             return self._spool.text(where[0], len(where))
         return (line + "\n" for line in self.lines(stage_id))
+
+
+_FROM_STATS: dict[tuple[str, ...], str] = {}
+"""The JSON of each ``from_stats`` list met (a stage passes the same list every time)."""
+
+
+def _home_lines(stage_id: int, record: HomeRecord) -> tuple[str, str]:
+    """``json_line(record.record())`` and ``json_line(record.expected(stage_id))``, the
+    same texts, with the parts they share (table, key) and the stage's ``from_stats``
+    list encoded once (one call per command of a big run)."""
+    table, stats, from_stats = record.table, record.stats, record.from_stats
+    if type(table) is not str or type(stats) is not str or type(from_stats) is not list \
+            or type(stage_id) is not int:
+        return json_line(record.record()), json_line(record.expected(stage_id))
+    try:
+        names = tuple(from_stats)
+        listed = _FROM_STATS.get(names)
+    except TypeError:  # not all hashable: not plain names either
+        return json_line(record.record()), json_line(record.expected(stage_id))
+    if listed is None:
+        listed = _FROM_STATS[names] = json_line(from_stats)
+    name, key, values = _json_str(table), json_line(record.key), record.values
+    fixed = json_line({k: v for k, v in values.items() if isinstance(v, str)})
+    return (f'{{"table": {name}, "key": {key}, "values": {json_line(values)}, '
+            f'"stats": {_json_str(stats)}, "from_stats": {listed}}}',
+            f'{{"stage_id": {stage_id}, "table": {name}, "key": {key}, "fixed": {fixed}}}')
 
 
 @dataclass(frozen=True)
