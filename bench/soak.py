@@ -110,6 +110,14 @@ class Soak:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
+    def check_hosts(self) -> None:
+        """Stop the soak (SystemExit naming the host) when a host's loop has ended before
+        the stop file: a soak without its cron would measure nothing."""
+        for p in self.hosts:
+            if p.poll() is not None and not (self.work / "stop").exists():
+                raise SystemExit(f"soak: host process {p.args[3]} exited with {p.returncode} "
+                                 "(its error is above)")
+
     def down_mails(self) -> int:
         """``control-tool check`` lines of the hosts that exited 75 (site down: cron mails
         the holder) since the last call."""
@@ -223,6 +231,7 @@ def tend(soak: Soak, injector: Injector, quiet: bool) -> None:
     since the last look, and read the cron mail: when a host's ``control-tool check``
     exited 75 (site down) since the last look, or a dropped answer took the connection,
     and the site is still down, type ``control-tool start`` and one token."""
+    soak.check_hosts()
     new = injector.collect_drops()
     if new and not quiet:
         for event in injector.events[-new:]:

@@ -47,7 +47,7 @@ CUT_HOLD = (2.0, 6.0)
 SLURMCTLD_HOLD = (2.0, 6.0)
 SLURMD_HOLD = (2.0, 5.0)
 EXPIRE_HOLD = (1.0, 4.0)
-KILL_SEARCH = 10.0
+KILL_SEARCH = 20.0  # seconds to find a running command (an empty tick lives ~0.2 s)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class Injector:
                 wanted = fault.target in argv or (late and any(v in argv for v in KILL_VERBS))
                 if wanted and _kill(pid, signal.SIGKILL):
                     return True, f"pid {pid}: {' '.join(argv[-3:])}"
-            time.sleep(0.05)
+            time.sleep(0.01)
         return False, "no exec, poll or prepare ran"
 
     def _do_drop(self, fault: Fault) -> tuple[bool, str]:

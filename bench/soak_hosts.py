@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     replace = {"PV3": a.label}
     if a.limit:
         replace[f"--limit {CRONTAB_LIMIT}"] = f"--limit {a.limit}"
-    tab = Crontab.parse(CRONTAB.read_text(), replace=replace)
-    if a.limit and not any(f"--limit {a.limit} " in c.command + " " for c in tab.lines):
+    text = CRONTAB.read_text()
+    if a.limit and f"--limit {CRONTAB_LIMIT}" not in text:
         raise SystemExit(f"soak host: no 'definebyquery --limit {CRONTAB_LIMIT}' in {CRONTAB}")
+    tab = Crontab.parse(text, replace=replace)
     tab = tab.with_line(advance_line(a.label))
     env = cron_env(tab, {"RB": str(Path(sys.executable).parent),
                          "REMOTEBRIDGE_CONFIG": a.config,
