@@ -19,10 +19,11 @@ state ``new``.
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from remotebridge.db.pipeline import (
@@ -195,8 +196,18 @@ class AdvanceSummary:
     stack_runs: list[int] = field(default_factory=list)
 
 
+def _lock_label(session: Session, label: str) -> None:
+    """Serialise advances of one label until the transaction ends. Two hosts' cron
+    lines advance at the same minute; under PostgreSQL's READ COMMITTED both would see
+    "no camRun yet" and queue one each (SQLite's write transactions are serial already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"demo-advance:{label}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def advance_label(session: Session, label: str) -> AdvanceSummary:
     """Queue cam, warp and stack runs for everything of ``label`` that is ready."""
+    _lock_label(session, label)
     out = AdvanceSummary()
     have_cam = select(CamRun.chip_id)
     chips = session.scalars(select(ChipRun).where(

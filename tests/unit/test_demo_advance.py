@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,28 @@ def test_advance_label_chains_everything(engine: Engine) -> None:
     assert second.cam_runs == [] and len(second.warp_runs) == 4
     with read_session(engine) as s:
         assert s.scalar(select(func.count()).select_from(StackRun)) == 0
+
+
+def test_two_hosts_advancing_at_once_queue_each_run_once(db_url: str, tmp_path: Path) -> None:
+    """Two cron hosts run ``demo advance`` at the same moment: each finished chipRun gets
+    one camRun, not one per host (on PostgreSQL, READ COMMITTED lets both see "no camRun
+    yet" unless the label is locked; a duplicated camRun lists its products twice)."""
+    eng = make_engine(db_url)
+    init_survey(eng, tmp_path / "survey", exposures=4, chips=4, size=64)
+    _finish(eng, ChipRun)
+    found: dict[str, list[int]] = {}
+
+    def other_host() -> None:
+        with write_session(eng) as b:
+            found["cams"] = advance_label(b, "demo").cam_runs
+
+    with write_session(eng) as a:
+        assert len(advance_label(a, "demo").cam_runs) == 4
+        host = threading.Thread(target=other_host)
+        host.start()
+        host.join(1.0)  # the other host's transaction runs while ours is still open
+    host.join(30)
+    with read_session(eng) as s:
+        per_chip = s.execute(select(CamRun.chip_id, func.count()).group_by(CamRun.chip_id)).all()
+    eng.dispose()
+    assert found["cams"] == [] and sorted(n for _, n in per_chip) == [1, 1, 1, 1]
