@@ -25,9 +25,8 @@ from sqlalchemy.engine import make_url
 from remotebridge.db.engine import make_engine
 from remotebridge.db.migrate import upgrade
 from tests.site.fixtures import site_alone, test_site  # noqa: F401 - fixtures for every folder
-from tests.support.db import truncate_pg
+from tests.support.db import PG_ADMIN_URL, truncate_pg
 
-PG_ADMIN_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 SITE_FOLDERS = ("site", "integration")

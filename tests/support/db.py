@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, text
@@ -9,6 +10,9 @@ from sqlalchemy import Engine, insert, text
 from remotebridge.db import Base
 from remotebridge.db.engine import make_engine
 from remotebridge.db.pipeline import ChipRun, RawExp
+
+PG_ADMIN_URL = os.environ.get("RB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL server the tests make their databases on (trust auth)."""
 
 
 def add_chipruns(engine: Engine, label: str, count: int, *, start: int = 1,

@@ -6,10 +6,6 @@ exec or poll machinery, Jinja2 or rich
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,21 +16,11 @@ from remotebridge.db.base import utcnow
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.due import pending_due, poll_due
 from tests.support.poll_runs import config
+from tests.support.tick_probe import probe
 
 HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich", "paramiko", "remotebridge.transfer",
          "remotebridge.exec", "remotebridge.poll", "remotebridge.prepare", "remotebridge.ssh",
          "remotebridge.db")
-PROBE = """
-import json, sys
-from remotebridge.cli.remotetool import main
-try:
-    main(sys.argv[1:], prog_name="remotetool")
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted({{m for m in sys.modules for h in {heavy!r} if m == h or m.startswith(h + ".")}})
-print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
-"""
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _runs(engine: Engine, *states: tuple[str, int]) -> None:
@@ -48,17 +34,8 @@ def _runs(engine: Engine, *states: tuple[str, int]) -> None:
 
 
 def _probe(db_url: str, tmp: Path, args: list[str]) -> dict[str, object]:
-    cfg = tmp / "rb.toml"
-    cfg.write_text('[site.demo]\nkind = "local"\nscheduler = "local"\n'
-                   f'local_root = "{tmp}/remote"\npoll_interval = 600\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp / "xc"),
-           "XDG_DATA_HOME": str(tmp / "xd")}
-    src = PROBE.format(heavy=HEAVY)
-    proc = subprocess.run([sys.executable, "-c", src, "--db", db_url, "--config", str(cfg),
-                           "--json", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-    got = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert json.loads(proc.stdout) == [], proc.stdout
+    got, out = probe(db_url, tmp, args, HEAVY, site_extra="poll_interval = 600\n")
+    assert out == [], out
     return got
 
 

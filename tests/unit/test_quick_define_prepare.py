@@ -5,10 +5,6 @@ path selects, leave every error to the full path, and load none of SQLAlchemy.""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +20,10 @@ from remotebridge.define import ready_query
 from remotebridge.quickdb import Due
 from tests.support.db import add_chipruns
 from tests.support.poll_runs import raw_config
+from tests.support.tick_probe import probe
 
-ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("sqlalchemy", "alembic", "jinja2", "rich", "remotebridge.prepare",
          "remotebridge.define", "remotebridge.db")
-PROBE = """
-import json, sys
-from remotebridge.cli.remotetool import main
-try:
-    main(sys.argv[1:], prog_name="remotetool")
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted({{m for m in sys.modules for h in {heavy!r} if m == h or m.startswith(h + ".")}})
-print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
-"""
-
-
 def _config(tmp: Path, db_url: str) -> cfgmod.Config:
     return cfgmod.build(raw_config(tmp), db_override=db_url)
 
@@ -99,16 +83,7 @@ def test_prepare_due_agrees_with_the_full_path(engine: Engine, db_url: str,
 
 
 def _probe(db_url: str, tmp: Path, args: list[str]) -> tuple[dict[str, Any], Any]:
-    cfg = tmp / "rb.toml"
-    cfg.write_text('[site.demo]\nkind = "local"\nscheduler = "local"\n'
-                   f'local_root = "{tmp}/remote"\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp / "xc"),
-           "XDG_DATA_HOME": str(tmp / "xd")}
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "--db", db_url,
-                           "--config", str(cfg), "--json", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
-    return (json.loads(proc.stderr.strip().splitlines()[-1]),
-            json.loads(proc.stdout) if proc.stdout.strip() else None)
+    return probe(db_url, tmp, args, HEAVY)
 
 
 def test_empty_ticks_import_nothing_heavy_and_print_what_the_full_path_prints(
