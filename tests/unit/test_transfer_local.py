@@ -311,3 +311,48 @@ def test_interrupt_stops_the_other_workers(tmp_path: Path) -> None:
         push(links(tmp_path, 2), files, bundle_bytes=5_000, jobs_per_link=1, progress=stop)
     # the others finished their bundle in flight and took no new one
     assert sum(Path(f.remote).exists() for f in files) < len(files) // 2
+
+
+def test_the_push_stream_is_a_tar_that_tar_reads(tmp_path: Path) -> None:
+    """The push stream (headers by tarfile, data by sendfile) is a well-formed archive:
+    GNU tar lists it and Python's tarfile gives back every byte; odd names survive."""
+    import subprocess
+    import tarfile
+
+    from remotebridge.transfer.push import _tarinfo, _TarStream
+
+    names = ["a.fits", "b c'd.txt", "-lead", "x" * 120, "empty"]
+    sizes = [70000, 513, 512, 3, 0]
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = tmp_path / "s.tar"
+    with open(archive, "wb") as out:
+        tar = _TarStream(out.fileno(), None)
+        for name, size in zip(names, sizes, strict=True):
+            (src / name).write_bytes(os.urandom(size))
+            with open(src / name, "rb") as f:
+                spec = FileSpec(str(src / name), f"/dest/{name}", size)
+                tar.add(_tarinfo(spec, os.fstat(f.fileno())), f.fileno())
+        tar.close()
+    assert archive.stat().st_size % tarfile.RECORDSIZE == 0
+    listed = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert listed == [f"dest/{n}" for n in names]
+    with tarfile.open(archive) as tf:
+        for name in names:
+            member = tf.extractfile(f"dest/{name}")
+            assert member is not None and member.read() == (src / name).read_bytes()
+
+
+def test_a_file_that_shrinks_while_it_is_sent_is_refused(tmp_path: Path) -> None:
+    from remotebridge.errors import TransferError
+    from remotebridge.transfer.push import _tarinfo, _TarStream
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    with open(path, "rb") as f, open(tmp_path / "s.tar", "wb") as out:
+        st = os.fstat(f.fileno())
+        path.write_bytes(b"x" * 100)  # truncated after the header's size was taken
+        with pytest.raises(TransferError, match="shrank"):
+            _TarStream(out.fileno(), None).add(
+                _tarinfo(FileSpec(str(path), "/d/f", 5000), st), f.fileno())
