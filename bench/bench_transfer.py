@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import shlex
 import shutil
@@ -134,18 +135,20 @@ def baseline_mode(name: str, link: OpenSSHLink, src: Path, work: Path,
     q = shlex.quote
     if name == "scp-each":
         t_push = timed(lambda: scp_each(link, [(str(p), f"{host}:{remote}/{p.parent.name}/"
-                                                f"{p.name}") for p in files]))
+                                                f"{p.name}") for p in files]), f"{name} push")
         t_pull = timed(lambda: scp_each(link, [(f"{host}:{remote}/{p.parent.name}/{p.name}",
                                                 str(back / p.parent.name / p.name))
-                                               for p in files]))
+                                               for p in files]), f"{name} pull")
     elif name == "rsync":
-        t_push = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{src}/", f"{host}:{remote}/"]))
-        t_pull = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{host}:{remote}/", f"{back}/"]))
+        t_push = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{src}/", f"{host}:{remote}/"]),
+                       f"{name} push")
+        t_pull = timed(lambda: sh(["rsync", "-a", "-e", rsh, f"{host}:{remote}/", f"{back}/"]),
+                       f"{name} pull")
     else:  # tar-ssh: tar -c | ssh tar -x, and back
         t_push = timed(lambda: sh(f"tar -C {q(str(src))} -cf - . | {rsh} {q(host)} "
-                                  f"{q('tar -xf - -C ' + q(remote))}"))
+                                  f"{q('tar -xf - -C ' + q(remote))}"), f"{name} push")
         t_pull = timed(lambda: sh(f"{rsh} {q(host)} {q('tar -cf - -C ' + q(remote) + ' .')} "
-                                  f"| tar -xf - -C {q(str(back))}"))
+                                  f"| tar -xf - -C {q(str(back))}"), f"{name} pull")
     for p in files[:: max(1, len(files) // 25)]:
         assert sha(p) == sha(back / p.parent.name / p.name), f"{name}: {p.name} differs"
     link.run(["rm", "-rf", "--", remote])
@@ -153,12 +156,31 @@ def baseline_mode(name: str, link: OpenSSHLink, src: Path, work: Path,
     return t_push, t_pull
 
 
-def timed(fn: Callable[[], object]) -> float:
+BUSY: dict[str, float] = {}
+"""Per "mode way": the share of the machine's CPU time that was busy while it ran."""
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def timed(fn: Callable[[], object], key: str = "") -> float:
+    """Seconds ``fn`` took (exits if it reports failed files); with ``key``, also the
+    machine's CPU busy share during it into :data:`BUSY` (on the test site the front
+    ends, the DMZ and both ssh hops run on these cores too)."""
+    busy0, total0 = cpu_ticks()
     start = time.monotonic()
     result = fn()
     failed = getattr(result, "failed", None)
     if failed:
         sys.exit(f"transfer failed: {getattr(result, 'errors', [])[:3]}")
+    busy1, total1 = cpu_ticks()
+    if key:
+        BUSY[key] = (busy1 - busy0) / max(1, total1 - total0)
     return time.monotonic() - start
 
 
@@ -175,11 +197,11 @@ def run_mode(name: str, links: list[OpenSSHLink], files: list[tuple[Path, int]],
     opts = {"bundle_bytes": args.bundle_mb * 1_000_000, "jobs_per_link": args.jobs}
     use = links[:1] if name != "bundles-3fe" else links
     if name == "one-by-one":
-        t_push = timed(lambda: one_by_one_push(use[0], up))
-        t_pull = timed(lambda: one_by_one_pull(use[0], down))
+        t_push = timed(lambda: one_by_one_push(use[0], up), f"{name} push")
+        t_pull = timed(lambda: one_by_one_pull(use[0], down), f"{name} pull")
     else:
-        t_push = timed(lambda: push(use, up, **opts))
-        t_pull = timed(lambda: pull(use, down, **opts))
+        t_push = timed(lambda: push(use, up, **opts), f"{name} push")
+        t_pull = timed(lambda: pull(use, down, **opts), f"{name} pull")
     for u, d in zip(up[:: max(1, len(up) // 25)], down[:: max(1, len(up) // 25)], strict=True):
         assert sha(u.local) == sha(d.local), f"{name}: {d.local} differs"
     links[0].run(["rm", "-rf", "--", remote])
@@ -245,9 +267,13 @@ def main() -> int:
             continue
         for i, way in enumerate(("push", "pull")):
             t, base = rows[mode][i], rows[base_mode][i]
+            cpu = (f"CPU busy {BUSY.get(f'{mode} {way}', 0):.0%} vs "
+                   f"{BUSY.get(f'{base_mode} {way}', 0):.0%} of {os.cpu_count()} cores")
             report.add(figure(f"{name} {way}", total / t, total / base, unit="MB/s",
-                              higher_is_better=True, baseline_is=base_is,
+                              higher_is_better=True, baseline_is=base_is, note=cpu,
                               target=f">= {want:g}x", check=lambda _o, r, w=want: (r or 0) >= w))
+    report.note("CPU busy (all cores, the site's daemons and both ssh hops included): " +
+                ", ".join(f"{k} {v:.0%}" for k, v in BUSY.items()))
     report.note(f"DMZ logins while the transfers ran: {spent} (masters, before: {len(links)}; "
                 "the count is site-wide, so other sessions' logins show up here too)")
     return 0
