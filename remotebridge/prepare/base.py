@@ -38,6 +38,7 @@ from remotebridge.prepare.plan import (
 FAULT_MISSING_INPUT = 11
 FAULT_NO_DETREND = 12
 FAULT_NO_COMPONENTS = 16
+FAULT_PRODUCT_TWICE = 18
 HELPER = jobfolder.HELPER
 LIST_HEADER = jobfolder.LIST.comment + "\n"
 """First line of list files (the demo programs skip lines starting with #)."""
@@ -233,12 +234,30 @@ class PlanBuilder:
         plan = self.plan
         if not plan.tasks.count(Phase.CMD):
             raise PrepareError("run has no commands to prepare", fault=FAULT_NO_COMPONENTS)
+        self._refuse_shared_products()
         self._digest_inputs()
         pre = Task(0, 0, Phase.PRE, [self.python, HELPER, "mkdirs", jobfolder.OUTDIRS.name], 1, 1.0)
         plan.tasks.append(pre)  # the pre phase comes first in the plan
         for stage_id in sorted(plan.home):
             self._post_task(stage_id)
         return plan
+
+    def _refuse_shared_products(self) -> None:
+        """Refuse a plan in which one product is listed twice: the pipeline queued the
+        same work twice (e.g. two stage runs for one exposure); run as it is, one copy
+        would overwrite the other and poll would refuse the job's summary."""
+        twice = self.plan.outputs.listed_twice()
+        if twice:
+            remote, ids = next(iter(twice.items()))
+            who = (f"component {ids[0]} lists it {len(ids)} times" if len(set(ids)) == 1
+                   else "components " + ", ".join(map(str, sorted(set(ids)))) + " all make it")
+            more = f" (and {len(twice) - 1} more products)" if len(twice) > 1 else ""
+            raise PrepareError(f"a product is planned twice: {who}{more}; the pipeline has "
+                               "queued the same work twice", path=remote, component=ids[-1],
+                               fault=FAULT_PRODUCT_TWICE,
+                               hint="drop the duplicate stage run in the pipeline, then "
+                                    "`remotetool cancel` this run: definebyquery takes the "
+                                    "rest again")
 
     def _digest_inputs(self) -> None:
         """Every input's sha256 (cached per path, size and mtime: see remotebridge.digests)."""

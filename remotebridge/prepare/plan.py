@@ -295,17 +295,45 @@ class OutputList(Spool[OutputLine]):
     def __init__(self) -> None:
         super().__init__(_output_line, lambda line: OUTPUTS.parse(line, "(plan)", 0))
         self.permanent = 0
+        self._seen: set[int] = set()
+        """``hash()`` of every remote path so far (a path string each would cost far
+        more memory at 1.8 million outputs)."""
+        self._again: set[int] = set()
+        """Hashes seen twice: a path listed twice, or (rarely) two paths' hashes."""
 
     def append(self, item: OutputLine) -> None:
         """Add one output."""
+        self._note(item.remote)
         super().append(item)
         self.permanent += item.permanent
 
     def add(self, remote: str, local: str, permanent: bool, stage_id: int) -> None:
         """``append(OutputLine(remote, local, permanent, stage_id))`` without making the
         row (three per command of a big run)."""
+        self._note(remote)
         self.append_encoded(f"{remote}\t{local}\t{'1' if permanent else '0'}\t{stage_id}")
         self.permanent += permanent
+
+    def _note(self, remote: str) -> None:
+        key = hash(remote)
+        if key in self._seen:
+            self._again.add(key)
+        else:
+            self._seen.add(key)
+
+    def listed_twice(self) -> dict[str, list[int]]:
+        """``{remote path: the components that list it}`` for every output listed more
+        than once (two components making one product: the job would overwrite one with
+        the other and its summary would name the product twice). Exact: the lines whose
+        hash came twice are compared as text."""
+        if not self._again:
+            return {}
+        found: dict[str, list[int]] = {}
+        for line in self.encoded():
+            remote = line.partition("\t")[0]
+            if hash(remote) in self._again:
+                found.setdefault(remote, []).append(int(line.rpartition("\t")[2]))
+        return {r: ids for r, ids in found.items() if len(ids) > 1}
 
 
 class HomeMap:

@@ -16,12 +16,13 @@ from remotebridge.cli.context import AppContext
 from remotebridge.cli.prepare_cmd import prepare, review
 from remotebridge.db.bridge import RemoteRun
 from remotebridge.db.engine import read_session, write_session
-from remotebridge.db.pipeline import DetrendFile, RawImfile
+from remotebridge.db.pipeline import ChipRun, DetrendFile, RawImfile
 from remotebridge.demo.generate import init_survey
 from remotebridge.errors import IllegalTransition, PrepareError
 from remotebridge.prepare import load_stages, prepare_run
 from remotebridge.prepare.base import validate_dbinfo
 from remotebridge.prepare.chip import ChipStage
+from remotebridge.prepare.plan import OutputList
 from tests.support.demo_runs import VENV_BIN
 from tests.support.prepare_runs import new_run, site_config, stage_remote
 
@@ -97,6 +98,39 @@ def test_missing_input_goes_to_error(demo: tuple[Engine, Path, int]) -> None:
     assert (state, fault) == ("error", 11) and uri in note and "stage_id=1" in note
     with pytest.raises(IllegalTransition):
         prepare_run(engine, site_config(tmp), rid)
+
+
+def test_a_product_planned_twice_is_refused(engine: Engine, tmp_path: Path) -> None:
+    """The pipeline queued one exposure's chip work twice (two chipRuns, same exposure
+    and workdir: the race two hosts' advance once had). Both would write the same
+    products; prepare refuses the run naming both components (fault 18) instead of
+    letting the job overwrite one with the other and poll refuse its summary."""
+    init_survey(engine, tmp_path / "survey", exposures=2, chips=2, size=64)
+    with write_session(engine) as s:
+        first = s.get(ChipRun, 1)
+        assert first is not None
+        s.add(ChipRun(exp_id=first.exp_id, label=first.label, state=first.state,
+                      workdir=first.workdir, data_group=first.data_group, fault=0,
+                      registered=first.registered, end_stage=first.end_stage,
+                      tess_id=first.tess_id))
+    rid = new_run(engine, tmp_path)
+    with pytest.raises(PrepareError, match="a product is planned twice: components 1, 3 "
+                                           "all make it") as exc:
+        prepare_run(engine, site_config(tmp_path), rid)
+    assert exc.value.fault == 18 and exc.value.component == 3 and exc.value.path
+    state, fault, note = state_of(engine, rid)
+    assert (state, fault) == ("error", 18) and exc.value.path in note
+
+
+def test_listed_twice_is_exact_and_names_every_component() -> None:
+    outs = OutputList()
+    for i in range(2000):
+        outs.add(f"/r/p{i}.fits", f"/l/p{i}.fits", True, i)
+    assert outs.listed_twice() == {}
+    outs.add("/r/p7.fits", "/l/p7.fits", True, 9000)
+    outs.add("/r/p7.fits", "/l/p7.fits", True, 9001)
+    outs.add("/r/p8.fits", "/l/p8.fits", False, 8)
+    assert outs.listed_twice() == {"/r/p7.fits": [7, 9000, 9001], "/r/p8.fits": [8, 8]}
 
 
 def test_no_detrend_names_chip(demo: tuple[Engine, Path, int]) -> None:
