@@ -19,7 +19,7 @@ from remotebridge.db.engine import read_session, write_session
 from remotebridge.db.pipeline import ChipRun, DetrendFile, RawImfile
 from remotebridge.demo.generate import init_survey
 from remotebridge.errors import IllegalTransition, PrepareError
-from remotebridge.prepare import load_stages, prepare_run
+from remotebridge.prepare import load_stages, plan, prepare_run
 from remotebridge.prepare.base import validate_dbinfo
 from remotebridge.prepare.chip import ChipStage
 from remotebridge.prepare.plan import OutputList
@@ -122,7 +122,12 @@ def test_a_product_planned_twice_is_refused(engine: Engine, tmp_path: Path) -> N
     assert (state, fault) == ("error", 18) and exc.value.path in note
 
 
-def test_listed_twice_is_exact_and_names_every_component() -> None:
+@pytest.mark.parametrize("bits", [plan.SEEN_BITS, 64])
+def test_listed_twice_is_exact_and_names_every_component(bits: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact whatever the bitmap: with 64 slots nearly every output shares a slot with
+    another, and still only the paths really listed twice are named."""
+    monkeypatch.setattr(plan, "SEEN_BITS", bits)
     outs = OutputList()
     for i in range(2000):
         outs.add(f"/r/p{i}.fits", f"/l/p{i}.fits", True, i)
