@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Select, exists, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from remotebridge.config import Config, data_dir
@@ -24,7 +24,7 @@ from remotebridge.db.bridge import RemoteComponent, RemoteRun
 from remotebridge.db.engine import write_session
 from remotebridge.db.pipeline import STAGE_NEW, STAGE_RUN_TABLES
 from remotebridge.db.statemachine import record
-from remotebridge.errors import NotFoundError, UsageError
+from remotebridge.errors import DatabaseUnavailable, NotFoundError, UsageError
 from remotebridge.states import RunState
 
 
@@ -82,10 +82,33 @@ def define_by_query(
     raise AssertionError("unreachable")
 
 
+LOCK_WAIT_S = 60
+"""How long definebyquery waits for another host defining the same stage and label.
+Cron starts one every few minutes on each host: past this, the other host is doing the
+work, and a queue of waiting commands (a slow database, many overlapping lines) must
+not grow without bound. The loser exits 75 and the next cron round tries again."""
+
+LOCK_NOT_AVAILABLE = "55P03"
+"""PostgreSQL's SQLSTATE for a lock wait cut by ``lock_timeout``."""
+
+
 def _lock(session: Session, stage: str, label: str) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(f"definebyquery:{stage}:{label}".encode())
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE already serialises (and bounds) the writers
+    key = zlib.crc32(f"definebyquery:{stage}:{label}".encode())
+    before = session.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    session.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                    {"t": f"{LOCK_WAIT_S * 1000}ms"})
+    try:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise DatabaseUnavailable(
+            f"another process has been defining {stage} runs of label {label!r} for over "
+            f"{LOCK_WAIT_S} s", hint="nothing to do: the next cron round tries again") from None
+    # the database's own setting again for the rest of the transaction
+    session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": before})
 
 
 def ready_query(stage: str, label: str, limit: int | None) -> Select[Any]:
