@@ -1,9 +1,10 @@
 """definebyquery waits a bounded time for another host defining the same stage and label.
 
 Two hosts' cron lines can overlap; on PostgreSQL the loser waits on a transaction-scoped
-advisory lock. ``lock_timeout`` (PostgreSQL docs, "Client Connection Defaults": it
-applies to any lock wait, advisory locks included) bounds the wait: past it the command
-ends with exit 75 and a one-line reason, and the next cron round tries again.
+advisory lock. ``lock_timeout`` (PostgreSQL docs, "Client Connection Defaults": a
+statement waiting longer than that for a lock is aborted; this test shows it cuts an
+advisory-lock wait) bounds the wait: past it the command ends with exit 75 and a
+one-line reason, and the next cron round tries again.
 """
 
 from __future__ import annotations
